@@ -1,0 +1,165 @@
+//! The record shapes medgrain writes, shared by every stage: a triplet row (image + ROIs + description),
+//! its ROI entries, the generator and QC blocks, and the per-sample error line of `errors.jsonl`.
+//!
+//! Field names follow `shared/SPEC.md` exactly; writers (Parquet, JSON) map these structs one to one.
+
+use serde::{Deserialize, Serialize};
+
+/// Which slice of a volume a 2D sample was cut from (`null` for native 2D images).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceRef {
+    /// "axial" | "coronal" | "sagittal" or an array axis name.
+    pub axis: String,
+    pub index: i32,
+}
+
+/// COCO run-length encoding, compressed string form (`pycocotools.mask.decode` reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskRle {
+    /// `[height, width]`.
+    pub size: [i32; 2],
+    pub counts: String,
+}
+
+/// Physical measurements of an ROI, where spacing (and for CT, HU) is known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Measurements {
+    pub long_axis_mm: Option<f64>,
+    pub short_axis_mm: Option<f64>,
+    pub volume_mm3: Option<f64>,
+    pub mean_hu: Option<f64>,
+    pub std_hu: Option<f64>,
+    pub attenuation: Option<String>,
+}
+
+/// Appearance of an ROI measured against a ring of surrounding pixels. Not in the SPEC row; kept as an
+/// extra column so every textual claim about texture can be traced to a number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Appearance {
+    /// Mean intensity inside the ROI, 0..1 of the display range.
+    pub mean_inside: f64,
+    /// Mean intensity of the surrounding ring, 0..1.
+    pub mean_ring: f64,
+    /// Standard deviation inside the ROI, 0..1.
+    pub std_inside: f64,
+    /// Edge sharpness: contrast across the one-pixel border bands over contrast between interior and ring (0..~1).
+    pub edge_sharpness: f64,
+    /// "brighter" | "darker" | "similar".
+    pub contrast: String,
+    /// "homogeneous" | "heterogeneous".
+    pub texture: String,
+    /// "well-defined" | "ill-defined" | "indistinct".
+    pub margin: String,
+}
+
+/// One region of interest of a triplet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoiRecord {
+    pub label: String,
+    /// The label value in the source mask, when the ROI came from a label map.
+    pub label_id: Option<i32>,
+    pub bbox_xyxy: [i32; 4],
+    pub mask_rle: MaskRle,
+    pub area_px: i64,
+    pub area_fraction: f64,
+    pub centroid_xy: [f32; 2],
+    pub position: String,
+    pub side: Option<String>,
+    pub side_frame: String,
+    pub origin: String,
+    pub score: Option<f64>,
+    pub measurements: Option<Measurements>,
+    pub appearance: Option<Appearance>,
+}
+
+/// A retrieved knowledge passage attached to a sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeRef {
+    pub id: String,
+    pub source: String,
+    pub score: f64,
+    pub text: String,
+}
+
+/// The five MedTrinity sections of a multigranular description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Sections {
+    pub modality: String,
+    pub organ_detection: String,
+    pub roi_analysis: String,
+    pub lesion_texture: String,
+    pub local_global: String,
+}
+
+impl Sections {
+    /// The sections in SPEC order, with their field names.
+    pub fn named(&self) -> [(&'static str, &str); 5] {
+        [
+            ("modality", &self.modality),
+            ("organ_detection", &self.organ_detection),
+            ("roi_analysis", &self.roi_analysis),
+            ("lesion_texture", &self.lesion_texture),
+            ("local_global", &self.local_global),
+        ]
+    }
+}
+
+/// Who wrote the description, with which prompt, at what cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratorInfo {
+    /// "template" | "openai".
+    pub kind: String,
+    pub model: Option<String>,
+    pub prompt_version: String,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub finish_reason: Option<String>,
+}
+
+/// Quality checks on a record; flags are kept, never used to drop a record silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Qc {
+    pub passed: bool,
+    pub flags: Vec<String>,
+}
+
+/// The stored image: PNG bytes plus the source-relative path (the Hugging Face `datasets` Image layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCell {
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+    pub path: String,
+}
+
+/// One triplet row: one image (or one slice of a volume).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripletRecord {
+    pub id: String,
+    pub source: String,
+    pub source_path: String,
+    pub slice: Option<SliceRef>,
+    pub license: Option<String>,
+    pub image: ImageCell,
+    pub width: i32,
+    pub height: i32,
+    pub modality: Option<String>,
+    pub organ: Option<String>,
+    pub diseases: Vec<String>,
+    pub coarse_caption: String,
+    pub rois: Vec<RoiRecord>,
+    pub knowledge: Vec<KnowledgeRef>,
+    pub description: String,
+    pub sections: Sections,
+    pub generator: GeneratorInfo,
+    pub qc: Qc,
+}
+
+/// One line of `errors.jsonl`: a sample that could not be turned into a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    pub source: String,
+    pub source_path: String,
+    /// The stage that failed: "enumerate" | "metadata" | "image" | "mask" | "rois" | "generate" | "write".
+    pub stage: String,
+    pub error: String,
+}

@@ -1,0 +1,165 @@
+//! Regions of interest: connected components of label maps ([`components`]), COCO RLE ([`rle`]), positions in
+//! words ([`position`]) and appearance against surroundings ([`appearance`]); [`rois_2d`] turns a 2D label map
+//! into the ROI entries of a triplet record.
+
+pub mod appearance;
+pub mod components;
+pub mod position;
+pub mod rle;
+
+pub use appearance::AppearanceThresholds;
+pub use components::{group_by_label, label_components, Component, Labeling};
+
+use medgrain_records::RoiRecord;
+
+/// Errors of the ROI layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RoiError {
+    #[error("connectivity {connectivity} is outside 1..={rank} for a rank-{rank} array")]
+    Connectivity { connectivity: usize, rank: usize },
+    #[error("bad shape: {0}")]
+    Shape(String),
+    #[error("bad RLE: {0}")]
+    Rle(String),
+}
+
+/// Whether one ROI is made per connected component or per label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoiUnit {
+    /// One ROI per connected component of each label (lesion masks: label 1 = every lesion).
+    #[default]
+    Component,
+    /// One ROI per label value, all its components together (organ masks).
+    Label,
+}
+
+/// How ROIs are derived from a 2D label map.
+#[derive(Debug, Clone, Copy)]
+pub struct RoiOptions {
+    /// scipy connectivity; 2 (full) by default in 2D.
+    pub connectivity: usize,
+    pub unit: RoiUnit,
+    /// Components smaller than this are ignored (speckle in hand-drawn masks).
+    pub min_area_px: u64,
+    pub thresholds: AppearanceThresholds,
+}
+
+impl Default for RoiOptions {
+    fn default() -> Self {
+        RoiOptions {
+            connectivity: 2,
+            unit: RoiUnit::Component,
+            min_area_px: 1,
+            thresholds: AppearanceThresholds::default(),
+        }
+    }
+}
+
+/// ROI entries for a `height × width` label map (row-major). `luma` (0..1, same size) enables appearance
+/// measurements; `name_of` names a label value. ROIs come ordered by label, then largest first.
+pub fn rois_2d(
+    labels: &[u32],
+    height: usize,
+    width: usize,
+    luma: Option<&[f32]>,
+    name_of: &dyn Fn(u32) -> String,
+    opts: &RoiOptions,
+) -> Result<Vec<RoiRecord>, RoiError> {
+    let labeling = label_components(labels, &[height, width], opts.connectivity)?;
+    let groups = group_by_label(&labeling.components);
+    // Each ROI is a set of component ids.
+    let mut units: Vec<(u32, Vec<u32>)> = Vec::new();
+    for (label, comps) in &groups {
+        let kept: Vec<&&Component> = comps.iter().filter(|c| c.voxels >= opts.min_area_px).collect();
+        match opts.unit {
+            RoiUnit::Component => units.extend(kept.iter().map(|c| (*label, vec![c.id]))),
+            RoiUnit::Label if !kept.is_empty() => units.push((*label, kept.iter().map(|c| c.id).collect())),
+            RoiUnit::Label => {}
+        }
+    }
+    let any_roi: Vec<bool> = labels.iter().map(|&v| v != 0).collect();
+    let total = (height * width) as f64;
+    let mut out = Vec::with_capacity(units.len());
+    for (label, ids) in units {
+        let inside: Vec<bool> = labeling.component_of.iter().map(|c| ids.contains(c)).collect();
+        let (mut n, mut sx, mut sy) = (0i64, 0f64, 0f64);
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for (i, _) in inside.iter().enumerate().filter(|(_, &v)| v) {
+            let (r, c) = (i / width, i % width);
+            n += 1;
+            sx += c as f64;
+            sy += r as f64;
+            x0 = x0.min(c);
+            y0 = y0.min(r);
+            x1 = x1.max(c + 1);
+            y1 = y1.max(r + 1);
+        }
+        let (cx, cy) = (sx / n as f64, sy / n as f64);
+        let appearance = luma.and_then(|l| {
+            let others: Vec<bool> = any_roi.iter().zip(&inside).map(|(&a, &b)| a && !b).collect();
+            appearance::measure(l, height, width, &inside, &others, opts.thresholds)
+        });
+        out.push(RoiRecord {
+            label: name_of(label),
+            label_id: Some(label as i32),
+            bbox_xyxy: [x0 as i32, y0 as i32, x1 as i32, y1 as i32],
+            mask_rle: rle::encode(height, width, &inside),
+            area_px: n,
+            area_fraction: n as f64 / total,
+            centroid_xy: [cx as f32, cy as f32],
+            position: position::position_words(cx + 0.5, cy + 0.5, width as f64, height as f64),
+            side: position::image_side(cx + 0.5, width as f64).map(str::to_string),
+            side_frame: "image".into(),
+            origin: "annotation".into(),
+            score: None,
+            measurements: None,
+            appearance,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_blobs_one_label_by_component_and_by_label() {
+        let (h, w) = (10, 20);
+        let mut labels = vec![0u32; h * w];
+        for r in 1..4 {
+            for c in 1..5 {
+                labels[r * w + c] = 1; // 12 px, upper left
+            }
+        }
+        for r in 6..9 {
+            for c in 15..17 {
+                labels[r * w + c] = 1; // 6 px, lower right
+            }
+        }
+        let name = |l: u32| format!("L{l}");
+        let by_comp = rois_2d(&labels, h, w, None, &name, &RoiOptions::default()).unwrap();
+        assert_eq!(by_comp.len(), 2);
+        assert_eq!(by_comp[0].bbox_xyxy, [1, 1, 5, 4]);
+        assert_eq!(by_comp[0].area_px, 12);
+        assert_eq!(by_comp[0].position, "left, upper");
+        assert_eq!(by_comp[0].side.as_deref(), Some("left"));
+        assert_eq!(by_comp[1].bbox_xyxy, [15, 6, 17, 9]);
+        assert_eq!(by_comp[1].position, "right, lower");
+        let opts = RoiOptions { unit: RoiUnit::Label, ..Default::default() };
+        let by_label = rois_2d(&labels, h, w, None, &name, &opts).unwrap();
+        assert_eq!(by_label.len(), 1);
+        assert_eq!(by_label[0].bbox_xyxy, [1, 1, 17, 9]);
+        assert_eq!(by_label[0].area_px, 18);
+        let decoded = rle::decode(&by_label[0].mask_rle).unwrap();
+        assert_eq!(decoded, labels.iter().map(|&v| v == 1).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn min_area_drops_specks() {
+        let mut labels = vec![0u32; 25];
+        labels[0] = 3;
+        let opts = RoiOptions { min_area_px: 2, ..Default::default() };
+        assert!(rois_2d(&labels, 5, 5, None, &|l| l.to_string(), &opts).unwrap().is_empty());
+    }
+}

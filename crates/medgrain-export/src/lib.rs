@@ -1,1 +1,37 @@
-//! placeholder
+//! Dataset writers and readers. [`TripletParquetWriter`] writes triplet rows as Parquet in the layout of
+//! `shared/SPEC.md`, with the `image` column as the `{bytes, path}` struct and Hugging Face `datasets` feature
+//! metadata so that `load_dataset("parquet", ...)` decodes images to PIL. Files are written to a temporary name
+//! and renamed when complete, so a file that exists is whole. [`read`] streams selected columns back for `inspect`.
+
+mod arrow_build;
+pub mod read;
+mod triplets;
+
+pub use triplets::{triplet_batch, TripletParquetWriter};
+
+use std::path::PathBuf;
+
+/// Errors of the export layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: parquet: {reason}")]
+    Parquet { path: PathBuf, reason: String },
+    #[error("arrow: {0}")]
+    Arrow(String),
+}
+
+pub type Result<T> = std::result::Result<T, ExportError>;
+
+/// A sink for finished rows of one kind. New writers (Parquet variants, WebDataset tars, JSONL) implement it.
+pub trait RowWriter<R> {
+    /// Appends rows; may buffer.
+    fn write(&mut self, rows: &[R]) -> Result<()>;
+    /// Flushes and makes the output durable and visible under its final name.
+    fn finish(self: Box<Self>) -> Result<()>;
+}

@@ -195,7 +195,8 @@ mod tests {
         let v = NiftiVolume { dims: [2, 3, 4], affine: a, datatype: NiftiDatatype::Int16, data: &data, description: "t" };
         let h = header(&v);
         assert_eq!(i32::from_le_bytes(h[0..4].try_into().unwrap()), 348);
-        assert_eq!(i16::from_le_bytes(h[42..44].try_into().unwrap()), 3);
+        assert_eq!(i16::from_le_bytes(h[40..42].try_into().unwrap()), 3); // dim[0] = rank
+        assert_eq!(i16::from_le_bytes(h[42..44].try_into().unwrap()), 2); // dim[1] = nx
         assert_eq!(f32::from_le_bytes(h[88..92].try_into().unwrap()), 2.0);
         assert_eq!(f32::from_le_bytes(h[292..296].try_into().unwrap()), -1.0);
         assert_eq!(&h[344..348], b"n+1\0");

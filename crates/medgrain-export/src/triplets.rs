@@ -1,0 +1,259 @@
+//! Triplet rows → Arrow record batches → Parquet (snappy), one file per shard.
+
+use crate::arrow_build::{binary, bools, f32s, f64s, hf_feature, i32s, i64s, list, structure, utf8};
+use crate::{ExportError, Result, RowWriter};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{Field, Schema};
+use medgrain_records::{RoiRecord, TripletRecord};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn rois_array(rois: &[&RoiRecord]) -> ArrayRef {
+    let s = |f: fn(&RoiRecord) -> Option<&str>| utf8(rois.iter().map(|r| f(r)));
+    let bbox_values = i32s(rois.iter().flat_map(|r| r.bbox_xyxy.map(Some)));
+    let size_values = i32s(rois.iter().flat_map(|r| r.mask_rle.size.map(Some)));
+    let centroid_values = f32s(rois.iter().flat_map(|r| r.centroid_xy.map(Some)));
+    let m = |f: fn(&medgrain_records::Measurements) -> Option<f64>| {
+        f64s(rois.iter().map(|r| r.measurements.as_ref().and_then(f)))
+    };
+    let measurements = structure(
+        vec![
+            ("long_axis_mm", m(|m| m.long_axis_mm)),
+            ("short_axis_mm", m(|m| m.short_axis_mm)),
+            ("volume_mm3", m(|m| m.volume_mm3)),
+            ("mean_hu", m(|m| m.mean_hu)),
+            ("std_hu", m(|m| m.std_hu)),
+            (
+                "attenuation",
+                utf8(rois.iter().map(|r| r.measurements.as_ref().and_then(|m| m.attenuation.as_deref()))),
+            ),
+        ],
+        Some(rois.iter().map(|r| r.measurements.is_some()).collect()),
+    );
+    let a = |f: fn(&medgrain_records::Appearance) -> f64| f64s(rois.iter().map(|r| r.appearance.as_ref().map(f)));
+    let a_s = |f: fn(&medgrain_records::Appearance) -> &str| utf8(rois.iter().map(|r| r.appearance.as_ref().map(f)));
+    let appearance = structure(
+        vec![
+            ("mean_inside", a(|a| a.mean_inside)),
+            ("mean_ring", a(|a| a.mean_ring)),
+            ("std_inside", a(|a| a.std_inside)),
+            ("edge_sharpness", a(|a| a.edge_sharpness)),
+            ("contrast", a_s(|a| &a.contrast)),
+            ("texture", a_s(|a| &a.texture)),
+            ("margin", a_s(|a| &a.margin)),
+        ],
+        Some(rois.iter().map(|r| r.appearance.is_some()).collect()),
+    );
+    structure(
+        vec![
+            ("label", s(|r| Some(&r.label))),
+            ("label_id", i32s(rois.iter().map(|r| r.label_id))),
+            ("bbox_xyxy", list(rois.iter().map(|_| 4), bbox_values)),
+            (
+                "mask_rle",
+                structure(
+                    vec![
+                        ("size", list(rois.iter().map(|_| 2), size_values)),
+                        ("counts", s(|r| Some(&r.mask_rle.counts))),
+                    ],
+                    None,
+                ),
+            ),
+            ("area_px", i64s(rois.iter().map(|r| Some(r.area_px)))),
+            ("area_fraction", f64s(rois.iter().map(|r| Some(r.area_fraction)))),
+            ("centroid_xy", list(rois.iter().map(|_| 2), centroid_values)),
+            ("position", s(|r| Some(&r.position))),
+            ("side", s(|r| r.side.as_deref())),
+            ("side_frame", s(|r| Some(&r.side_frame))),
+            ("origin", s(|r| Some(&r.origin))),
+            ("score", f64s(rois.iter().map(|r| r.score))),
+            ("measurements", measurements),
+            ("appearance", appearance),
+        ],
+        None,
+    )
+}
+
+/// Builds one record batch from triplet rows, with the SPEC column order.
+pub fn triplet_batch(rows: &[TripletRecord]) -> Result<RecordBatch> {
+    let s = |f: fn(&TripletRecord) -> Option<&str>| utf8(rows.iter().map(|r| f(r)));
+    let slice = structure(
+        vec![
+            ("axis", utf8(rows.iter().map(|r| r.slice.as_ref().map(|s| s.axis.as_str())))),
+            ("index", i32s(rows.iter().map(|r| r.slice.as_ref().map(|s| s.index)))),
+        ],
+        Some(rows.iter().map(|r| r.slice.is_some()).collect()),
+    );
+    let image = structure(
+        vec![
+            ("bytes", binary(rows.iter().map(|r| Some(r.image.bytes.as_slice())))),
+            ("path", s(|r| Some(&r.image.path))),
+        ],
+        None,
+    );
+    let diseases = list(
+        rows.iter().map(|r| r.diseases.len()),
+        utf8(rows.iter().flat_map(|r| r.diseases.iter().map(|d| Some(d.as_str())))),
+    );
+    let all_rois: Vec<&RoiRecord> = rows.iter().flat_map(|r| r.rois.iter()).collect();
+    let rois = list(rows.iter().map(|r| r.rois.len()), rois_array(&all_rois));
+    let all_k: Vec<_> = rows.iter().flat_map(|r| r.knowledge.iter()).collect();
+    let knowledge = list(
+        rows.iter().map(|r| r.knowledge.len()),
+        structure(
+            vec![
+                ("id", utf8(all_k.iter().map(|k| Some(k.id.as_str())))),
+                ("source", utf8(all_k.iter().map(|k| Some(k.source.as_str())))),
+                ("score", f64s(all_k.iter().map(|k| Some(k.score)))),
+                ("text", utf8(all_k.iter().map(|k| Some(k.text.as_str())))),
+            ],
+            None,
+        ),
+    );
+    let sec = |f: fn(&TripletRecord) -> &str| utf8(rows.iter().map(|r| Some(f(r))));
+    let sections = structure(
+        vec![
+            ("modality", sec(|r| &r.sections.modality)),
+            ("organ_detection", sec(|r| &r.sections.organ_detection)),
+            ("roi_analysis", sec(|r| &r.sections.roi_analysis)),
+            ("lesion_texture", sec(|r| &r.sections.lesion_texture)),
+            ("local_global", sec(|r| &r.sections.local_global)),
+        ],
+        None,
+    );
+    let generator = structure(
+        vec![
+            ("kind", s(|r| Some(&r.generator.kind))),
+            ("model", s(|r| r.generator.model.as_deref())),
+            ("prompt_version", s(|r| Some(&r.generator.prompt_version))),
+            ("prompt_tokens", i64s(rows.iter().map(|r| r.generator.prompt_tokens))),
+            ("completion_tokens", i64s(rows.iter().map(|r| r.generator.completion_tokens))),
+            ("finish_reason", s(|r| r.generator.finish_reason.as_deref())),
+        ],
+        None,
+    );
+    let qc = structure(
+        vec![
+            ("passed", bools(rows.iter().map(|r| Some(r.qc.passed)))),
+            (
+                "flags",
+                list(
+                    rows.iter().map(|r| r.qc.flags.len()),
+                    utf8(rows.iter().flat_map(|r| r.qc.flags.iter().map(|f| Some(f.as_str())))),
+                ),
+            ),
+        ],
+        None,
+    );
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", s(|r| Some(&r.id))),
+        ("source", s(|r| Some(&r.source))),
+        ("source_path", s(|r| Some(&r.source_path))),
+        ("slice", slice),
+        ("license", s(|r| r.license.as_deref())),
+        ("image", image),
+        ("width", i32s(rows.iter().map(|r| Some(r.width)))),
+        ("height", i32s(rows.iter().map(|r| Some(r.height)))),
+        ("modality", s(|r| r.modality.as_deref())),
+        ("organ", s(|r| r.organ.as_deref())),
+        ("diseases", diseases),
+        ("coarse_caption", s(|r| Some(&r.coarse_caption))),
+        ("rois", rois),
+        ("knowledge", knowledge),
+        ("description", s(|r| Some(&r.description))),
+        ("sections", sections),
+        ("generator", generator),
+        ("qc", qc),
+    ];
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+        .collect();
+    let mut features = serde_json::Map::new();
+    for f in &fields {
+        let feat = if f.name() == "image" {
+            serde_json::json!({"_type": "Image"})
+        } else {
+            hf_feature(f.data_type())
+        };
+        features.insert(f.name().clone(), feat);
+    }
+    let hf = serde_json::json!({"info": {"features": features}});
+    let metadata = HashMap::from([("huggingface".to_string(), hf.to_string())]);
+    let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
+    RecordBatch::try_new(schema, columns.into_iter().map(|(_, a)| a).collect())
+        .map_err(|e| ExportError::Arrow(e.to_string()))
+}
+
+/// Writes one Parquet file of triplet rows; visible under `path` only after [`RowWriter::finish`].
+pub struct TripletParquetWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    writer: Option<ArrowWriter<std::fs::File>>,
+    row_group_rows: usize,
+}
+
+impl TripletParquetWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let tmp = path.with_extension("parquet.tmp");
+        Ok(TripletParquetWriter {
+            path: path.to_path_buf(),
+            tmp,
+            writer: None,
+            row_group_rows: 256,
+        })
+    }
+
+    fn perr(&self, e: impl std::fmt::Display) -> ExportError {
+        ExportError::Parquet {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl RowWriter<TripletRecord> for TripletParquetWriter {
+    fn write(&mut self, rows: &[TripletRecord]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = triplet_batch(rows)?;
+        if self.writer.is_none() {
+            let file = std::fs::File::create(&self.tmp).map_err(|source| ExportError::Io {
+                path: self.tmp.clone(),
+                source,
+            })?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_size(self.row_group_rows)
+                .set_created_by(format!("medgrain {}", env!("CARGO_PKG_VERSION")))
+                .build();
+            let w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| self.perr(e))?;
+            self.writer = Some(w);
+        }
+        let res = match self.writer.as_mut() {
+            Some(w) => w.write(&batch),
+            None => return Err(self.perr("writer not open")),
+        };
+        res.map_err(|e| self.perr(e))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let Some(w) = self.writer.take() else {
+            return Ok(()); // no rows: no file
+        };
+        let file = w.into_inner().map_err(|e| self.perr(e))?;
+        file.sync_all().map_err(|source| ExportError::Io {
+            path: self.tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|source| ExportError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}

@@ -80,7 +80,7 @@ impl TemplateWriter {
         let first = match variant(f.id, "organ", 3) {
             0 => format!("The {organ} is the structure under examination."),
             1 => format!("The examined structure is the {organ}."),
-            _ => format!("The field of view is centred on the {organ}."),
+            _ => format!("The examination concerns the {organ}."),
         };
         match share {
             Some(p) => format!("{first} Tissue occupies about {p}% of the frame; the rest is background."),
@@ -183,6 +183,9 @@ impl TemplateWriter {
         let n = f.rois.len();
         let mut out = String::new();
         match (n, &diagnosis) {
+            (0, Some(_)) if abnormal.is_empty() => out.push_str(&format!(
+                "No abnormality is recorded; without a focal region, the description concerns the {organ} as a whole."
+            )),
             (0, Some(d)) => out.push_str(&format!(
                 "The recorded diagnosis is {d}; without a focal region, the description concerns the {organ} as a whole."
             )),
@@ -335,7 +338,7 @@ mod tests {
         let b = TemplateWriter.generate(&facts(&[], &d)).unwrap();
         assert_eq!(a, b);
         assert!(a.sections.roi_analysis.contains("no marked region") || a.sections.roi_analysis.contains("No region"));
-        assert!(a.sections.local_global.contains("no abnormality"));
+        assert!(a.sections.local_global.contains("No abnormality is recorded"), "{}", a.sections.local_global);
     }
 
     #[test]

@@ -1,1 +1,48 @@
-//! placeholder
+//! The pipeline: build configs ([`config`]), sample sources ([`source`]), the per-sample triplet stages
+//! ([`process`]), sharded and resumable runs ([`run`]), dataset statistics ([`stats`]), the offline demo
+//! ([`demo`]) and dataset summaries for `inspect` ([`inspect`]).
+
+pub mod config;
+pub mod demo;
+pub mod inspect;
+pub mod process;
+pub mod run;
+pub mod source;
+pub mod stats;
+
+pub use run::{build, BuildOptions, BuildSummary};
+
+use std::path::PathBuf;
+
+/// Errors that stop a run. Per-sample problems never do: they go to `errors.jsonl`.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The config (or a path it names) is unusable; nothing was done.
+    #[error("{path}: config: {reason}")]
+    Config { path: PathBuf, reason: String },
+    /// The request conflicts with what is on disk (e.g. resuming with another config).
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Export(#[from] medgrain_export::ExportError),
+    #[error("synthetic corpus: {0}")]
+    Synth(#[from] medgrain_synth::SynthError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PipelineError {
+    /// The process exit status for this error: 2 for unusable arguments or config, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PipelineError::Config { .. } | PipelineError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}

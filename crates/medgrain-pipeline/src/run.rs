@@ -1,0 +1,313 @@
+//! Running a build: list samples, split them into shards, process pending shards in parallel, write each shard's
+//! Parquet part and a completion marker atomically, then assemble `errors.jsonl`, `stats.json` and
+//! `manifest.json` from the markers. A shard whose marker matches the current plan and config is finished and is
+//! skipped on the next run; `--force` clears previous output first.
+//!
+//! Output layout: `OUT/triplets/part-NNNNN.parquet`, `OUT/.medgrain/shards/triplets-NNNNN.json` (markers),
+//! `OUT/errors.jsonl`, `OUT/stats.json`, `OUT/manifest.json`.
+
+use crate::config::LoadedConfig;
+use crate::process::{build_record, sample_id};
+use crate::source::{open_source, SampleError, SampleRef, SampleSource};
+use crate::stats::Stats;
+use crate::PipelineError;
+use indicatif::{ProgressBar, ProgressStyle};
+use medgrain_export::{RowWriter, TripletParquetWriter};
+use medgrain_generate::template::TemplateWriter;
+use medgrain_generate::Generator;
+use medgrain_records::{ErrorRecord, TripletRecord};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options of a run that are not part of the config.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Discard previous output in `OUT` and start over.
+    pub force: bool,
+    /// Draw a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildSummary {
+    pub out: PathBuf,
+    pub samples: u64,
+    pub rows: u64,
+    pub failed: u64,
+    pub shards: usize,
+    pub shards_resumed: usize,
+    /// Samples processed in this run (not kept from a previous one).
+    pub processed: u64,
+    pub elapsed_s: f64,
+    pub stats: Stats,
+}
+
+/// Completion marker of one shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ShardMarker {
+    plan_hash: String,
+    config_hash: String,
+    /// Parquet part relative to OUT, or null when every sample failed.
+    file: Option<String>,
+    errors: Vec<ErrorRecord>,
+    stats: Stats,
+}
+
+/// One planned sample.
+struct Planned<'a> {
+    source: &'a dyn SampleSource,
+    sample: SampleRef,
+    id: String,
+}
+
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> PipelineError {
+    PipelineError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes `bytes` to `path` via a temporary file and a rename, so readers never see a partial file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+fn sha256_hex(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_ref());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hash of a config's meaning (its parsed form), independent of comments and formatting.
+pub fn config_hash(loaded: &LoadedConfig) -> Result<String, PipelineError> {
+    let json = serde_json::to_string(&loaded.config).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    Ok(sha256_hex([json]))
+}
+
+/// Paths in OUT that a build owns and `--force` removes.
+const OWNED: &[&str] = &["triplets", ".medgrain", "errors.jsonl", "stats.json", "manifest.json"];
+
+fn clear_output(out: &Path) -> Result<(), PipelineError> {
+    for name in OWNED {
+        let p = out.join(name);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(|e| io_err(&p, e))?;
+        } else if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn process_shard(
+    k: usize,
+    shard: &[Planned<'_>],
+    plan_hash: &str,
+    config_hash: &str,
+    out: &Path,
+    generator: &dyn Generator,
+    bar: &ProgressBar,
+) -> Result<ShardMarker, PipelineError> {
+    let mut rows: Vec<TripletRecord> = Vec::with_capacity(shard.len());
+    let mut errors = Vec::new();
+    let mut stats = Stats::default();
+    for p in shard {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_record(p.source, &p.sample, generator)))
+            .unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(SampleError::new("internal", format!("internal error (please report): {msg}")))
+            });
+        match result {
+            Ok(r) => {
+                debug_assert_eq!(r.id, p.id);
+                stats.add_row(&r);
+                rows.push(r);
+            }
+            Err(e) => {
+                let rec = ErrorRecord {
+                    source: p.source.name().to_string(),
+                    source_path: p.sample.rel_path.clone(),
+                    stage: e.stage.to_string(),
+                    error: e.message,
+                };
+                tracing::debug!(source = %rec.source, path = %rec.source_path, stage = %rec.stage, "{}", rec.error);
+                stats.add_error(&rec);
+                errors.push(rec);
+            }
+        }
+        bar.inc(1);
+    }
+    let file = if rows.is_empty() {
+        None
+    } else {
+        let rel = format!("triplets/part-{k:05}.parquet");
+        let mut w = Box::new(TripletParquetWriter::create(&out.join(&rel))?);
+        w.write(&rows)?;
+        w.finish()?;
+        Some(rel)
+    };
+    let marker = ShardMarker { plan_hash: plan_hash.into(), config_hash: config_hash.into(), file, errors, stats };
+    let path = marker_path(out, k);
+    let json = serde_json::to_vec(&marker).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    write_atomic(&path, &json)?;
+    Ok(marker)
+}
+
+fn marker_path(out: &Path, k: usize) -> PathBuf {
+    out.join(".medgrain").join("shards").join(format!("triplets-{k:05}.json"))
+}
+
+fn read_marker(out: &Path, k: usize) -> Option<ShardMarker> {
+    let bytes = std::fs::read(marker_path(out, k)).ok()?;
+    let m: ShardMarker = serde_json::from_slice(&bytes).ok()?;
+    match &m.file {
+        Some(f) if !out.join(f).is_file() => None,
+        _ => Some(m),
+    }
+}
+
+/// Runs the build a config describes into `out`.
+pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<BuildSummary, PipelineError> {
+    let started = Instant::now();
+    let cfg = &loaded.config;
+    let chash = config_hash(loaded)?;
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    let manifest_path = out.join("manifest.json");
+    if opts.force {
+        clear_output(out)?;
+    } else if let Ok(bytes) = std::fs::read(&manifest_path) {
+        let old: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if let Some(h) = old.get("config_hash").and_then(|v| v.as_str()) {
+            if h != chash {
+                return Err(PipelineError::Usage(format!(
+                    "{} was built from a different config (hash {} ≠ {}); pass --force to start over, or choose another --out",
+                    out.display(),
+                    &h[..12.min(h.len())],
+                    &chash[..12]
+                )));
+            }
+        }
+    }
+    for d in ["triplets", ".medgrain/shards"] {
+        let p = out.join(d);
+        std::fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+    }
+
+    // Plan.
+    let sources: Vec<Box<dyn SampleSource>> = cfg.sources.iter().map(|s| open_source(s, loaded)).collect::<Result<_, _>>()?;
+    let mut plan: Vec<Planned<'_>> = Vec::new();
+    let mut inputs = Vec::new();
+    for src in &sources {
+        let list = src.list()?;
+        inputs.push(serde_json::json!({"source": src.name(), "samples": list.len()}));
+        for sample in list {
+            let id = sample_id(src.name(), &sample.rel_path, None);
+            plan.push(Planned { source: src.as_ref(), sample, id });
+        }
+    }
+    let shard_size = cfg.output.shard_size;
+    let shards: Vec<&[Planned<'_>]> = plan.chunks(shard_size).collect();
+    let plan_hashes: Vec<String> = shards
+        .iter()
+        .map(|s| sha256_hex(s.iter().map(|p| format!("{}{}", p.id, if p.sample.listing_error.is_some() { "!" } else { "" }))))
+        .collect();
+    tracing::info!(samples = plan.len(), shards = shards.len(), shard_size, "planned");
+
+    // Resume: keep shards whose marker matches.
+    let mut markers: Vec<Option<ShardMarker>> = (0..shards.len())
+        .map(|k| read_marker(out, k).filter(|m| m.plan_hash == plan_hashes[k] && m.config_hash == chash))
+        .collect();
+    let resumed = markers.iter().filter(|m| m.is_some()).count();
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming: finished shards are kept");
+    }
+    let pending: Vec<usize> = (0..shards.len()).filter(|&k| markers[k].is_none()).collect();
+    let pending_samples: u64 = pending.iter().map(|&k| shards[k].len() as u64).sum();
+    let bar = if opts.progress { ProgressBar::new(pending_samples) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} samples ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let generator = TemplateWriter;
+    let done: Vec<(usize, Result<ShardMarker, PipelineError>)> = pending
+        .par_iter()
+        .map(|&k| (k, process_shard(k, shards[k], &plan_hashes[k], &chash, out, &generator, &bar)))
+        .collect();
+    bar.finish_and_clear();
+    for (k, r) in done {
+        markers[k] = Some(r?);
+    }
+
+    // Remove parts and markers of a previous, longer plan.
+    let parts_dir = out.join("triplets");
+    if let Ok(rd) = std::fs::read_dir(&parts_dir) {
+        let keep: std::collections::HashSet<String> =
+            markers.iter().flatten().filter_map(|m| m.file.clone()).collect();
+        for e in rd.flatten() {
+            let rel = format!("triplets/{}", e.file_name().to_string_lossy());
+            if !keep.contains(&rel) {
+                std::fs::remove_file(e.path()).map_err(|err| io_err(&e.path(), err))?;
+            }
+        }
+    }
+    let mut k = shards.len();
+    while marker_path(out, k).exists() {
+        let p = marker_path(out, k);
+        std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+        k += 1;
+    }
+
+    // Assemble.
+    let mut stats = Stats::default();
+    let mut errors_jsonl = Vec::new();
+    let mut files = Vec::new();
+    for m in markers.iter().flatten() {
+        stats.merge(&m.stats);
+        for e in &m.errors {
+            let line = serde_json::to_string(e).map_err(|e| PipelineError::Internal(e.to_string()))?;
+            errors_jsonl.extend_from_slice(line.as_bytes());
+            errors_jsonl.push(b'\n');
+        }
+        if let Some(f) = &m.file {
+            files.push(f.clone());
+        }
+    }
+    write_atomic(&out.join("errors.jsonl"), &errors_jsonl)?;
+    let stats_json = serde_json::to_vec_pretty(&stats).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    write_atomic(&out.join("stats.json"), &stats_json)?;
+    let manifest = serde_json::json!({
+        "tool": "medgrain",
+        "version": env!("CARGO_PKG_VERSION"),
+        "recipe": cfg.recipe,
+        "config_path": loaded.path,
+        "config": cfg,
+        "config_hash": chash,
+        "inputs": inputs,
+        "counts": {"samples": stats.samples, "rows": stats.rows, "failed": stats.failed, "rois": stats.rois},
+        "generator": {"kind": generator.kind(), "prompt_version": generator.prompt_version()},
+        "shards": {"size": shard_size, "count": shards.len(), "files": files},
+    });
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    write_atomic(&manifest_path, &manifest_bytes)?;
+    Ok(BuildSummary {
+        out: out.to_path_buf(),
+        samples: stats.samples,
+        rows: stats.rows,
+        failed: stats.failed,
+        shards: shards.len(),
+        shards_resumed: resumed,
+        processed: pending_samples,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        stats,
+    })
+}

@@ -1,0 +1,300 @@
+//! Sample sources: where samples come from and how one is loaded. A source lists its samples (sorted, so ids and
+//! shards are deterministic) and loads one at a time, reporting failures per sample with the stage that failed.
+//! New sources (DICOM series, NIfTI volumes, WebDataset, ...) implement [`SampleSource`].
+
+use crate::config::{LoadedConfig, SourceConfig};
+use crate::PipelineError;
+use medgrain_imaging::{decode_raster, read_label_map, LabelMap, Raster};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One sample to process: its path relative to the source root, or an error found while listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleRef {
+    pub rel_path: String,
+    /// A problem found while listing (e.g. a metadata row naming a missing file): the sample fails with it.
+    pub listing_error: Option<SampleError>,
+}
+
+/// A per-sample failure: the stage and the reason. It becomes one line of `errors.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleError {
+    pub stage: &'static str,
+    pub message: String,
+}
+
+impl SampleError {
+    pub fn new(stage: &'static str, message: impl Into<String>) -> Self {
+        SampleError { stage, message: message.into() }
+    }
+}
+
+/// Metadata of one image after defaults are applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleMeta {
+    pub modality: Option<String>,
+    pub organ: Option<String>,
+    pub diseases: Vec<String>,
+    pub notes: Option<String>,
+}
+
+/// A loaded sample: original file bytes, decoded pixels, optional label map, metadata.
+#[derive(Debug, Clone)]
+pub struct LoadedSample {
+    pub bytes: Vec<u8>,
+    pub raster: Raster,
+    pub mask: Option<LabelMap>,
+    pub meta: SampleMeta,
+}
+
+/// A source of 2D samples.
+pub trait SampleSource: Send + Sync {
+    fn name(&self) -> &str;
+    fn license(&self) -> Option<&str>;
+    /// All samples, sorted by `rel_path`.
+    fn list(&self) -> Result<Vec<SampleRef>, PipelineError>;
+    fn load(&self, sample: &SampleRef) -> Result<LoadedSample, SampleError>;
+    /// The name of a mask label value in this sample.
+    fn label_name(&self, label: u32, meta: &SampleMeta) -> String;
+    /// ROI options for this source.
+    fn roi_options(&self) -> medgrain_roi::RoiOptions;
+}
+
+/// A folder of images with optional masks and a metadata CSV (`kind = "image-folder"`).
+pub struct ImageFolderSource {
+    cfg: SourceConfig,
+    root: PathBuf,
+    metadata: HashMap<String, SampleMeta>,
+    /// Samples that exist only as problems found in the metadata file.
+    metadata_problems: Vec<SampleRef>,
+}
+
+fn normalise_rel(p: &str) -> String {
+    let p = p.trim().replace('\\', "/");
+    p.trim_start_matches("./").to_string()
+}
+
+fn split_diseases(v: &str) -> Vec<String> {
+    v.split([';', '|']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+impl ImageFolderSource {
+    pub fn open(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Self, PipelineError> {
+        let root = loaded.resolve(&cfg.root);
+        if !root.is_dir() {
+            return Err(PipelineError::Config {
+                path: loaded.path.clone(),
+                reason: format!("source {:?}: root {} is not a folder", cfg.name, root.display()),
+            });
+        }
+        let mut src = ImageFolderSource { cfg: cfg.clone(), root, metadata: HashMap::new(), metadata_problems: Vec::new() };
+        if let Some(m) = &cfg.metadata {
+            let path = src.root.join(m);
+            src.read_metadata(&path, loaded)?;
+        }
+        Ok(src)
+    }
+
+    fn read_metadata(&mut self, path: &Path, loaded: &LoadedConfig) -> Result<(), PipelineError> {
+        let cfg_err = |reason: String| PipelineError::Config { path: loaded.path.clone(), reason };
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(path)
+            .map_err(|e| cfg_err(format!("source {:?}: metadata {}: {e}", self.cfg.name, path.display())))?;
+        let headers = rdr
+            .headers()
+            .map_err(|e| cfg_err(format!("source {:?}: metadata {}: {e}", self.cfg.name, path.display())))?
+            .clone();
+        let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+        let c = &self.cfg.columns;
+        let file_col = col(&c.file).ok_or_else(|| {
+            cfg_err(format!(
+                "source {:?}: metadata {} has no column {:?} (columns.file); its columns are {:?}",
+                self.cfg.name,
+                path.display(),
+                c.file,
+                headers.iter().collect::<Vec<_>>()
+            ))
+        })?;
+        let (mod_col, org_col, dis_col, notes_col) = (col(&c.modality), col(&c.organ), col(&c.disease), col(&c.notes));
+        let meta_name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let mut first_line: HashMap<String, u64> = HashMap::new();
+        for rec in rdr.records() {
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    self.metadata_problems.push(SampleRef {
+                        rel_path: format!("{meta_name}#line{line}"),
+                        listing_error: Some(SampleError::new("metadata", format!("{}: line {line}: {e}", path.display()))),
+                    });
+                    continue;
+                }
+            };
+            let line = rec.position().map(|p| p.line()).unwrap_or(0);
+            let field = |i: Option<usize>| i.and_then(|i| rec.get(i)).map(str::trim).filter(|s| !s.is_empty());
+            let Some(file) = field(Some(file_col)).map(normalise_rel) else {
+                self.metadata_problems.push(SampleRef {
+                    rel_path: format!("{meta_name}#line{line}"),
+                    listing_error: Some(SampleError::new("metadata", format!("{}: line {line}: empty {:?} field", path.display(), c.file))),
+                });
+                continue;
+            };
+            if let Some(first) = first_line.get(&file) {
+                self.metadata_problems.push(SampleRef {
+                    rel_path: format!("{meta_name}#line{line}"),
+                    listing_error: Some(SampleError::new(
+                        "metadata",
+                        format!("{}: line {line}: duplicate row for {file} (first at line {first}); the first is used", path.display()),
+                    )),
+                });
+                continue;
+            }
+            first_line.insert(file.clone(), line);
+            let d = &self.cfg.defaults;
+            let meta = SampleMeta {
+                modality: field(mod_col).map(str::to_string).or_else(|| d.modality.clone()),
+                organ: field(org_col).map(str::to_string).or_else(|| d.organ.clone()),
+                diseases: field(dis_col).map(split_diseases).or_else(|| d.disease.as_deref().map(split_diseases)).unwrap_or_default(),
+                notes: field(notes_col).map(str::to_string),
+            };
+            if !self.root.join(&file).is_file() {
+                self.metadata_problems.push(SampleRef {
+                    rel_path: file.clone(),
+                    listing_error: Some(SampleError::new(
+                        "metadata",
+                        format!("{}: line {line} names {file}, which does not exist under {}", path.display(), self.root.display()),
+                    )),
+                });
+            }
+            self.metadata.insert(file, meta);
+        }
+        Ok(())
+    }
+
+    fn mask_path(&self, rel: &str) -> Option<PathBuf> {
+        let pattern = self.cfg.masks.as_ref()?;
+        let p = Path::new(rel);
+        let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let name = p.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let dir = p.parent().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        Some(self.root.join(pattern.replace("{stem}", &stem).replace("{name}", &name).replace("{dir}", &dir)))
+    }
+
+    fn meta_for(&self, rel: &str) -> SampleMeta {
+        self.metadata.get(rel).cloned().unwrap_or_else(|| {
+            let d = &self.cfg.defaults;
+            SampleMeta {
+                modality: d.modality.clone(),
+                organ: d.organ.clone(),
+                diseases: d.disease.as_deref().map(split_diseases).unwrap_or_default(),
+                notes: None,
+            }
+        })
+    }
+}
+
+impl SampleSource for ImageFolderSource {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn license(&self) -> Option<&str> {
+        self.cfg.license.as_deref()
+    }
+
+    fn list(&self) -> Result<Vec<SampleRef>, PipelineError> {
+        let pattern = format!("{}/{}", glob::Pattern::escape(&self.root.to_string_lossy()), self.cfg.images);
+        let entries = glob::glob(&pattern).map_err(|e| PipelineError::Config {
+            path: self.root.clone(),
+            reason: format!("source {:?}: images pattern: {e}", self.cfg.name),
+        })?;
+        let mut out: Vec<SampleRef> = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(p) if p.is_file() => {
+                    let rel = p.strip_prefix(&self.root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+                    out.push(SampleRef { rel_path: rel, listing_error: None });
+                }
+                Ok(_) => {}
+                Err(e) => out.push(SampleRef {
+                    rel_path: e.path().strip_prefix(&self.root).unwrap_or(e.path()).to_string_lossy().to_string(),
+                    listing_error: Some(SampleError::new("enumerate", e.to_string())),
+                }),
+            }
+        }
+        out.extend(self.metadata_problems.iter().cloned());
+        out.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+        // A metadata row naming a missing file and a listed file never collide (the file does not exist).
+        out.dedup_by(|a, b| a.rel_path == b.rel_path && a.listing_error == b.listing_error);
+        Ok(out)
+    }
+
+    fn load(&self, sample: &SampleRef) -> Result<LoadedSample, SampleError> {
+        if let Some(e) = &sample.listing_error {
+            return Err(e.clone());
+        }
+        let path = self.root.join(&sample.rel_path);
+        let bytes = std::fs::read(&path).map_err(|e| SampleError::new("image", format!("{}: {e}", path.display())))?;
+        let raster = decode_raster(&bytes, &path).map_err(|e| SampleError::new("image", e.to_string()))?;
+        let mask = match self.mask_path(&sample.rel_path) {
+            None => None,
+            Some(mp) if !mp.exists() => {
+                if self.cfg.require_masks {
+                    return Err(SampleError::new("mask", format!("{}: mask file not found", mp.display())));
+                }
+                None
+            }
+            Some(mp) => {
+                let mb = std::fs::read(&mp).map_err(|e| SampleError::new("mask", format!("{}: {e}", mp.display())))?;
+                if mb.is_empty() {
+                    return Err(SampleError::new("mask", format!("{}: mask file is empty", mp.display())));
+                }
+                let m = read_label_map(&mb, &mp).map_err(|e| SampleError::new("mask", e.to_string()))?;
+                if (m.width, m.height) != (raster.width, raster.height) {
+                    return Err(SampleError::new(
+                        "mask",
+                        format!(
+                            "{}: mask is {}×{} but the image is {}×{}",
+                            mp.display(),
+                            m.width,
+                            m.height,
+                            raster.width,
+                            raster.height
+                        ),
+                    ));
+                }
+                Some(m)
+            }
+        };
+        Ok(LoadedSample { bytes, raster, mask, meta: self.meta_for(&sample.rel_path) })
+    }
+
+    fn label_name(&self, label: u32, meta: &SampleMeta) -> String {
+        if let Some(n) = self.cfg.labels.get(&label.to_string()) {
+            return n.clone();
+        }
+        let abnormal: Vec<&String> = meta.diseases.iter().filter(|d| !medgrain_generate::is_normal(d)).collect();
+        match abnormal.as_slice() {
+            [one] => (*one).clone(),
+            _ => format!("region {label}"),
+        }
+    }
+
+    fn roi_options(&self) -> medgrain_roi::RoiOptions {
+        medgrain_roi::RoiOptions {
+            connectivity: self.cfg.rois.connectivity,
+            unit: if self.cfg.rois.unit == "label" { medgrain_roi::RoiUnit::Label } else { medgrain_roi::RoiUnit::Component },
+            min_area_px: self.cfg.rois.min_area_px,
+            ..Default::default()
+        }
+    }
+}
+
+/// Opens the source a config table describes.
+pub fn open_source(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Box<dyn SampleSource>, PipelineError> {
+    match cfg.kind.as_str() {
+        "image-folder" => Ok(Box::new(ImageFolderSource::open(cfg, loaded)?)),
+        other => Err(PipelineError::Config { path: loaded.path.clone(), reason: format!("unknown source kind {other:?}") }),
+    }
+}

@@ -345,7 +345,10 @@ fn background(anatomy: Anatomy, rng: &mut Rng) -> Canvas {
 #[derive(Debug, Clone, Serialize)]
 pub struct LesionTruth {
     pub label: u32,
+    /// Box of the pixels drawn into the mask (half-open).
     pub bbox_xyxy: [i64; 4],
+    /// Box of the analytic ellipse over pixel centres (may exceed the drawn pixels by one at thin tips).
+    pub ellipse_bbox_xyxy: [i64; 4],
     pub center_xy: [f64; 2],
     pub radii: [f64; 2],
     pub angle_deg: f64,
@@ -465,6 +468,7 @@ fn write_one(kind: &Kind, name: &str, images: &Path, masks: &Path, rng: &mut Rng
         let reach = hw.max(hh) + 4.0 * blur_px + 2.0;
         let (r0, r1) = ((cy - reach).floor().max(0.0) as usize, ((cy + reach).ceil() as usize).min(SIZE));
         let (c0, c1) = ((cx - reach).floor().max(0.0) as usize, ((cx + reach).ceil() as usize).min(SIZE));
+        let mut drawn = [i64::MAX, i64::MAX, i64::MIN, i64::MIN];
         for r in r0..r1 {
             for c in c0..c1 {
                 let (dx, dy) = (c as f64 + 0.5 - cx, r as f64 + 0.5 - cy);
@@ -473,6 +477,7 @@ fn write_one(kind: &Kind, name: &str, images: &Path, masks: &Path, rng: &mut Rng
                 let i = r * SIZE + c;
                 if rho <= 1.0 {
                     labels[i] = label as u8;
+                    drawn = [drawn[0].min(c as i64), drawn[1].min(r as i64), drawn[2].max(c as i64 + 1), drawn[3].max(r as i64 + 1)];
                 }
                 let w = if blurred {
                     1.0 / (1.0 + ((rho - 1.0) * r_major / (blur_px * 0.5)).exp())
@@ -505,7 +510,8 @@ fn write_one(kind: &Kind, name: &str, images: &Path, masks: &Path, rng: &mut Rng
         let y1 = (cy + hh - 0.5).floor() as i64 + 1;
         lesions.push(LesionTruth {
             label,
-            bbox_xyxy: [x0, y0, x1, y1],
+            bbox_xyxy: drawn,
+            ellipse_bbox_xyxy: [x0, y0, x1, y1],
             center_xy: [cx, cy],
             radii: [r_major, r_minor],
             angle_deg: theta.to_degrees(),

@@ -56,7 +56,10 @@ fn string_at(batch: &RecordBatch, name: &str, row: usize, path: &Path) -> Result
 
 fn string_list(values: &dyn Array) -> Vec<String> {
     match values.as_string_opt::<i32>() {
-        Some(s) => (0..s.len()).filter(|&i| !s.is_null(i)).map(|i| s.value(i).to_string()).collect(),
+        Some(s) => (0..s.len())
+            .filter(|&i| !s.is_null(i))
+            .map(|i| s.value(i).to_string())
+            .collect(),
         None => Vec::new(),
     }
 }
@@ -111,8 +114,12 @@ pub fn triplet_summaries(path: &Path) -> Result<Vec<TripletSummary>> {
             let roi_struct = rois.value(row);
             let (labels, positions) = match roi_struct.as_struct_opt() {
                 Some(s) => (
-                    s.column_by_name("label").map(|a| string_list(a.as_ref())).unwrap_or_default(),
-                    s.column_by_name("position").map(|a| string_list(a.as_ref())).unwrap_or_default(),
+                    s.column_by_name("label")
+                        .map(|a| string_list(a.as_ref()))
+                        .unwrap_or_default(),
+                    s.column_by_name("position")
+                        .map(|a| string_list(a.as_ref()))
+                        .unwrap_or_default(),
                 ),
                 None => (Vec::new(), Vec::new()),
             };

@@ -29,7 +29,10 @@ fn rois_array(rois: &[&RoiRecord]) -> ArrayRef {
             ("std_hu", m(|m| m.std_hu)),
             (
                 "attenuation",
-                utf8(rois.iter().map(|r| r.measurements.as_ref().and_then(|m| m.attenuation.as_deref()))),
+                utf8(
+                    rois.iter()
+                        .map(|r| r.measurements.as_ref().and_then(|m| m.attenuation.as_deref())),
+                ),
             ),
         ],
         Some(rois.iter().map(|r| r.measurements.is_some()).collect()),
@@ -83,7 +86,10 @@ pub fn triplet_batch(rows: &[TripletRecord]) -> Result<RecordBatch> {
     let s = |f: fn(&TripletRecord) -> Option<&str>| utf8(rows.iter().map(|r| f(r)));
     let slice = structure(
         vec![
-            ("axis", utf8(rows.iter().map(|r| r.slice.as_ref().map(|s| s.axis.as_str())))),
+            (
+                "axis",
+                utf8(rows.iter().map(|r| r.slice.as_ref().map(|s| s.axis.as_str()))),
+            ),
             ("index", i32s(rows.iter().map(|r| r.slice.as_ref().map(|s| s.index)))),
         ],
         Some(rows.iter().map(|r| r.slice.is_some()).collect()),
@@ -131,7 +137,10 @@ pub fn triplet_batch(rows: &[TripletRecord]) -> Result<RecordBatch> {
             ("model", s(|r| r.generator.model.as_deref())),
             ("prompt_version", s(|r| Some(&r.generator.prompt_version))),
             ("prompt_tokens", i64s(rows.iter().map(|r| r.generator.prompt_tokens))),
-            ("completion_tokens", i64s(rows.iter().map(|r| r.generator.completion_tokens))),
+            (
+                "completion_tokens",
+                i64s(rows.iter().map(|r| r.generator.completion_tokens)),
+            ),
             ("finish_reason", s(|r| r.generator.finish_reason.as_deref())),
         ],
         None,

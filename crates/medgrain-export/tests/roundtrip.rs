@@ -9,7 +9,10 @@ fn row(i: usize, with_roi: bool) -> TripletRecord {
             label: "nodule".into(),
             label_id: Some(1),
             bbox_xyxy: [1, 2, 3, 4],
-            mask_rle: MaskRle { size: [8, 8], counts: "abc".into() },
+            mask_rle: MaskRle {
+                size: [8, 8],
+                counts: "abc".into(),
+            },
             area_px: 4,
             area_fraction: 4.0 / 64.0,
             centroid_xy: [1.5, 2.5],
@@ -28,9 +31,19 @@ fn row(i: usize, with_roi: bool) -> TripletRecord {
         id: format!("id{i}"),
         source: "s".into(),
         source_path: format!("images/{i}.png"),
-        slice: if i % 2 == 0 { None } else { Some(SliceRef { axis: "axial".into(), index: i as i32 }) },
+        slice: if i.is_multiple_of(2) {
+            None
+        } else {
+            Some(SliceRef {
+                axis: "axial".into(),
+                index: i as i32,
+            })
+        },
         license: None,
-        image: ImageCell { bytes: vec![1, 2, 3], path: format!("images/{i}.png") },
+        image: ImageCell {
+            bytes: vec![1, 2, 3],
+            path: format!("images/{i}.png"),
+        },
         width: 8,
         height: 8,
         modality: Some("CT".into()),
@@ -49,7 +62,10 @@ fn row(i: usize, with_roi: bool) -> TripletRecord {
             completion_tokens: None,
             finish_reason: None,
         },
-        qc: Qc { passed: i != 2, flags: if i == 2 { vec!["x".into()] } else { vec![] } },
+        qc: Qc {
+            passed: i != 2,
+            flags: if i == 2 { vec!["x".into()] } else { vec![] },
+        },
     }
 }
 

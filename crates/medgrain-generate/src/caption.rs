@@ -59,6 +59,9 @@ mod tests {
             "Computed tomography (CT) image of the lung with no abnormality recorded."
         );
         assert_eq!(coarse_caption(None, None, &[]), "Medical image.");
-        assert_eq!(coarse_caption(Some("Thermography"), None, &["a".into(), "b".into(), "c".into()]), "Thermography image showing a, b and c.");
+        assert_eq!(
+            coarse_caption(Some("Thermography"), None, &["a".into(), "b".into(), "c".into()]),
+            "Thermography image showing a, b and c."
+        );
     }
 }

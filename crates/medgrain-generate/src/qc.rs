@@ -111,7 +111,11 @@ mod tests {
         let t = "This MRI of the brain shows a mass.";
         let qc = check(&f, t, &full(t));
         assert!(!qc.passed);
-        assert!(qc.flags.contains(&"contradicts_organ:head".to_string()), "{:?}", qc.flags);
+        assert!(
+            qc.flags.contains(&"contradicts_organ:head".to_string()),
+            "{:?}",
+            qc.flags
+        );
     }
 
     #[test]
@@ -120,7 +124,11 @@ mod tests {
         let f = facts("CT", "lung", &d);
         let t = "An MRI of the lung; the green box marks a nodule.";
         let qc = check(&f, t, &full(t));
-        assert!(qc.flags.contains(&"contradicts_modality:MRI".to_string()), "{:?}", qc.flags);
+        assert!(
+            qc.flags.contains(&"contradicts_modality:MRI".to_string()),
+            "{:?}",
+            qc.flags
+        );
         assert!(qc.flags.contains(&"forbidden_phrase:green box".to_string()));
     }
 

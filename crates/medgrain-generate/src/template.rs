@@ -27,7 +27,10 @@ fn variant(id: &str, tag: &str, n: usize) -> usize {
 }
 
 fn ordinal(k: usize) -> &'static str {
-    ["first", "second", "third", "fourth", "fifth"].get(k).copied().unwrap_or("next")
+    ["first", "second", "third", "fourth", "fifth"]
+        .get(k)
+        .copied()
+        .unwrap_or("next")
 }
 
 fn count_word(n: usize) -> String {
@@ -59,7 +62,11 @@ fn side_clause(roi: &RoiRecord) -> String {
 
 impl TemplateWriter {
     fn modality_section(&self, f: &SampleFacts<'_>) -> String {
-        let phrase = f.modality.map(|m| vocab::modality(m).map(|w| w.phrase.to_string()).unwrap_or(format!("{m} image")));
+        let phrase = f.modality.map(|m| {
+            vocab::modality(m)
+                .map(|w| w.phrase.to_string())
+                .unwrap_or(format!("{m} image"))
+        });
         let colour = if f.colour { "colour" } else { "greyscale" };
         let dims = format!("{}×{} pixels, {colour}", f.width, f.height);
         match (phrase, f.organ) {
@@ -173,9 +180,18 @@ impl TemplateWriter {
     }
 
     fn local_global_section(&self, f: &SampleFacts<'_>) -> String {
-        let abnormal: Vec<&str> = f.diseases.iter().map(String::as_str).filter(|d| !is_normal(d)).collect();
+        let abnormal: Vec<&str> = f
+            .diseases
+            .iter()
+            .map(String::as_str)
+            .filter(|d| !is_normal(d))
+            .collect();
         let diagnosis = if abnormal.is_empty() {
-            if f.diseases.is_empty() { None } else { Some("no abnormality".to_string()) }
+            if f.diseases.is_empty() {
+                None
+            } else {
+                Some("no abnormality".to_string())
+            }
         } else {
             Some(join_and(&abnormal))
         };
@@ -205,11 +221,23 @@ impl TemplateWriter {
             let dx = (b.centroid_xy[0] - a.centroid_xy[0]) as f64;
             let dy = (b.centroid_xy[1] - a.centroid_xy[1]) as f64;
             let dist = (dx * dx + dy * dy).sqrt();
-            let horiz = if dx.abs() < 0.1 * f.width as f64 { None } else if dx < 0.0 { Some("left") } else { Some("right") };
-            let vert = if dy.abs() < 0.1 * f.height as f64 { None } else if dy < 0.0 { Some("above") } else { Some("below") };
+            let horiz = if dx.abs() < 0.1 * f.width as f64 {
+                None
+            } else if dx < 0.0 {
+                Some("left")
+            } else {
+                Some("right")
+            };
+            let vert = if dy.abs() < 0.1 * f.height as f64 {
+                None
+            } else if dy < 0.0 {
+                Some("above")
+            } else {
+                Some("below")
+            };
             let dir = match (vert, horiz) {
                 (Some(v), Some(h)) => format!("{v} and to the {h} of"),
-                (Some(v), None) => format!("{v}"),
+                (Some(v), None) => v.to_string(),
                 (None, Some(h)) => format!("to the {h} of"),
                 (None, None) => "next to".into(),
             };
@@ -276,7 +304,10 @@ mod tests {
             label: "nodule".into(),
             label_id: Some(1),
             bbox_xyxy: [10, 10, 20, 18],
-            mask_rle: MaskRle { size: [100, 100], counts: String::new() },
+            mask_rle: MaskRle {
+                size: [100, 100],
+                counts: String::new(),
+            },
             area_px: 64,
             area_fraction: 0.0064,
             centroid_xy: [x, 14.0],
@@ -338,7 +369,11 @@ mod tests {
         let b = TemplateWriter.generate(&facts(&[], &d)).unwrap();
         assert_eq!(a, b);
         assert!(a.sections.roi_analysis.contains("no marked region") || a.sections.roi_analysis.contains("No region"));
-        assert!(a.sections.local_global.contains("No abnormality is recorded"), "{}", a.sections.local_global);
+        assert!(
+            a.sections.local_global.contains("No abnormality is recorded"),
+            "{}",
+            a.sections.local_global
+        );
     }
 
     #[test]
@@ -349,7 +384,14 @@ mod tests {
         ];
         let d = vec!["hepatic cyst".to_string()];
         let g = TemplateWriter.generate(&facts(&rois, &d)).unwrap();
-        assert!(g.sections.roi_analysis.starts_with("There are two regions of interest."));
-        assert!(g.sections.local_global.contains("to the right of the first"), "{}", g.sections.local_global);
+        assert!(g
+            .sections
+            .roi_analysis
+            .starts_with("There are two regions of interest."));
+        assert!(
+            g.sections.local_global.contains("to the right of the first"),
+            "{}",
+            g.sections.local_global
+        );
     }
 }

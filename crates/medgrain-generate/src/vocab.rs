@@ -10,16 +10,63 @@ pub struct ModalityWords {
 }
 
 pub const MODALITIES: &[ModalityWords] = &[
-    ModalityWords { canonical: "CT", phrase: "computed tomography (CT) image", keywords: &["ct", "computed tomography"] },
-    ModalityWords { canonical: "MRI", phrase: "magnetic resonance (MR) image", keywords: &["mri", "magnetic resonance", "mr image", "t1-weighted", "t2-weighted", "flair"] },
-    ModalityWords { canonical: "X-ray", phrase: "radiograph (X-ray)", keywords: &["x-ray", "radiograph", "xray"] },
-    ModalityWords { canonical: "ultrasound", phrase: "ultrasound image", keywords: &["ultrasound", "sonograph", "b-mode", "echograph"] },
-    ModalityWords { canonical: "dermoscopy", phrase: "dermoscopic image", keywords: &["dermoscop", "dermatoscop"] },
-    ModalityWords { canonical: "fundus photography", phrase: "colour fundus photograph", keywords: &["fundus"] },
-    ModalityWords { canonical: "PET", phrase: "positron emission tomography (PET) image", keywords: &["pet", "positron emission"] },
-    ModalityWords { canonical: "histopathology", phrase: "histopathology image", keywords: &["histopatholog", "h&e", "whole-slide"] },
-    ModalityWords { canonical: "endoscopy", phrase: "endoscopic image", keywords: &["endoscop", "colonoscop"] },
-    ModalityWords { canonical: "OCT", phrase: "optical coherence tomography (OCT) image", keywords: &["optical coherence", "oct"] },
+    ModalityWords {
+        canonical: "CT",
+        phrase: "computed tomography (CT) image",
+        keywords: &["ct", "computed tomography"],
+    },
+    ModalityWords {
+        canonical: "MRI",
+        phrase: "magnetic resonance (MR) image",
+        keywords: &[
+            "mri",
+            "magnetic resonance",
+            "mr image",
+            "t1-weighted",
+            "t2-weighted",
+            "flair",
+        ],
+    },
+    ModalityWords {
+        canonical: "X-ray",
+        phrase: "radiograph (X-ray)",
+        keywords: &["x-ray", "radiograph", "xray"],
+    },
+    ModalityWords {
+        canonical: "ultrasound",
+        phrase: "ultrasound image",
+        keywords: &["ultrasound", "sonograph", "b-mode", "echograph"],
+    },
+    ModalityWords {
+        canonical: "dermoscopy",
+        phrase: "dermoscopic image",
+        keywords: &["dermoscop", "dermatoscop"],
+    },
+    ModalityWords {
+        canonical: "fundus photography",
+        phrase: "colour fundus photograph",
+        keywords: &["fundus"],
+    },
+    ModalityWords {
+        canonical: "PET",
+        phrase: "positron emission tomography (PET) image",
+        keywords: &["pet", "positron emission"],
+    },
+    ModalityWords {
+        canonical: "histopathology",
+        phrase: "histopathology image",
+        keywords: &["histopatholog", "h&e", "whole-slide"],
+    },
+    ModalityWords {
+        canonical: "endoscopy",
+        phrase: "endoscopic image",
+        keywords: &["endoscop", "colonoscop"],
+    },
+    ModalityWords {
+        canonical: "OCT",
+        phrase: "optical coherence tomography (OCT) image",
+        keywords: &["optical coherence", "oct"],
+    },
 ];
 
 /// Finds the modality entry a metadata value names (case-insensitive, by canonical name or keyword).
@@ -32,13 +79,58 @@ pub fn modality(name: &str) -> Option<&'static ModalityWords> {
 
 /// Body regions; organs of different regions contradict each other.
 pub const ORGAN_REGIONS: &[(&str, &[&str])] = &[
-    ("head", &["brain", "skull", "cerebral", "cerebellum", "retina", "retinal", "eye", "optic disc", "orbit"]),
-    ("chest", &["lung", "pulmonary", "heart", "cardiac", "mediastin", "pleura", "trachea", "thorax", "chest"]),
+    (
+        "head",
+        &[
+            "brain",
+            "skull",
+            "cerebral",
+            "cerebellum",
+            "retina",
+            "retinal",
+            "eye",
+            "optic disc",
+            "orbit",
+        ],
+    ),
+    (
+        "chest",
+        &[
+            "lung",
+            "pulmonary",
+            "heart",
+            "cardiac",
+            "mediastin",
+            "pleura",
+            "trachea",
+            "thorax",
+            "chest",
+        ],
+    ),
     ("breast", &["breast", "mammary"]),
-    ("abdomen", &["liver", "hepatic", "spleen", "splenic", "kidney", "renal", "pancrea", "gallbladder", "bowel", "colon", "stomach", "abdomen"]),
+    (
+        "abdomen",
+        &[
+            "liver",
+            "hepatic",
+            "spleen",
+            "splenic",
+            "kidney",
+            "renal",
+            "pancrea",
+            "gallbladder",
+            "bowel",
+            "colon",
+            "stomach",
+            "abdomen",
+        ],
+    ),
     ("skin", &["skin", "cutaneous", "dermal", "epiderm"]),
     ("pelvis", &["prostate", "bladder", "uterus", "ovary", "pelvis"]),
-    ("musculoskeletal", &["knee", "hip", "shoulder", "spine", "vertebra", "bone"]),
+    (
+        "musculoskeletal",
+        &["knee", "hip", "shoulder", "spine", "vertebra", "bone"],
+    ),
 ];
 
 /// The body region an organ name belongs to.

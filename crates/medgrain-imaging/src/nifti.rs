@@ -49,8 +49,7 @@ fn quatern(affine: &[[f64; 4]; 4], spacing: [f64; 3]) -> (f64, f64, f64, f64) {
             *v = affine[i][j] / spacing[j];
         }
     }
-    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
-        - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
         + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
     let qfac = if det < 0.0 { -1.0 } else { 1.0 };
     if det < 0.0 {
@@ -111,15 +110,23 @@ fn header(vol: &NiftiVolume<'_>) -> Vec<u8> {
     let put_f32 = |h: &mut Vec<u8>, off: usize, v: f32| h[off..off + 4].copy_from_slice(&v.to_le_bytes());
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
     h[38] = b'r'; // regular
-    let dim = [3i16, vol.dims[0] as i16, vol.dims[1] as i16, vol.dims[2] as i16, 1, 1, 1, 1];
+    let dim = [
+        3i16,
+        vol.dims[0] as i16,
+        vol.dims[1] as i16,
+        vol.dims[2] as i16,
+        1,
+        1,
+        1,
+        1,
+    ];
     for (k, d) in dim.iter().enumerate() {
         put_i16(&mut h, 40 + 2 * k, *d);
     }
     put_i16(&mut h, 70, vol.datatype.code());
     put_i16(&mut h, 72, vol.datatype.bitpix());
     let a = &vol.affine;
-    let spacing: [f64; 3] =
-        std::array::from_fn(|j| (a[0][j] * a[0][j] + a[1][j] * a[1][j] + a[2][j] * a[2][j]).sqrt());
+    let spacing: [f64; 3] = std::array::from_fn(|j| (a[0][j] * a[0][j] + a[1][j] * a[1][j] + a[2][j] * a[2][j]).sqrt());
     let (qb, qc, qd, qfac) = quatern(a, spacing);
     put_f32(&mut h, 76, qfac as f32);
     for (k, s) in spacing.iter().enumerate() {
@@ -137,12 +144,11 @@ fn header(vol: &NiftiVolume<'_>) -> Vec<u8> {
     put_f32(&mut h, 256, qb as f32);
     put_f32(&mut h, 260, qc as f32);
     put_f32(&mut h, 264, qd as f32);
-    for k in 0..3 {
-        put_f32(&mut h, 268 + 4 * k, a[k][3] as f32);
-    }
-    for (row, off) in [(0usize, 280usize), (1, 296), (2, 312)] {
-        for c in 0..4 {
-            put_f32(&mut h, off + 4 * c, a[row][c] as f32);
+    // qoffset_x/y/z, then srow_x/y/z (four floats each).
+    for (k, row) in a.iter().take(3).enumerate() {
+        put_f32(&mut h, 268 + 4 * k, row[3] as f32);
+        for (c, v) in row.iter().enumerate() {
+            put_f32(&mut h, 280 + 16 * k + 4 * c, *v as f32);
         }
     }
     h[344..348].copy_from_slice(b"n+1\0");
@@ -156,11 +162,7 @@ pub fn write_nifti1_gz(path: &Path, vol: &NiftiVolume<'_>) -> Result<()> {
     if vol.data.len() != expected || vol.dims.iter().any(|&d| d == 0 || d > i16::MAX as usize) {
         return Err(ImagingError::InvalidVolume {
             path: path.to_path_buf(),
-            reason: format!(
-                "dims {:?} need {expected} bytes, got {}",
-                vol.dims,
-                vol.data.len()
-            ),
+            reason: format!("dims {:?} need {expected} bytes, got {}", vol.dims, vol.data.len()),
         });
     }
     let io = |source| ImagingError::Io {
@@ -182,7 +184,12 @@ mod tests {
     #[test]
     fn quatern_of_lps_like_affine() {
         // diag(-1,-1,1): rotation by 180 degrees about z, qfac +1 -> (b, c, d) = (0, 0, 1).
-        let a = [[-2.0, 0.0, 0.0, 0.0], [0.0, -2.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+        let a = [
+            [-2.0, 0.0, 0.0, 0.0],
+            [0.0, -2.0, 0.0, 0.0],
+            [0.0, 0.0, 5.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         let (b, c, d, qfac) = quatern(&a, [2.0, 2.0, 5.0]);
         assert_eq!(qfac, 1.0);
         assert!(b.abs() < 1e-12 && c.abs() < 1e-12 && (d.abs() - 1.0).abs() < 1e-12);
@@ -191,8 +198,19 @@ mod tests {
     #[test]
     fn header_fields_at_standard_offsets() {
         let data = vec![0u8; 2 * 3 * 4 * 2];
-        let a = [[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, 0.0, -2.0], [0.0, 0.0, 2.0, -3.0], [0.0, 0.0, 0.0, 1.0]];
-        let v = NiftiVolume { dims: [2, 3, 4], affine: a, datatype: NiftiDatatype::Int16, data: &data, description: "t" };
+        let a = [
+            [1.0, 0.0, 0.0, -1.0],
+            [0.0, 1.0, 0.0, -2.0],
+            [0.0, 0.0, 2.0, -3.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let v = NiftiVolume {
+            dims: [2, 3, 4],
+            affine: a,
+            datatype: NiftiDatatype::Int16,
+            data: &data,
+            description: "t",
+        };
         let h = header(&v);
         assert_eq!(i32::from_le_bytes(h[0..4].try_into().unwrap()), 348);
         assert_eq!(i16::from_le_bytes(h[40..42].try_into().unwrap()), 3); // dim[0] = rank
@@ -205,8 +223,19 @@ mod tests {
     #[test]
     fn wrong_data_length_is_an_error() {
         let data = vec![0u8; 3];
-        let a = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
-        let v = NiftiVolume { dims: [2, 2, 2], affine: a, datatype: NiftiDatatype::Uint8, data: &data, description: "" };
+        let a = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let v = NiftiVolume {
+            dims: [2, 2, 2],
+            affine: a,
+            datatype: NiftiDatatype::Uint8,
+            data: &data,
+            description: "",
+        };
         let dir = tempfile::tempdir().unwrap();
         assert!(write_nifti1_gz(&dir.path().join("x.nii.gz"), &v).is_err());
     }

@@ -143,10 +143,7 @@ pub fn read_label_map(bytes: &[u8], path: &Path) -> Result<LabelMap> {
     if r.channels != 1 {
         return Err(ImagingError::Unsupported {
             path: path.to_path_buf(),
-            reason: format!(
-                "a label map must have one channel, this image has {}",
-                r.channels
-            ),
+            reason: format!("a label map must have one channel, this image has {}", r.channels),
         });
     }
     let labels = match r.data {

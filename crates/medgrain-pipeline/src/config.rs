@@ -41,7 +41,10 @@ fn default_shard_size() -> usize {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { dir: None, shard_size: default_shard_size() }
+        OutputConfig {
+            dir: None,
+            shard_size: default_shard_size(),
+        }
     }
 }
 
@@ -116,7 +119,13 @@ fn c_notes() -> String {
 
 impl Default for ColumnMap {
     fn default() -> Self {
-        ColumnMap { file: c_file(), modality: c_modality(), organ: c_organ(), disease: c_disease(), notes: c_notes() }
+        ColumnMap {
+            file: c_file(),
+            modality: c_modality(),
+            organ: c_organ(),
+            disease: c_disease(),
+            notes: c_notes(),
+        }
     }
 }
 
@@ -154,7 +163,11 @@ fn default_min_area() -> u64 {
 
 impl Default for RoiConfig {
     fn default() -> Self {
-        RoiConfig { connectivity: default_connectivity(), unit: default_unit(), min_area_px: default_min_area() }
+        RoiConfig {
+            connectivity: default_connectivity(),
+            unit: default_unit(),
+            min_area_px: default_min_area(),
+        }
     }
 }
 
@@ -172,7 +185,9 @@ fn default_generator() -> String {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        GeneratorConfig { kind: default_generator() }
+        GeneratorConfig {
+            kind: default_generator(),
+        }
     }
 }
 
@@ -195,7 +210,10 @@ impl LoadedConfig {
 }
 
 fn config_err(path: &Path, reason: impl Into<String>) -> PipelineError {
-    PipelineError::Config { path: path.to_path_buf(), reason: reason.into() }
+    PipelineError::Config {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Parses and validates a config from text; `path` names it in errors and anchors relative paths.
@@ -203,7 +221,11 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedConfig, PipelineError> {
     let config: BuildConfig = toml::from_str(text).map_err(|e| config_err(path, e.to_string().trim_end()))?;
     validate(&config, path)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(LoadedConfig { config, base_dir, path: path.to_path_buf() })
+    Ok(LoadedConfig {
+        config,
+        base_dir,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Reads, parses and validates a config file.
@@ -214,13 +236,22 @@ pub fn load(path: &Path) -> Result<LoadedConfig, PipelineError> {
 
 fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
     if c.recipe != "triplets" {
-        return Err(config_err(path, format!("recipe = {:?}: supported recipes are \"triplets\"", c.recipe)));
+        return Err(config_err(
+            path,
+            format!("recipe = {:?}: supported recipes are \"triplets\"", c.recipe),
+        ));
     }
     if c.output.shard_size == 0 {
         return Err(config_err(path, "output.shard_size must be at least 1"));
     }
     if c.generator.kind != "template" {
-        return Err(config_err(path, format!("generator.kind = {:?}: supported generators are \"template\"", c.generator.kind)));
+        return Err(config_err(
+            path,
+            format!(
+                "generator.kind = {:?}: supported generators are \"template\"",
+                c.generator.kind
+            ),
+        ));
     }
     if c.sources.is_empty() {
         return Err(config_err(path, "no [[source]] tables: nothing to build"));
@@ -235,22 +266,40 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
             return Err(config_err(path, format!("{at}: duplicate source name")));
         }
         if s.kind != "image-folder" {
-            return Err(config_err(path, format!("{at}.kind = {:?}: supported kinds are \"image-folder\"", s.kind)));
+            return Err(config_err(
+                path,
+                format!("{at}.kind = {:?}: supported kinds are \"image-folder\"", s.kind),
+            ));
         }
         if !(1..=2).contains(&s.rois.connectivity) {
-            return Err(config_err(path, format!("{at}.rois.connectivity = {}: must be 1 or 2 for 2D images", s.rois.connectivity)));
+            return Err(config_err(
+                path,
+                format!(
+                    "{at}.rois.connectivity = {}: must be 1 or 2 for 2D images",
+                    s.rois.connectivity
+                ),
+            ));
         }
         if s.rois.unit != "component" && s.rois.unit != "label" {
-            return Err(config_err(path, format!("{at}.rois.unit = {:?}: must be \"component\" or \"label\"", s.rois.unit)));
+            return Err(config_err(
+                path,
+                format!("{at}.rois.unit = {:?}: must be \"component\" or \"label\"", s.rois.unit),
+            ));
         }
         for k in s.labels.keys() {
             if k.parse::<u32>().is_err() {
-                return Err(config_err(path, format!("{at}.labels: key {k:?} is not a label value (a whole number)")));
+                return Err(config_err(
+                    path,
+                    format!("{at}.labels: key {k:?} is not a label value (a whole number)"),
+                ));
             }
         }
         if let Some(m) = &s.masks {
             if !m.contains("{stem}") && !m.contains("{name}") {
-                return Err(config_err(path, format!("{at}.masks = {m:?}: the pattern needs {{stem}} or {{name}}")));
+                return Err(config_err(
+                    path,
+                    format!("{at}.masks = {m:?}: the pattern needs {{stem}} or {{name}}"),
+                ));
             }
         }
         glob::Pattern::new(&s.images).map_err(|e| config_err(path, format!("{at}.images = {:?}: {e}", s.images)))?;
@@ -292,13 +341,21 @@ metadata = "metadata.csv"
 
     #[test]
     fn semantic_errors_are_reported() {
-        let e = parse(&GOOD.replace("image-folder", "ftp"), Path::new("c.toml")).unwrap_err().to_string();
+        let e = parse(&GOOD.replace("image-folder", "ftp"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kind") && e.contains("ftp"), "{e}");
-        let e = parse(&GOOD.replace("{stem}", "x"), Path::new("c.toml")).unwrap_err().to_string();
+        let e = parse(&GOOD.replace("{stem}", "x"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("masks"), "{e}");
-        let e = parse("recipe = \"triplets\"\n", Path::new("c.toml")).unwrap_err().to_string();
+        let e = parse("recipe = \"triplets\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no [[source]]"), "{e}");
-        let e = parse(&GOOD.replace("1 = \"nodule\"", "one = \"nodule\""), Path::new("c.toml")).unwrap_err().to_string();
+        let e = parse(&GOOD.replace("1 = \"nodule\"", "one = \"nodule\""), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("one"), "{e}");
     }
 }

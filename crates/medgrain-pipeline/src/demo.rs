@@ -23,7 +23,10 @@ pub fn demo(out: &Path, seed: u64, opts: &BuildOptions) -> Result<DemoSummary, P
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let synth_dir = out.join("synth");
     let marker = synth_dir.join(".medgrain-synth.json");
-    let synth_opts = SynthOptions { seed, ..Default::default() };
+    let synth_opts = SynthOptions {
+        seed,
+        ..Default::default()
+    };
     let expected = serde_json::json!({
         "seed": seed,
         "version": env!("CARGO_PKG_VERSION"),
@@ -39,7 +42,10 @@ pub fn demo(out: &Path, seed: u64, opts: &BuildOptions) -> Result<DemoSummary, P
             .filter(|v| v.get("synth") == Some(&expected))
             .and_then(|v| {
                 let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
-                Some(SynthSummary { images: n("images")?, volumes: n("volumes")? })
+                Some(SynthSummary {
+                    images: n("images")?,
+                    volumes: n("volumes")?,
+                })
             })
     };
     let reuse = previous.is_some();
@@ -64,7 +70,11 @@ pub fn demo(out: &Path, seed: u64, opts: &BuildOptions) -> Result<DemoSummary, P
     write_atomic(&cfg_path, DEMO_CONFIG.as_bytes())?;
     let loaded: LoadedConfig = config::parse(DEMO_CONFIG, &cfg_path)?;
     let triplets = build(&loaded, out, opts)?;
-    Ok(DemoSummary { synth, synth_reused: reuse, triplets })
+    Ok(DemoSummary {
+        synth,
+        synth_reused: reuse,
+        triplets,
+    })
 }
 
 #[cfg(test)]

@@ -49,8 +49,9 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
     if !dir.is_dir() {
         return Err(PipelineError::Usage(format!("{}: not a folder", dir.display())));
     }
-    let manifest: Option<serde_json::Value> =
-        std::fs::read(dir.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let manifest: Option<serde_json::Value> = std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let parts_dir = dir.join("triplets");
     let mut parts: Vec<_> = match std::fs::read_dir(&parts_dir) {
         Ok(rd) => rd
@@ -69,7 +70,11 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
     parts.sort();
     let mut ins = Inspection {
         dir: dir.display().to_string(),
-        tool_version: manifest.as_ref().and_then(|m| m.get("version")).and_then(|v| v.as_str()).map(str::to_string),
+        tool_version: manifest
+            .as_ref()
+            .and_then(|m| m.get("version"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
         parquet_files: parts.len(),
         rows: 0,
         rois: 0,
@@ -115,7 +120,12 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
 
 fn sample_of(r: TripletSummary) -> TripletSample {
     TripletSample {
-        rois: r.roi_labels.iter().zip(&r.roi_positions).map(|(l, p)| format!("{l} ({p})")).collect(),
+        rois: r
+            .roi_labels
+            .iter()
+            .zip(&r.roi_positions)
+            .map(|(l, p)| format!("{l} ({p})"))
+            .collect(),
         id: r.id,
         source: r.source,
         source_path: r.source_path,
@@ -178,12 +188,22 @@ impl Inspection {
             s.push_str(&counts("failures", &self.failures_by_stage));
         }
         for (i, r) in self.samples.iter().enumerate() {
-            s.push_str(&format!("\n── sample {} · {} · {}:{}\n", i + 1, r.id, r.source, r.source_path));
+            s.push_str(&format!(
+                "\n── sample {} · {} · {}:{}\n",
+                i + 1,
+                r.id,
+                r.source,
+                r.source_path
+            ));
             s.push_str(&format!(
                 "   {} · {} · {}\n",
                 r.modality.as_deref().unwrap_or("?"),
                 r.organ.as_deref().unwrap_or("?"),
-                if r.diseases.is_empty() { "-".to_string() } else { r.diseases.join(", ") }
+                if r.diseases.is_empty() {
+                    "-".to_string()
+                } else {
+                    r.diseases.join(", ")
+                }
             ));
             s.push_str(&format!("   caption: {}\n", r.coarse_caption));
             if !r.rois.is_empty() {

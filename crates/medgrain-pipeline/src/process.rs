@@ -67,7 +67,10 @@ fn png_bytes(raster: &Raster, original: Vec<u8>) -> Result<Vec<u8>, SampleError>
                 .map_err(|e| SampleError::new("image", format!("PNG encoding: {e}")))?;
             Ok(out)
         }
-        PixelData::F32(_) => Err(SampleError::new("image", "floating-point images are not stored as PNG yet")),
+        PixelData::F32(_) => Err(SampleError::new(
+            "image",
+            "floating-point images are not stored as PNG yet",
+        )),
     }
 }
 
@@ -109,7 +112,9 @@ pub fn build_record(
         knowledge: &[],
         coarse_caption: &coarse,
     };
-    let generated = generator.generate(&facts).map_err(|e| SampleError::new("generate", e.to_string()))?;
+    let generated = generator
+        .generate(&facts)
+        .map_err(|e| SampleError::new("generate", e.to_string()))?;
     let qc = qc::check(&facts, &generated.description, &generated.sections);
     let bytes = png_bytes(raster, loaded.bytes)?;
     Ok(TripletRecord {
@@ -118,7 +123,10 @@ pub fn build_record(
         source_path: sample.rel_path.clone(),
         slice: None,
         license: source.license().map(str::to_string),
-        image: ImageCell { bytes, path: sample.rel_path.clone() },
+        image: ImageCell {
+            bytes,
+            path: sample.rel_path.clone(),
+        },
         width: raster.width as i32,
         height: raster.height as i32,
         modality: meta.modality.clone(),
@@ -144,13 +152,31 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert_eq!(a, sample_id("s", "images/a.png", None));
         assert_ne!(a, sample_id("t", "images/a.png", None));
-        assert_ne!(a, sample_id("s", "images/a.png", Some(&SliceRef { axis: "axial".into(), index: 0 })));
+        assert_ne!(
+            a,
+            sample_id(
+                "s",
+                "images/a.png",
+                Some(&SliceRef {
+                    axis: "axial".into(),
+                    index: 0
+                })
+            )
+        );
     }
 
     #[test]
     fn foreground_of_a_centred_square() {
         let (w, h) = (10, 10);
-        let luma: Vec<f32> = (0..100).map(|i| if (3..7).contains(&(i / 10)) && (3..7).contains(&(i % 10)) { 0.9 } else { 0.1 }).collect();
+        let luma: Vec<f32> = (0..100)
+            .map(|i| {
+                if (3..7).contains(&(i / 10)) && (3..7).contains(&(i % 10)) {
+                    0.9
+                } else {
+                    0.1
+                }
+            })
+            .collect();
         assert_eq!(foreground_fraction(&luma, w, h), Some(0.16));
     }
 }

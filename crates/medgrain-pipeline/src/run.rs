@@ -65,7 +65,10 @@ struct Planned<'a> {
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> PipelineError {
-    PipelineError::Io { path: path.to_path_buf(), source }
+    PipelineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `bytes` to `path` via a temporary file and a rename, so readers never see a partial file.
@@ -118,15 +121,20 @@ fn process_shard(
     let mut errors = Vec::new();
     let mut stats = Stats::default();
     for p in shard {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_record(p.source, &p.sample, generator)))
-            .unwrap_or_else(|panic| {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(SampleError::new("internal", format!("internal error (please report): {msg}")))
-            });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            build_record(p.source, &p.sample, generator)
+        }))
+        .unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(SampleError::new(
+                "internal",
+                format!("internal error (please report): {msg}"),
+            ))
+        });
         match result {
             Ok(r) => {
                 debug_assert_eq!(r.id, p.id);
@@ -156,7 +164,13 @@ fn process_shard(
         w.finish()?;
         Some(rel)
     };
-    let marker = ShardMarker { plan_hash: plan_hash.into(), config_hash: config_hash.into(), file, errors, stats };
+    let marker = ShardMarker {
+        plan_hash: plan_hash.into(),
+        config_hash: config_hash.into(),
+        file,
+        errors,
+        stats,
+    };
     let path = marker_path(out, k);
     let json = serde_json::to_vec(&marker).map_err(|e| PipelineError::Internal(e.to_string()))?;
     write_atomic(&path, &json)?;
@@ -164,7 +178,9 @@ fn process_shard(
 }
 
 fn marker_path(out: &Path, k: usize) -> PathBuf {
-    out.join(".medgrain").join("shards").join(format!("triplets-{k:05}.json"))
+    out.join(".medgrain")
+        .join("shards")
+        .join(format!("triplets-{k:05}.json"))
 }
 
 fn read_marker(out: &Path, k: usize) -> Option<ShardMarker> {
@@ -204,7 +220,11 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     }
 
     // Plan.
-    let sources: Vec<Box<dyn SampleSource>> = cfg.sources.iter().map(|s| open_source(s, loaded)).collect::<Result<_, _>>()?;
+    let sources: Vec<Box<dyn SampleSource>> = cfg
+        .sources
+        .iter()
+        .map(|s| open_source(s, loaded))
+        .collect::<Result<_, _>>()?;
     let mut plan: Vec<Planned<'_>> = Vec::new();
     let mut inputs = Vec::new();
     for src in &sources {
@@ -212,14 +232,23 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         inputs.push(serde_json::json!({"source": src.name(), "samples": list.len()}));
         for sample in list {
             let id = sample_id(src.name(), &sample.rel_path, None);
-            plan.push(Planned { source: src.as_ref(), sample, id });
+            plan.push(Planned {
+                source: src.as_ref(),
+                sample,
+                id,
+            });
         }
     }
     let shard_size = cfg.output.shard_size;
     let shards: Vec<&[Planned<'_>]> = plan.chunks(shard_size).collect();
     let plan_hashes: Vec<String> = shards
         .iter()
-        .map(|s| sha256_hex(s.iter().map(|p| format!("{}{}", p.id, if p.sample.listing_error.is_some() { "!" } else { "" }))))
+        .map(|s| {
+            sha256_hex(
+                s.iter()
+                    .map(|p| format!("{}{}", p.id, if p.sample.listing_error.is_some() { "!" } else { "" })),
+            )
+        })
         .collect();
     tracing::info!(samples = plan.len(), shards = shards.len(), shard_size, "planned");
 
@@ -233,15 +262,26 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     }
     let pending: Vec<usize> = (0..shards.len()).filter(|&k| markers[k].is_none()).collect();
     let pending_samples: u64 = pending.iter().map(|&k| shards[k].len() as u64).sum();
-    let bar = if opts.progress { ProgressBar::new(pending_samples) } else { ProgressBar::hidden() };
+    let bar = if opts.progress {
+        ProgressBar::new(pending_samples)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} samples ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} samples ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let generator = TemplateWriter;
     let done: Vec<(usize, Result<ShardMarker, PipelineError>)> = pending
         .par_iter()
-        .map(|&k| (k, process_shard(k, shards[k], &plan_hashes[k], &chash, out, &generator, &bar)))
+        .map(|&k| {
+            (
+                k,
+                process_shard(k, shards[k], &plan_hashes[k], &chash, out, &generator, &bar),
+            )
+        })
         .collect();
     bar.finish_and_clear();
     for (k, r) in done {
@@ -251,8 +291,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     // Remove parts and markers of a previous, longer plan.
     let parts_dir = out.join("triplets");
     if let Ok(rd) = std::fs::read_dir(&parts_dir) {
-        let keep: std::collections::HashSet<String> =
-            markers.iter().flatten().filter_map(|m| m.file.clone()).collect();
+        let keep: std::collections::HashSet<String> = markers.iter().flatten().filter_map(|m| m.file.clone()).collect();
         for e in rd.flatten() {
             let rel = format!("triplets/{}", e.file_name().to_string_lossy());
             if !keep.contains(&rel) {

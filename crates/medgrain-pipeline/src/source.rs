@@ -25,7 +25,10 @@ pub struct SampleError {
 
 impl SampleError {
     pub fn new(stage: &'static str, message: impl Into<String>) -> Self {
-        SampleError { stage, message: message.into() }
+        SampleError {
+            stage,
+            message: message.into(),
+        }
     }
 }
 
@@ -75,7 +78,11 @@ fn normalise_rel(p: &str) -> String {
 }
 
 fn split_diseases(v: &str) -> Vec<String> {
-    v.split([';', '|']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    v.split([';', '|'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 impl ImageFolderSource {
@@ -87,7 +94,12 @@ impl ImageFolderSource {
                 reason: format!("source {:?}: root {} is not a folder", cfg.name, root.display()),
             });
         }
-        let mut src = ImageFolderSource { cfg: cfg.clone(), root, metadata: HashMap::new(), metadata_problems: Vec::new() };
+        let mut src = ImageFolderSource {
+            cfg: cfg.clone(),
+            root,
+            metadata: HashMap::new(),
+            metadata_problems: Vec::new(),
+        };
         if let Some(m) = &cfg.metadata {
             let path = src.root.join(m);
             src.read_metadata(&path, loaded)?;
@@ -96,7 +108,10 @@ impl ImageFolderSource {
     }
 
     fn read_metadata(&mut self, path: &Path, loaded: &LoadedConfig) -> Result<(), PipelineError> {
-        let cfg_err = |reason: String| PipelineError::Config { path: loaded.path.clone(), reason };
+        let cfg_err = |reason: String| PipelineError::Config {
+            path: loaded.path.clone(),
+            reason,
+        };
         let mut rdr = csv::ReaderBuilder::new()
             .flexible(true)
             .from_path(path)
@@ -117,7 +132,10 @@ impl ImageFolderSource {
             ))
         })?;
         let (mod_col, org_col, dis_col, notes_col) = (col(&c.modality), col(&c.organ), col(&c.disease), col(&c.notes));
-        let meta_name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let meta_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let mut first_line: HashMap<String, u64> = HashMap::new();
         for rec in rdr.records() {
             let rec = match rec {
@@ -126,7 +144,10 @@ impl ImageFolderSource {
                     let line = e.position().map(|p| p.line()).unwrap_or(0);
                     self.metadata_problems.push(SampleRef {
                         rel_path: format!("{meta_name}#line{line}"),
-                        listing_error: Some(SampleError::new("metadata", format!("{}: line {line}: {e}", path.display()))),
+                        listing_error: Some(SampleError::new(
+                            "metadata",
+                            format!("{}: line {line}: {e}", path.display()),
+                        )),
                     });
                     continue;
                 }
@@ -136,7 +157,10 @@ impl ImageFolderSource {
             let Some(file) = field(Some(file_col)).map(normalise_rel) else {
                 self.metadata_problems.push(SampleRef {
                     rel_path: format!("{meta_name}#line{line}"),
-                    listing_error: Some(SampleError::new("metadata", format!("{}: line {line}: empty {:?} field", path.display(), c.file))),
+                    listing_error: Some(SampleError::new(
+                        "metadata",
+                        format!("{}: line {line}: empty {:?} field", path.display(), c.file),
+                    )),
                 });
                 continue;
             };
@@ -145,7 +169,10 @@ impl ImageFolderSource {
                     rel_path: format!("{meta_name}#line{line}"),
                     listing_error: Some(SampleError::new(
                         "metadata",
-                        format!("{}: line {line}: duplicate row for {file} (first at line {first}); the first is used", path.display()),
+                        format!(
+                            "{}: line {line}: duplicate row for {file} (first at line {first}); the first is used",
+                            path.display()
+                        ),
                     )),
                 });
                 continue;
@@ -155,7 +182,10 @@ impl ImageFolderSource {
             let meta = SampleMeta {
                 modality: field(mod_col).map(str::to_string).or_else(|| d.modality.clone()),
                 organ: field(org_col).map(str::to_string).or_else(|| d.organ.clone()),
-                diseases: field(dis_col).map(split_diseases).or_else(|| d.disease.as_deref().map(split_diseases)).unwrap_or_default(),
+                diseases: field(dis_col)
+                    .map(split_diseases)
+                    .or_else(|| d.disease.as_deref().map(split_diseases))
+                    .unwrap_or_default(),
                 notes: field(notes_col).map(str::to_string),
             };
             if !self.root.join(&file).is_file() {
@@ -163,7 +193,11 @@ impl ImageFolderSource {
                     rel_path: file.clone(),
                     listing_error: Some(SampleError::new(
                         "metadata",
-                        format!("{}: line {line} names {file}, which does not exist under {}", path.display(), self.root.display()),
+                        format!(
+                            "{}: line {line} names {file}, which does not exist under {}",
+                            path.display(),
+                            self.root.display()
+                        ),
                     )),
                 });
             }
@@ -175,10 +209,23 @@ impl ImageFolderSource {
     fn mask_path(&self, rel: &str) -> Option<PathBuf> {
         let pattern = self.cfg.masks.as_ref()?;
         let p = Path::new(rel);
-        let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-        let name = p.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let stem = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         let dir = p.parent().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-        Some(self.root.join(pattern.replace("{stem}", &stem).replace("{name}", &name).replace("{dir}", &dir)))
+        Some(
+            self.root.join(
+                pattern
+                    .replace("{stem}", &stem)
+                    .replace("{name}", &name)
+                    .replace("{dir}", &dir),
+            ),
+        )
     }
 
     fn meta_for(&self, rel: &str) -> SampleMeta {
@@ -204,7 +251,11 @@ impl SampleSource for ImageFolderSource {
     }
 
     fn list(&self) -> Result<Vec<SampleRef>, PipelineError> {
-        let pattern = format!("{}/{}", glob::Pattern::escape(&self.root.to_string_lossy()), self.cfg.images);
+        let pattern = format!(
+            "{}/{}",
+            glob::Pattern::escape(&self.root.to_string_lossy()),
+            self.cfg.images
+        );
         let entries = glob::glob(&pattern).map_err(|e| PipelineError::Config {
             path: self.root.clone(),
             reason: format!("source {:?}: images pattern: {e}", self.cfg.name),
@@ -213,12 +264,24 @@ impl SampleSource for ImageFolderSource {
         for entry in entries {
             match entry {
                 Ok(p) if p.is_file() => {
-                    let rel = p.strip_prefix(&self.root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
-                    out.push(SampleRef { rel_path: rel, listing_error: None });
+                    let rel = p
+                        .strip_prefix(&self.root)
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .replace('\\', "/");
+                    out.push(SampleRef {
+                        rel_path: rel,
+                        listing_error: None,
+                    });
                 }
                 Ok(_) => {}
                 Err(e) => out.push(SampleRef {
-                    rel_path: e.path().strip_prefix(&self.root).unwrap_or(e.path()).to_string_lossy().to_string(),
+                    rel_path: e
+                        .path()
+                        .strip_prefix(&self.root)
+                        .unwrap_or(e.path())
+                        .to_string_lossy()
+                        .to_string(),
                     listing_error: Some(SampleError::new("enumerate", e.to_string())),
                 }),
             }
@@ -241,14 +304,20 @@ impl SampleSource for ImageFolderSource {
             None => None,
             Some(mp) if !mp.exists() => {
                 if self.cfg.require_masks {
-                    return Err(SampleError::new("mask", format!("{}: mask file not found", mp.display())));
+                    return Err(SampleError::new(
+                        "mask",
+                        format!("{}: mask file not found", mp.display()),
+                    ));
                 }
                 None
             }
             Some(mp) => {
                 let mb = std::fs::read(&mp).map_err(|e| SampleError::new("mask", format!("{}: {e}", mp.display())))?;
                 if mb.is_empty() {
-                    return Err(SampleError::new("mask", format!("{}: mask file is empty", mp.display())));
+                    return Err(SampleError::new(
+                        "mask",
+                        format!("{}: mask file is empty", mp.display()),
+                    ));
                 }
                 let m = read_label_map(&mb, &mp).map_err(|e| SampleError::new("mask", e.to_string()))?;
                 if (m.width, m.height) != (raster.width, raster.height) {
@@ -267,14 +336,23 @@ impl SampleSource for ImageFolderSource {
                 Some(m)
             }
         };
-        Ok(LoadedSample { bytes, raster, mask, meta: self.meta_for(&sample.rel_path) })
+        Ok(LoadedSample {
+            bytes,
+            raster,
+            mask,
+            meta: self.meta_for(&sample.rel_path),
+        })
     }
 
     fn label_name(&self, label: u32, meta: &SampleMeta) -> String {
         if let Some(n) = self.cfg.labels.get(&label.to_string()) {
             return n.clone();
         }
-        let abnormal: Vec<&String> = meta.diseases.iter().filter(|d| !medgrain_generate::is_normal(d)).collect();
+        let abnormal: Vec<&String> = meta
+            .diseases
+            .iter()
+            .filter(|d| !medgrain_generate::is_normal(d))
+            .collect();
         match abnormal.as_slice() {
             [one] => (*one).clone(),
             _ => format!("region {label}"),
@@ -284,7 +362,11 @@ impl SampleSource for ImageFolderSource {
     fn roi_options(&self) -> medgrain_roi::RoiOptions {
         medgrain_roi::RoiOptions {
             connectivity: self.cfg.rois.connectivity,
-            unit: if self.cfg.rois.unit == "label" { medgrain_roi::RoiUnit::Label } else { medgrain_roi::RoiUnit::Component },
+            unit: if self.cfg.rois.unit == "label" {
+                medgrain_roi::RoiUnit::Label
+            } else {
+                medgrain_roi::RoiUnit::Component
+            },
             min_area_px: self.cfg.rois.min_area_px,
             ..Default::default()
         }
@@ -295,6 +377,9 @@ impl SampleSource for ImageFolderSource {
 pub fn open_source(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Box<dyn SampleSource>, PipelineError> {
     match cfg.kind.as_str() {
         "image-folder" => Ok(Box::new(ImageFolderSource::open(cfg, loaded)?)),
-        other => Err(PipelineError::Config { path: loaded.path.clone(), reason: format!("unknown source kind {other:?}") }),
+        other => Err(PipelineError::Config {
+            path: loaded.path.clone(),
+            reason: format!("unknown source kind {other:?}"),
+        }),
     }
 }

@@ -15,7 +15,10 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn new(edges: &[f64]) -> Self {
-        Histogram { edges: edges.to_vec(), counts: vec![0; edges.len()] }
+        Histogram {
+            edges: edges.to_vec(),
+            counts: vec![0; edges.len()],
+        }
     }
 
     pub fn add(&mut self, v: f64) {
@@ -106,7 +109,8 @@ impl Stats {
             self.roi_area_fraction.add(roi.area_fraction);
             bump(&mut self.by_roi_label, &roi.label);
         }
-        self.description_words.add(r.description.split_whitespace().count() as f64);
+        self.description_words
+            .add(r.description.split_whitespace().count() as f64);
         if !r.qc.passed {
             self.qc_failed += 1;
         }
@@ -156,7 +160,12 @@ mod tests {
     #[test]
     fn merge_adds() {
         let mut a = Stats::default();
-        let e = ErrorRecord { source: "s".into(), source_path: "p".into(), stage: "mask".into(), error: "x".into() };
+        let e = ErrorRecord {
+            source: "s".into(),
+            source_path: "p".into(),
+            stage: "mask".into(),
+            error: "x".into(),
+        };
         a.add_error(&e);
         let mut b = Stats::default();
         b.add_error(&e);

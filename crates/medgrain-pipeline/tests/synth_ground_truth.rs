@@ -30,7 +30,15 @@ metadata = "metadata.csv"
 #[test]
 fn rois_and_appearance_match_synthetic_ground_truth() {
     let dir = tempfile::tempdir().unwrap();
-    write_corpus(dir.path(), &SynthOptions { seed: 11, images_per_kind: 16, volumes: 0 }).unwrap();
+    write_corpus(
+        dir.path(),
+        &SynthOptions {
+            seed: 11,
+            images_per_kind: 16,
+            volumes: 0,
+        },
+    )
+    .unwrap();
     let loaded = config::parse(CONFIG, &dir.path().join("c.toml")).unwrap();
     let source = open_source(&loaded.config.sources[0], &loaded).unwrap();
     let gt = std::fs::read_to_string(dir.path().join("2d/ground_truth.jsonl")).unwrap();
@@ -39,8 +47,15 @@ fn rois_and_appearance_match_synthetic_ground_truth() {
     for line in gt.lines() {
         let g: serde_json::Value = serde_json::from_str(line).unwrap();
         let rel = g["image"].as_str().unwrap();
-        let rec = build_record(source.as_ref(), &SampleRef { rel_path: rel.into(), listing_error: None }, &TemplateWriter)
-            .unwrap_or_else(|e| panic!("{rel}: {e:?}"));
+        let rec = build_record(
+            source.as_ref(),
+            &SampleRef {
+                rel_path: rel.into(),
+                listing_error: None,
+            },
+            &TemplateWriter,
+        )
+        .unwrap_or_else(|e| panic!("{rel}: {e:?}"));
         let truth = g["lesions"].as_array().unwrap();
         assert_eq!(rec.rois.len(), truth.len(), "{rel}: one ROI per drawn lesion");
         assert_eq!(rec.modality.as_deref(), g["modality"].as_str());
@@ -48,17 +63,34 @@ fn rois_and_appearance_match_synthetic_ground_truth() {
         for t in truth {
             lesions += 1;
             let label = t["label"].as_i64().unwrap() as i32;
-            let roi = rec.rois.iter().find(|r| r.label_id == Some(label)).unwrap_or_else(|| panic!("{rel}: label {label}"));
-            let tb: Vec<i64> = t["bbox_xyxy"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            let roi = rec
+                .rois
+                .iter()
+                .find(|r| r.label_id == Some(label))
+                .unwrap_or_else(|| panic!("{rel}: label {label}"));
+            let tb: Vec<i64> = t["bbox_xyxy"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
             let rb = roi.bbox_xyxy.map(i64::from);
             if roi.area_px > 20 {
                 checked_iou += 1;
                 let v = iou([tb[0], tb[1], tb[2], tb[3]], rb);
                 assert!(v >= 0.9, "{rel} label {label}: IoU {v:.3} truth {tb:?} found {rb:?}");
                 // The analytic ellipse box differs from the drawn pixels by at most one pixel per side.
-                let eb: Vec<i64> = t["ellipse_bbox_xyxy"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+                let eb: Vec<i64> = t["ellipse_bbox_xyxy"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap())
+                    .collect();
                 for k in 0..4 {
-                    assert!((eb[k] - rb[k]).abs() <= 1, "{rel} label {label}: ellipse box {eb:?} vs found {rb:?}");
+                    assert!(
+                        (eb[k] - rb[k]).abs() <= 1,
+                        "{rel} label {label}: ellipse box {eb:?} vs found {rb:?}"
+                    );
                 }
             }
             // Appearance words are judged on lesions large enough to have a core and a ring (>= 150 px).
@@ -98,7 +130,15 @@ fn rois_and_appearance_match_synthetic_ground_truth() {
 #[test]
 fn same_seed_same_ids_and_text() {
     let run = |d: &Path| {
-        write_corpus(d, &SynthOptions { seed: 5, images_per_kind: 2, volumes: 0 }).unwrap();
+        write_corpus(
+            d,
+            &SynthOptions {
+                seed: 5,
+                images_per_kind: 2,
+                volumes: 0,
+            },
+        )
+        .unwrap();
         let loaded = config::parse(CONFIG, &d.join("c.toml")).unwrap();
         let source = open_source(&loaded.config.sources[0], &loaded).unwrap();
         source

@@ -4,7 +4,10 @@ use medgrain_roi::{label_components, rois_2d, RoiOptions};
 
 fn label_map(h: usize, w: usize) -> Vec<u32> {
     let mut v = vec![0u32; h * w];
-    for (k, (cy, cx, r)) in [(100.0, 120.0, 30.0), (300.0, 380.0, 55.0), (420.0, 90.0, 12.0)].iter().enumerate() {
+    for (k, (cy, cx, r)) in [(100.0, 120.0, 30.0), (300.0, 380.0, 55.0), (420.0, 90.0, 12.0)]
+        .iter()
+        .enumerate()
+    {
         for (i, px) in v.iter_mut().enumerate() {
             let (y, x) = ((i / w) as f64, (i % w) as f64);
             if (y - cy) * (y - cy) + (x - cx) * (x - cx) <= r * r {

@@ -117,7 +117,9 @@ pub fn measure(
             }
         }
     }
-    let radius = ((area as f64 / std::f64::consts::PI).sqrt() * 0.6).round().clamp(3.0, 25.0) as usize;
+    let radius = ((area as f64 / std::f64::consts::PI).sqrt() * 0.6)
+        .round()
+        .clamp(3.0, 25.0) as usize;
     let (wr0, wc0) = (r0.saturating_sub(radius + 1), c0.saturating_sub(radius + 1));
     let (wr1, wc1) = ((r1 + radius + 1).min(h), (c1 + radius + 1).min(w));
     let (wh, ww) = (wr1 - wr0, wc1 - wc0);

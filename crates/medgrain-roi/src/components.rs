@@ -134,14 +134,11 @@ pub fn label_components(values: &[u32], shape: &[usize], connectivity: usize) ->
 pub fn group_by_label(components: &[Component]) -> Vec<(u32, Vec<&Component>)> {
     let mut sorted: Vec<&Component> = components.iter().collect();
     sorted.sort_by(|a, b| {
-        a.label
-            .cmp(&b.label)
-            .then(b.voxels.cmp(&a.voxels))
-            .then_with(|| {
-                let lo_a: Vec<usize> = a.bbox.iter().map(|r| r[0]).collect();
-                let lo_b: Vec<usize> = b.bbox.iter().map(|r| r[0]).collect();
-                lo_a.cmp(&lo_b)
-            })
+        a.label.cmp(&b.label).then(b.voxels.cmp(&a.voxels)).then_with(|| {
+            let lo_a: Vec<usize> = a.bbox.iter().map(|r| r[0]).collect();
+            let lo_b: Vec<usize> = b.bbox.iter().map(|r| r[0]).collect();
+            lo_a.cmp(&lo_b)
+        })
     });
     let mut out: Vec<(u32, Vec<&Component>)> = Vec::new();
     for c in sorted {

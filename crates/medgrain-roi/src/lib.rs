@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(by_comp[0].side.as_deref(), Some("left"));
         assert_eq!(by_comp[1].bbox_xyxy, [15, 6, 17, 9]);
         assert_eq!(by_comp[1].position, "right, lower");
-        let opts = RoiOptions { unit: RoiUnit::Label, ..Default::default() };
+        let opts = RoiOptions {
+            unit: RoiUnit::Label,
+            ..Default::default()
+        };
         let by_label = rois_2d(&labels, h, w, None, &name, &opts).unwrap();
         assert_eq!(by_label.len(), 1);
         assert_eq!(by_label[0].bbox_xyxy, [1, 1, 17, 9]);
@@ -159,7 +162,12 @@ mod tests {
     fn min_area_drops_specks() {
         let mut labels = vec![0u32; 25];
         labels[0] = 3;
-        let opts = RoiOptions { min_area_px: 2, ..Default::default() };
-        assert!(rois_2d(&labels, 5, 5, None, &|l| l.to_string(), &opts).unwrap().is_empty());
+        let opts = RoiOptions {
+            min_area_px: 2,
+            ..Default::default()
+        };
+        assert!(rois_2d(&labels, 5, 5, None, &|l| l.to_string(), &opts)
+            .unwrap()
+            .is_empty());
     }
 }

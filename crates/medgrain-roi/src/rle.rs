@@ -142,7 +142,9 @@ mod tests {
     #[test]
     fn large_and_negative_deltas_round_trip() {
         let (h, w) = (37, 53);
-        let mask: Vec<bool> = (0..h * w).map(|i| (i * 7919 % 13) < 4 || (i > 900 && i < 1500)).collect();
+        let mask: Vec<bool> = (0..h * w)
+            .map(|i| (i * 7919 % 13) < 4 || (i > 900 && i < 1500))
+            .collect();
         let rle = encode(h, w, &mask);
         assert_eq!(decode(&rle).unwrap(), mask);
     }
@@ -160,9 +162,15 @@ mod tests {
 
     #[test]
     fn corrupt_strings_are_errors() {
-        let bad = MaskRle { size: [2, 2], counts: "9".into() };
+        let bad = MaskRle {
+            size: [2, 2],
+            counts: "9".into(),
+        };
         assert!(decode(&bad).is_err());
-        let alphabet = MaskRle { size: [2, 2], counts: "\u{7f}".into() };
+        let alphabet = MaskRle {
+            size: [2, 2],
+            counts: "\u{7f}".into(),
+        };
         assert!(decode(&alphabet).is_err());
     }
 }

@@ -74,7 +74,10 @@ fn lobe_path(t: Tissue) -> Option<(&'static str, &'static str)> {
     // (anatomy path, phrase used in reports)
     match t {
         Tissue::LungUpperRight => Some(("lung/right lung/right lung upper lobe", "upper lobe of the right lung")),
-        Tissue::LungMiddleRight => Some(("lung/right lung/right lung middle lobe", "middle lobe of the right lung")),
+        Tissue::LungMiddleRight => Some((
+            "lung/right lung/right lung middle lobe",
+            "middle lobe of the right lung",
+        )),
         Tissue::LungLowerRight => Some(("lung/right lung/right lung lower lobe", "lower lobe of the right lung")),
         Tissue::LungUpperLeft => Some(("lung/left lung/left lung upper lobe", "upper lobe of the left lung")),
         Tissue::LungLowerLeft => Some(("lung/left lung/left lung lower lobe", "lower lobe of the left lung")),
@@ -302,7 +305,11 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
             } else {
                 let th = d as f64 / dirs as f64 * std::f64::consts::PI * 2.0;
                 let ph = (d % 5) as f64 / 4.0 * std::f64::consts::PI - std::f64::consts::FRAC_PI_2;
-                [c[0] + r * ph.cos() * th.cos(), c[1] + r * ph.cos() * th.sin(), c[2] + r * ph.sin()]
+                [
+                    c[0] + r * ph.cos() * th.cos(),
+                    c[1] + r * ph.cos() * th.sin(),
+                    c[2] + r * ph.sin(),
+                ]
             };
             let v = voxel_of(p);
             let (i, j, k) = (v[0].round(), v[1].round(), v[2].round());
@@ -314,13 +321,18 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
     };
     let place = |rng: &mut Rng, codes: &[u8], want: u8, r: f64, others: &[(Sphere, usize)]| -> Option<[f64; 3]> {
         for _ in 0..2000 {
-            let (i, j, k) = (rng.int(0, nx as i64 - 1), rng.int(0, ny as i64 - 1), rng.int(0, nz as i64 - 1));
+            let (i, j, k) = (
+                rng.int(0, nx as i64 - 1),
+                rng.int(0, ny as i64 - 1),
+                rng.int(0, nz as i64 - 1),
+            );
             if codes[idx(i as usize, j as usize, k as usize)] != want {
                 continue;
             }
             let c = world(i as usize, j as usize, k as usize);
             let apart = others.iter().all(|(s, _)| {
-                let d = ((s.centre[0] - c[0]).powi(2) + (s.centre[1] - c[1]).powi(2) + (s.centre[2] - c[2]).powi(2)).sqrt();
+                let d =
+                    ((s.centre[0] - c[0]).powi(2) + (s.centre[1] - c[1]).powi(2) + (s.centre[2] - c[2]).powi(2)).sqrt();
                 d > s.radius + r + 10.0
             });
             if apart && inside_all(codes, c, r + 3.0, want) {
@@ -334,7 +346,14 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
         let lobe = *rng.pick(&LOBES);
         let diameter = rng.range(6.0, 18.0).round();
         if let Some(c) = place(rng, &codes, lobe as u8, diameter / 2.0, &spheres) {
-            spheres.push((Sphere { centre: c, radius: diameter / 2.0, hu: rng.range(20.0, 50.0) }, findings.len()));
+            spheres.push((
+                Sphere {
+                    centre: c,
+                    radius: diameter / 2.0,
+                    hu: rng.range(20.0, 50.0),
+                },
+                findings.len(),
+            ));
             let (path, phrase) = lobe_path(lobe).unwrap_or(("lung", "lung"));
             let side = if path.contains("right") { "right" } else { "left" };
             findings.push(FindingTruth {
@@ -357,10 +376,22 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
         }
     }
     if rng.chance(0.3) {
-        let lobe = *rng.pick(&[Tissue::LungUpperRight, Tissue::LungLowerRight, Tissue::LungUpperLeft, Tissue::LungLowerLeft]);
+        let lobe = *rng.pick(&[
+            Tissue::LungUpperRight,
+            Tissue::LungLowerRight,
+            Tissue::LungUpperLeft,
+            Tissue::LungLowerLeft,
+        ]);
         let diameter = rng.range(30.0, 42.0).round();
         if let Some(c) = place(rng, &codes, lobe as u8, diameter / 2.0, &spheres) {
-            spheres.push((Sphere { centre: c, radius: diameter / 2.0, hu: rng.range(30.0, 50.0) }, findings.len()));
+            spheres.push((
+                Sphere {
+                    centre: c,
+                    radius: diameter / 2.0,
+                    hu: rng.range(30.0, 50.0),
+                },
+                findings.len(),
+            ));
             let (path, phrase) = lobe_path(lobe).unwrap_or(("lung", "lung"));
             let side = if path.contains("right") { "right" } else { "left" };
             findings.push(FindingTruth {
@@ -381,7 +412,14 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
     if liver_lesion {
         let diameter = rng.range(10.0, 28.0).round();
         if let Some(c) = place(rng, &codes, Tissue::Liver as u8, diameter / 2.0, &spheres) {
-            spheres.push((Sphere { centre: c, radius: diameter / 2.0, hu: rng.range(0.0, 15.0) }, findings.len()));
+            spheres.push((
+                Sphere {
+                    centre: c,
+                    radius: diameter / 2.0,
+                    hu: rng.range(0.0, 15.0),
+                },
+                findings.len(),
+            ));
             findings.push(FindingTruth {
                 finding: "hypodense lesion".into(),
                 present: true,
@@ -397,7 +435,11 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
         }
     }
     // Effusions.
-    let effusion_side = if rng.chance(0.35) { Some(if rng.chance(0.5) { "right" } else { "left" }) } else { None };
+    let effusion_side = if rng.chance(0.35) {
+        Some(if rng.chance(0.5) { "right" } else { "left" })
+    } else {
+        None
+    };
     let mut effusion_voxels: Vec<usize> = Vec::new();
     if let Some(side) = effusion_side {
         let lobes: &[Tissue] = if side == "right" {
@@ -425,8 +467,14 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
             for j in 0..ny {
                 for i in 0..nx {
                     let p = world(i, j, k);
-                    let (x, y, z) = ((p[0] - body.shift[0]) / body.scale, (p[1] - body.shift[1]) / body.scale, p[2]);
-                    let e = ((x + 15.0 * RIGHT_X_SIGN) / 63.0).powi(2) + ((y - 25.0) / 53.0).powi(2) + ((z + 10.0) / 58.0).powi(2);
+                    let (x, y, z) = (
+                        (p[0] - body.shift[0]) / body.scale,
+                        (p[1] - body.shift[1]) / body.scale,
+                        p[2],
+                    );
+                    let e = ((x + 15.0 * RIGHT_X_SIGN) / 63.0).powi(2)
+                        + ((y - 25.0) / 53.0).powi(2)
+                        + ((z + 10.0) / 58.0).powi(2);
                     let c = codes[idx(i, j, k)];
                     if e <= 1.0 && c != Tissue::Heart as u8 && c != Tissue::Aorta as u8 && !(15..).contains(&c) {
                         pericardial_voxels.push(idx(i, j, k));
@@ -437,10 +485,9 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
     }
     // Intensities.
     let mut hu: Vec<i16> = Vec::with_capacity(n);
-    for (p, &c) in codes.iter().enumerate() {
+    for &c in &codes {
         let noise = 12.0 * rng.normal();
         hu.push((base_hu(c) + noise).round().clamp(-1024.0, 3071.0) as i16);
-        let _ = p;
     }
     for &v in &effusion_voxels {
         hu[v] = (12.0 + 8.0 * rng.normal()).round() as i16;
@@ -473,10 +520,24 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
     let vol_path = dir.join("volumes").join(name);
     let bytes: Vec<u8> = hu.iter().flat_map(|v| v.to_le_bytes()).collect();
     let write = |path: &Path, data: &[u8], dt: NiftiDatatype, desc: &str| -> Result<()> {
-        write_nifti1_gz(path, &NiftiVolume { dims: DIMS, affine: affine(), datatype: dt, data, description: desc })
-            .map_err(|e| SynthError::Imaging(e.to_string()))
+        write_nifti1_gz(
+            path,
+            &NiftiVolume {
+                dims: DIMS,
+                affine: affine(),
+                datatype: dt,
+                data,
+                description: desc,
+            },
+        )
+        .map_err(|e| SynthError::Imaging(e.to_string()))
     };
-    write(&vol_path, &bytes, NiftiDatatype::Int16, "medgrain synthetic chest CT (HU)")?;
+    write(
+        &vol_path,
+        &bytes,
+        NiftiDatatype::Int16,
+        "medgrain synthetic chest CT (HU)",
+    )?;
     let mask_dir = dir.join("masks").join(stem);
     std::fs::create_dir_all(&mask_dir).map_err(|e| io_err(&mask_dir, e))?;
     let mut present: Vec<u8> = codes.clone();
@@ -495,7 +556,12 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
     for (s_idx, (_, f_idx)) in spheres.iter().enumerate() {
         let slug = findings[*f_idx].finding.replace(' ', "_");
         let fname = format!("{:02}_{slug}.nii.gz", s_idx + 1);
-        write(&lesion_dir.join(&fname), &lesion_masks[s_idx], NiftiDatatype::Uint8, &slug)?;
+        write(
+            &lesion_dir.join(&fname),
+            &lesion_masks[s_idx],
+            NiftiDatatype::Uint8,
+            &slug,
+        )?;
         findings[*f_idx].mask = Some(format!("lesions/{stem}/{fname}"));
     }
     // Effusion truth: centroid of the fluid voxels.
@@ -540,7 +606,10 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
     match effusion_side {
         Some(side) if !effusion_voxels.is_empty() => {
             sentences.push(format!("Pleural effusion is observed on the {side}."));
-            impressions.push(format!("{} pleural effusion.", if side == "right" { "Right" } else { "Left" }));
+            impressions.push(format!(
+                "{} pleural effusion.",
+                if side == "right" { "Right" } else { "Left" }
+            ));
             findings.push(FindingTruth {
                 finding: "pleural effusion".into(),
                 present: true,
@@ -568,7 +637,10 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
         impressions.push("No acute pathology was detected.".into());
     }
     Ok((
-        GroundTruth3d { volume: name.into(), findings },
+        GroundTruth3d {
+            volume: name.into(),
+            findings,
+        },
         sentences.join(" "),
         impressions.join(" "),
     ))
@@ -576,7 +648,11 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
 
 /// "A"/"An" (or lower case) before a spoken number such as "8 mm" or "11 mm".
 fn article(spoken: &str, capital: bool) -> &'static str {
-    let an = spoken.starts_with('8') || spoken.starts_with("11 ") || spoken.starts_with("18 ") || spoken.starts_with("11.") || spoken.starts_with("18.");
+    let an = spoken.starts_with('8')
+        || spoken.starts_with("11 ")
+        || spoken.starts_with("18 ")
+        || spoken.starts_with("11.")
+        || spoken.starts_with("18.");
     match (an, capital) {
         (true, true) => "An",
         (true, false) => "an",
@@ -616,14 +692,20 @@ mod tests {
 
     #[test]
     fn anatomy_is_on_the_right_side() {
-        let b = Body { scale: 1.0, shift: [0.0, 0.0] };
+        let b = Body {
+            scale: 1.0,
+            shift: [0.0, 0.0],
+        };
         // Liver on the patient's right (+x in RAS), spleen on the left, heart left of midline.
         assert_eq!(tissue_at(&b, [65.0, 10.0, -100.0]), Tissue::Liver);
         assert_eq!(tissue_at(&b, [-85.0, -35.0, -95.0]), Tissue::Spleen);
         assert_eq!(tissue_at(&b, [75.0, 5.0, 100.0]), Tissue::LungUpperRight);
         assert_eq!(tissue_at(&b, [-75.0, -40.0, -40.0]), Tissue::LungLowerLeft);
-        assert_eq!(class_name(code_at(&b, [0.0, -72.0, 140.0])).as_deref(), Some("vertebrae_T1"));
-        assert_eq!(tissue_at(&b, [0.0, 0.0, 0.0]).eq(&Tissue::Air), false);
+        assert_eq!(
+            class_name(code_at(&b, [0.0, -72.0, 140.0])).as_deref(),
+            Some("vertebrae_T1")
+        );
+        assert_ne!(tissue_at(&b, [0.0, 0.0, 0.0]), Tissue::Air);
         assert_eq!(tissue_at(&b, [200.0, 0.0, 0.0]), Tissue::Air);
     }
 }

@@ -42,10 +42,26 @@ const fn disease(
     p_heterogeneous: f64,
     p_blurred: f64,
 ) -> DiseaseSpec {
-    DiseaseSpec { name, lesions, radius, level, contrast, p_heterogeneous, p_blurred }
+    DiseaseSpec {
+        name,
+        lesions,
+        radius,
+        level,
+        contrast,
+        p_heterogeneous,
+        p_blurred,
+    }
 }
 
-const NORMAL: DiseaseSpec = disease("normal", (0, 0), (0.0, 0.0), Level::Delta(0.0, 0.0), "similar", 0.0, 0.0);
+const NORMAL: DiseaseSpec = disease(
+    "normal",
+    (0, 0),
+    (0.0, 0.0),
+    Level::Delta(0.0, 0.0),
+    "similar",
+    0.0,
+    0.0,
+);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Anatomy {
@@ -78,8 +94,24 @@ const KINDS: &[Kind] = &[
         notes: "synthetic; axial slice; lung window (L -600, W 1500)",
         diseases: &[
             NORMAL,
-            disease("pulmonary nodule", (1, 3), (4.0, 9.0), Level::Absolute(10.0, 60.0), "brighter", 0.3, 0.4),
-            disease("lung mass", (1, 1), (12.0, 19.0), Level::Absolute(20.0, 50.0), "brighter", 0.7, 0.5),
+            disease(
+                "pulmonary nodule",
+                (1, 3),
+                (4.0, 9.0),
+                Level::Absolute(10.0, 60.0),
+                "brighter",
+                0.3,
+                0.4,
+            ),
+            disease(
+                "lung mass",
+                (1, 1),
+                (12.0, 19.0),
+                Level::Absolute(20.0, 50.0),
+                "brighter",
+                0.7,
+                0.5,
+            ),
         ],
         texture_amp: 270.0,
     },
@@ -91,8 +123,24 @@ const KINDS: &[Kind] = &[
         notes: "synthetic; axial slice; abdomen window (L 40, W 400)",
         diseases: &[
             NORMAL,
-            disease("hepatic cyst", (1, 3), (5.0, 12.0), Level::Absolute(0.0, 12.0), "darker", 0.1, 0.2),
-            disease("liver metastasis", (1, 3), (6.0, 13.0), Level::Absolute(5.0, 25.0), "darker", 0.6, 0.6),
+            disease(
+                "hepatic cyst",
+                (1, 3),
+                (5.0, 12.0),
+                Level::Absolute(0.0, 12.0),
+                "darker",
+                0.1,
+                0.2,
+            ),
+            disease(
+                "liver metastasis",
+                (1, 3),
+                (6.0, 13.0),
+                Level::Absolute(5.0, 25.0),
+                "darker",
+                0.6,
+                0.6,
+            ),
         ],
         texture_amp: 72.0,
     },
@@ -104,8 +152,24 @@ const KINDS: &[Kind] = &[
         notes: "synthetic; PA chest radiograph",
         diseases: &[
             NORMAL,
-            disease("pneumonia", (1, 2), (13.0, 22.0), Level::Delta(0.18, 0.3), "brighter", 0.7, 0.8),
-            disease("lung nodule", (1, 3), (4.5, 9.0), Level::Delta(0.2, 0.35), "brighter", 0.2, 0.3),
+            disease(
+                "pneumonia",
+                (1, 2),
+                (13.0, 22.0),
+                Level::Delta(0.18, 0.3),
+                "brighter",
+                0.7,
+                0.8,
+            ),
+            disease(
+                "lung nodule",
+                (1, 3),
+                (4.5, 9.0),
+                Level::Delta(0.2, 0.35),
+                "brighter",
+                0.2,
+                0.3,
+            ),
         ],
         texture_amp: 0.18,
     },
@@ -117,8 +181,24 @@ const KINDS: &[Kind] = &[
         notes: "synthetic; axial T2-weighted slice",
         diseases: &[
             NORMAL,
-            disease("glioma", (1, 1), (12.0, 20.0), Level::Delta(0.25, 0.4), "brighter", 0.8, 0.7),
-            disease("brain metastasis", (1, 3), (4.5, 9.0), Level::Delta(0.25, 0.4), "brighter", 0.3, 0.3),
+            disease(
+                "glioma",
+                (1, 1),
+                (12.0, 20.0),
+                Level::Delta(0.25, 0.4),
+                "brighter",
+                0.8,
+                0.7,
+            ),
+            disease(
+                "brain metastasis",
+                (1, 3),
+                (4.5, 9.0),
+                Level::Delta(0.25, 0.4),
+                "brighter",
+                0.3,
+                0.3,
+            ),
         ],
         texture_amp: 0.18,
     },
@@ -129,9 +209,33 @@ const KINDS: &[Kind] = &[
         organ: "skin",
         notes: "synthetic; dermoscopic photograph",
         diseases: &[
-            disease("melanoma", (1, 1), (24.0, 40.0), Level::Colour([0.30, 0.18, 0.12]), "darker", 0.85, 0.6),
-            disease("melanocytic nevus", (1, 1), (14.0, 28.0), Level::Colour([0.52, 0.36, 0.26]), "darker", 0.15, 0.2),
-            disease("seborrheic keratosis", (1, 1), (18.0, 32.0), Level::Colour([0.45, 0.35, 0.25]), "darker", 0.6, 0.3),
+            disease(
+                "melanoma",
+                (1, 1),
+                (24.0, 40.0),
+                Level::Colour([0.30, 0.18, 0.12]),
+                "darker",
+                0.85,
+                0.6,
+            ),
+            disease(
+                "melanocytic nevus",
+                (1, 1),
+                (14.0, 28.0),
+                Level::Colour([0.52, 0.36, 0.26]),
+                "darker",
+                0.15,
+                0.2,
+            ),
+            disease(
+                "seborrheic keratosis",
+                (1, 1),
+                (18.0, 32.0),
+                Level::Colour([0.45, 0.35, 0.25]),
+                "darker",
+                0.6,
+                0.3,
+            ),
         ],
         texture_amp: 0.18,
     },
@@ -143,7 +247,15 @@ const KINDS: &[Kind] = &[
         notes: "synthetic; colour fundus photograph",
         diseases: &[
             NORMAL,
-            disease("diabetic retinopathy", (1, 3), (4.0, 8.0), Level::Colour([0.35, 0.06, 0.03]), "darker", 0.1, 0.5),
+            disease(
+                "diabetic retinopathy",
+                (1, 3),
+                (4.0, 8.0),
+                Level::Colour([0.35, 0.06, 0.03]),
+                "darker",
+                0.1,
+                0.5,
+            ),
             disease(
                 "age-related macular degeneration",
                 (1, 3),
@@ -164,9 +276,33 @@ const KINDS: &[Kind] = &[
         notes: "synthetic; B-mode breast ultrasound",
         diseases: &[
             NORMAL,
-            disease("breast cyst", (1, 1), (8.0, 18.0), Level::Absolute(0.03, 0.08), "darker", 0.0, 0.1),
-            disease("fibroadenoma", (1, 1), (12.0, 20.0), Level::Absolute(0.22, 0.32), "darker", 0.2, 0.3),
-            disease("breast carcinoma", (1, 1), (10.0, 18.0), Level::Absolute(0.12, 0.25), "darker", 0.7, 0.8),
+            disease(
+                "breast cyst",
+                (1, 1),
+                (8.0, 18.0),
+                Level::Absolute(0.03, 0.08),
+                "darker",
+                0.0,
+                0.1,
+            ),
+            disease(
+                "fibroadenoma",
+                (1, 1),
+                (12.0, 20.0),
+                Level::Absolute(0.22, 0.32),
+                "darker",
+                0.2,
+                0.3,
+            ),
+            disease(
+                "breast carcinoma",
+                (1, 1),
+                (10.0, 18.0),
+                Level::Absolute(0.12, 0.25),
+                "darker",
+                0.7,
+                0.8,
+            ),
         ],
         texture_amp: 0.18,
     },
@@ -197,7 +333,11 @@ fn background(anatomy: Anatomy, rng: &mut Rng) -> Canvas {
     let (jx, jy, js) = (jitter(rng, 6.0), jitter(rng, 6.0), rng.range(0.92, 1.06));
     let phase = rng.range(0.0, 2.0 * PI);
     let mut allowed = vec![false; n];
-    let channels = if matches!(anatomy, Anatomy::Dermoscopy | Anatomy::Fundus) { 3 } else { 1 };
+    let channels = if matches!(anatomy, Anatomy::Dermoscopy | Anatomy::Fundus) {
+        3
+    } else {
+        1
+    };
     let mut data = vec![0.0; n * channels];
     for r in 0..SIZE {
         for c in 0..SIZE {
@@ -275,7 +415,13 @@ fn background(anatomy: Anatomy, rng: &mut Rng) -> Canvas {
                     let head = ellipse(x, y, 128.0 + jx, 128.0 + jy, 100.0 * js, 118.0 * js);
                     let mut v = 0.02;
                     if head <= 1.0 {
-                        v = if head > 0.86 { 0.5 } else if head > 0.78 { 0.06 } else { 0.42 + 0.03 * shade };
+                        v = if head > 0.86 {
+                            0.5
+                        } else if head > 0.78 {
+                            0.06
+                        } else {
+                            0.42 + 0.03 * shade
+                        };
                         allowed[i] = head <= 0.62;
                     }
                     if ellipse(x, y, 128.0 + jx, 128.0 + jy, 62.0 * js, 78.0 * js) <= 1.0 {
@@ -338,7 +484,11 @@ fn background(anatomy: Anatomy, rng: &mut Rng) -> Canvas {
             }
         }
     }
-    Canvas { channels, data, allowed }
+    Canvas {
+        channels,
+        data,
+        allowed,
+    }
 }
 
 /// One drawn lesion, with what the generator knows about it.
@@ -443,7 +593,9 @@ fn write_one(kind: &Kind, name: &str, images: &Path, masks: &Path, rng: &mut Rng
     for _ in 0..wanted {
         let r_major = rng.range(spec.radius.0, spec.radius.1);
         let r_minor = r_major * rng.range(0.65, 1.0);
-        let Some((cx, cy)) = place(&canvas, rng, r_major, &taken) else { continue };
+        let Some((cx, cy)) = place(&canvas, rng, r_major, &taken) else {
+            continue;
+        };
         taken.push((cx, cy, r_major));
         let theta = rng.range(0.0, PI);
         let heterogeneous = rng.chance(spec.p_heterogeneous);
@@ -460,14 +612,24 @@ fn write_one(kind: &Kind, name: &str, images: &Path, masks: &Path, rng: &mut Rng
             }
         };
         let freqs = [rng.range(0.6, 1.2), rng.range(0.6, 1.2), rng.range(0.4, 0.9)];
-        let phases = [rng.range(0.0, 2.0 * PI), rng.range(0.0, 2.0 * PI), rng.range(0.0, 2.0 * PI)];
+        let phases = [
+            rng.range(0.0, 2.0 * PI),
+            rng.range(0.0, 2.0 * PI),
+            rng.range(0.0, 2.0 * PI),
+        ];
         let blur_px = if blurred { (0.22 * r_major).max(2.5) } else { 0.0 };
         let (ct, st) = (theta.cos(), theta.sin());
         let hw = (r_major.powi(2) * ct.powi(2) + r_minor.powi(2) * st.powi(2)).sqrt();
         let hh = (r_major.powi(2) * st.powi(2) + r_minor.powi(2) * ct.powi(2)).sqrt();
         let reach = hw.max(hh) + 4.0 * blur_px + 2.0;
-        let (r0, r1) = ((cy - reach).floor().max(0.0) as usize, ((cy + reach).ceil() as usize).min(SIZE));
-        let (c0, c1) = ((cx - reach).floor().max(0.0) as usize, ((cx + reach).ceil() as usize).min(SIZE));
+        let (r0, r1) = (
+            (cy - reach).floor().max(0.0) as usize,
+            ((cy + reach).ceil() as usize).min(SIZE),
+        );
+        let (c0, c1) = (
+            (cx - reach).floor().max(0.0) as usize,
+            ((cx + reach).ceil() as usize).min(SIZE),
+        );
         let mut drawn = [i64::MAX, i64::MAX, i64::MIN, i64::MIN];
         for r in r0..r1 {
             for c in c0..c1 {
@@ -477,7 +639,12 @@ fn write_one(kind: &Kind, name: &str, images: &Path, masks: &Path, rng: &mut Rng
                 let i = r * SIZE + c;
                 if rho <= 1.0 {
                     labels[i] = label as u8;
-                    drawn = [drawn[0].min(c as i64), drawn[1].min(r as i64), drawn[2].max(c as i64 + 1), drawn[3].max(r as i64 + 1)];
+                    drawn = [
+                        drawn[0].min(c as i64),
+                        drawn[1].min(r as i64),
+                        drawn[2].max(c as i64 + 1),
+                        drawn[3].max(r as i64 + 1),
+                    ];
                 }
                 let w = if blurred {
                     1.0 / (1.0 + ((rho - 1.0) * r_major / (blur_px * 0.5)).exp())
@@ -542,7 +709,11 @@ fn write_one(kind: &Kind, name: &str, images: &Path, masks: &Path, rng: &mut Rng
         image: format!("images/{name}"),
         modality: kind.modality.into(),
         organ: kind.organ.into(),
-        disease: if lesions.is_empty() { "normal".into() } else { spec.name.into() },
+        disease: if lesions.is_empty() {
+            "normal".into()
+        } else {
+            spec.name.into()
+        },
         lesions,
     })
 }

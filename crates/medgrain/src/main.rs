@@ -94,11 +94,19 @@ fn init_logging(quiet: bool) {
 fn top_counts(m: &std::collections::BTreeMap<String, u64>, n: usize) -> String {
     let mut v: Vec<_> = m.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter().take(n).map(|(k, c)| format!("{k} {c}")).collect::<Vec<_>>().join(" · ")
+    v.iter()
+        .take(n)
+        .map(|(k, c)| format!("{k} {c}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 fn print_build(title: &str, s: &BuildSummary) {
-    let rate = if s.elapsed_s > 0.0 { (s.processed as f64) / s.elapsed_s } else { 0.0 };
+    let rate = if s.elapsed_s > 0.0 {
+        (s.processed as f64) / s.elapsed_s
+    } else {
+        0.0
+    };
     println!("{title}");
     println!(
         "  rows {} · failed {} · shards {} ({} kept from a previous run) · {} processed in {:.1} s ({:.0} samples/s)",
@@ -110,17 +118,34 @@ fn print_build(title: &str, s: &BuildSummary) {
     let out = s.out.display();
     println!("  output    {out}/triplets/*.parquet · {out}/errors.jsonl · {out}/stats.json · {out}/manifest.json");
     if s.failed > 0 {
-        println!("  failures  {} (see {out}/errors.jsonl)", top_counts(&s.stats.failures_by_stage, 8));
+        println!(
+            "  failures  {} (see {out}/errors.jsonl)",
+            top_counts(&s.stats.failures_by_stage, 8)
+        );
     }
 }
 
 fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
     let progress = !cli.quiet && std::io::stderr().is_terminal();
     match cli.command {
-        Command::Synth { out, seed, images_per_kind, volumes } => {
-            let opts = medgrain_synth::SynthOptions { seed, images_per_kind, volumes };
+        Command::Synth {
+            out,
+            seed,
+            images_per_kind,
+            volumes,
+        } => {
+            let opts = medgrain_synth::SynthOptions {
+                seed,
+                images_per_kind,
+                volumes,
+            };
             let s = medgrain_synth::write_corpus(&out, &opts)?;
-            println!("wrote {} images and {} volumes to {} (seed {seed})", s.images, s.volumes, out.display());
+            println!(
+                "wrote {} images and {} volumes to {} (seed {seed})",
+                s.images,
+                s.volumes,
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { out, seed, force } => {
@@ -131,13 +156,25 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 d.synth.images,
                 d.synth.volumes,
                 out.join("synth").display(),
-                if d.synth_reused { " (kept from the previous run)" } else { "" }
+                if d.synth_reused {
+                    " (kept from the previous run)"
+                } else {
+                    ""
+                }
             );
             print_build("  2D triplets (MedTrinity recipe, template writer):", &d.triplets);
             println!("  next: medgrain inspect {}", out.display());
-            Ok(if d.triplets.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if d.triplets.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Build { config: path, out, force } => {
+        Command::Build {
+            config: path,
+            out,
+            force,
+        } => {
             let loaded = config::load(&path)?;
             let out = match (out, &loaded.config.output.dir) {
                 (Some(o), _) => o,
@@ -151,12 +188,19 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             };
             let s = medgrain_pipeline::build(&loaded, &out, &BuildOptions { force, progress })?;
             print_build(&format!("medgrain build {} → {}", path.display(), out.display()), &s);
-            Ok(if s.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if s.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Inspect { dir, json, samples } => {
             let ins = inspect::inspect(&dir, samples)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&ins).map_err(|e| PipelineError::Internal(e.to_string()))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&ins).map_err(|e| PipelineError::Internal(e.to_string()))?
+                );
             } else {
                 print!("{}", ins.render());
             }

@@ -36,9 +36,17 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn ids(out: &Path) -> Vec<String> {
-    let mut parts: Vec<PathBuf> = std::fs::read_dir(out.join("triplets")).unwrap().flatten().map(|e| e.path()).collect();
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(out.join("triplets"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     parts.sort();
-    parts.iter().flat_map(|p| triplet_summaries(p).unwrap()).map(|r| r.id).collect()
+    parts
+        .iter()
+        .flat_map(|p| triplet_summaries(p).unwrap())
+        .map(|r| r.id)
+        .collect()
 }
 
 fn error_lines(out: &Path) -> Vec<serde_json::Value> {
@@ -64,7 +72,17 @@ metadata = "metadata.csv"
 
 /// A small corpus (28 images) plus a config next to it.
 fn small_corpus(dir: &Path) -> PathBuf {
-    let o = medgrain(&["synth", "--out", s(&dir.join("corpus")), "--seed", "3", "--images-per-kind", "4", "--volumes", "0"]);
+    let o = medgrain(&[
+        "synth",
+        "--out",
+        s(&dir.join("corpus")),
+        "--seed",
+        "3",
+        "--images-per-kind",
+        "4",
+        "--volumes",
+        "0",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
@@ -117,7 +135,10 @@ fn png_4x4() -> Vec<u8> {
 fn version_is_printed() {
     let o = medgrain(&["--version"]);
     assert!(o.status.success());
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("medgrain {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("medgrain {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -125,17 +146,38 @@ fn synth_is_byte_identical_for_a_seed() {
     let d = tempfile::tempdir().unwrap();
     let run = |name: &str, seed: &str| {
         let out = d.path().join(name);
-        let o = medgrain(&["synth", "--out", s(&out), "--seed", seed, "--images-per-kind", "3", "--volumes", "2"]);
+        let o = medgrain(&[
+            "synth",
+            "--out",
+            s(&out),
+            "--seed",
+            seed,
+            "--images-per-kind",
+            "3",
+            "--volumes",
+            "2",
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         tree(&out)
     };
     let (a, b, c) = (run("a", "9"), run("b", "9"), run("c", "10"));
     assert_eq!(a.len(), b.len());
-    assert!(a.len() > 21 + 21 + 2 + 2, "expected images, masks, volumes and masks; got {}", a.len());
+    assert!(
+        a.len() > 21 + 21 + 2 + 2,
+        "expected images, masks, volumes and masks; got {}",
+        a.len()
+    );
     for (k, v) in &a {
-        assert!(b.get(k) == Some(v), "{} differs between runs of the same seed", k.display());
+        assert!(
+            b.get(k) == Some(v),
+            "{} differs between runs of the same seed",
+            k.display()
+        );
     }
-    assert_ne!(a.get(Path::new("2d/images/ct_chest_0000.png")), c.get(Path::new("2d/images/ct_chest_0000.png")));
+    assert_ne!(
+        a.get(Path::new("2d/images/ct_chest_0000.png")),
+        c.get(Path::new("2d/images/ct_chest_0000.png"))
+    );
     for required in [
         "2d/metadata.csv",
         "2d/ground_truth.jsonl",
@@ -166,7 +208,12 @@ fn bad_inputs_become_error_lines_and_the_run_finishes() {
 
     let out = d.path().join("out");
     let o = medgrain(&["build", s(&cfg), "--out", s(&out)]);
-    assert_eq!(o.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let errors = error_lines(&out);
     assert_eq!(errors.len(), 4, "{errors:#?}");
     let stage_of = |p: &str| {
@@ -186,10 +233,19 @@ fn bad_inputs_become_error_lines_and_the_run_finishes() {
         assert_eq!(e["source"], "synth");
         assert!(!e["error"].as_str().unwrap().is_empty());
     }
-    let size_error = errors.iter().find(|e| e["source_path"] == "images/ct_chest_0001.png").unwrap();
+    let size_error = errors
+        .iter()
+        .find(|e| e["source_path"] == "images/ct_chest_0001.png")
+        .unwrap();
     assert!(size_error["error"].as_str().unwrap().contains("4×4"), "{size_error}");
-    let empty_error = errors.iter().find(|e| e["source_path"] == "images/ct_chest_0002.png").unwrap();
-    assert!(empty_error["error"].as_str().unwrap().contains("empty"), "{empty_error}");
+    let empty_error = errors
+        .iter()
+        .find(|e| e["source_path"] == "images/ct_chest_0002.png")
+        .unwrap();
+    assert!(
+        empty_error["error"].as_str().unwrap().contains("empty"),
+        "{empty_error}"
+    );
     // Every other image was written.
     assert_eq!(ids(&out).len(), 7 * 4 - 3);
     let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
@@ -207,7 +263,10 @@ fn config_errors_exit_2_before_any_work() {
     let o = medgrain(&["build", s(&bad), "--out", s(&out)]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("imagez") && err.contains("line 9") && err.contains("bad.toml"), "{err}");
+    assert!(
+        err.contains("imagez") && err.contains("line 9") && err.contains("bad.toml"),
+        "{err}"
+    );
     assert!(!out.exists(), "nothing may be written for a bad config");
     // A root that does not exist.
     std::fs::write(&bad, CONFIG.replace("corpus/2d", "nowhere")).unwrap();
@@ -240,7 +299,10 @@ fn rerun_resumes_and_force_starts_over() {
     let o = medgrain(&["build", s(&cfg), "--out", s(&out)]);
     assert!(o.status.success());
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("(3 kept from a previous run)") && stdout.contains("8 processed"), "{stdout}");
+    assert!(
+        stdout.contains("(3 kept from a previous run)") && stdout.contains("8 processed"),
+        "{stdout}"
+    );
     assert!(part0.exists());
     assert_eq!(mtime(&part1), kept, "a finished shard must not be rewritten");
     assert_eq!(ids(&out), first);
@@ -268,14 +330,20 @@ fn demo_runs_offline_and_inspect_summarises_it() {
     let first = ids(&out);
     assert_eq!(first.len(), gt.lines().count());
     assert!(error_lines(&out).is_empty());
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["counts"]["rows"], first.len());
     assert_eq!(manifest["version"], env!("CARGO_PKG_VERSION"));
     let o = medgrain(&["inspect", s(&out), "--json"]);
     assert!(o.status.success());
     let ins: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(ins["rows"], first.len());
-    let modality_total: u64 = ins["by_modality"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let modality_total: u64 = ins["by_modality"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(modality_total, first.len() as u64);
     assert!(ins["by_modality"].as_object().unwrap().len() >= 5);
     assert_eq!(ins["samples"].as_array().unwrap().len(), 3);

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# medgrain's test command: lint, every Rust test, then the Python consumer and reference tests against a release
+# build. Installs what it needs itself: the pinned Python references go into a venv under the cache
+# (MEDGRAIN_CACHE, default ~/.cache/medgrain), reinstalled when tests/python/requirements.txt changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${MEDGRAIN_CACHE:-$HOME/.cache/medgrain}"
+VENV="$CACHE/venv"
+REQ=tests/python/requirements.txt
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  echo "== setting up the Python references in $VENV"
+  mkdir -p "$CACHE"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$REQ"
+  echo "$want" > "$VENV/.requirements.sha256"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --release --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --release --workspace
+echo "== python consumer and reference tests"
+cargo build --release -p medgrain
+TARGET="${CARGO_TARGET_DIR:-target}"
+MEDGRAIN_BIN="$(cd "$TARGET" && pwd)/release/medgrain" "$VENV/bin/python" -m pytest tests/python -q

@@ -1,0 +1,116 @@
+"""The 3D synthetic corpus read by nibabel: geometry, HU realism, masks, lesions against ground truth, reports."""
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def d3(demo_dir):
+    return demo_dir / "synth/3d"
+
+
+@pytest.fixture(scope="module")
+def truth(d3):
+    return [json.loads(l) for l in (d3 / "ground_truth.jsonl").read_text().splitlines()]
+
+
+def test_volumes_have_geometry_and_realistic_hu(d3, truth):
+    assert len(truth) >= 8
+    for t in truth:
+        img = nib.load(d3 / "volumes" / t["volume"])
+        assert img.get_data_dtype() == np.int16
+        assert img.header.get_zooms() == pytest.approx((1.8, 1.8, 4.0))
+        assert nib.aff2axcodes(img.affine) == ("L", "P", "S")
+        hu = np.asarray(img.dataobj)
+        assert hu.shape == (192, 192, 80)
+        name = t["volume"].removesuffix(".nii.gz")
+        masks = d3 / "masks" / name
+        def median_in(cls):
+            m = np.asarray(nib.load(masks / f"{cls}.nii.gz").dataobj).astype(bool)
+            assert m.any(), cls
+            return float(np.median(hu[m]))
+        assert hu[0, 0, 0] == pytest.approx(-1000, abs=60)  # air at the corner
+        assert median_in("lung_upper_lobe_left") == pytest.approx(-850, abs=40)
+        assert 20 <= median_in("liver") <= 90
+        assert median_in("vertebrae_T5") > 400
+        assert 20 <= median_in("heart") <= 60
+
+
+def test_masks_are_binary_and_disjoint(d3, truth):
+    name = truth[0]["volume"].removesuffix(".nii.gz")
+    total = None
+    files = sorted((d3 / "masks" / name).glob("*.nii.gz"))
+    for f in files:
+        m = np.asarray(nib.load(f).dataobj)
+        assert m.dtype == np.uint8 and set(np.unique(m)) <= {0, 1}, f.name
+        total = m.astype(int) if total is None else total + m
+    assert total.max() == 1, "organ masks must not overlap"
+    names = {f.name.removesuffix(".nii.gz") for f in files}
+    for needed in ["lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
+                   "lung_middle_lobe_right", "lung_lower_lobe_right", "heart", "aorta", "trachea", "liver"]:
+        assert needed in names
+
+
+LOBE_FILE = {
+    "lung/right lung/right lung upper lobe": "lung_upper_lobe_right",
+    "lung/right lung/right lung middle lobe": "lung_middle_lobe_right",
+    "lung/right lung/right lung lower lobe": "lung_lower_lobe_right",
+    "lung/left lung/left lung upper lobe": "lung_upper_lobe_left",
+    "lung/left lung/left lung lower lobe": "lung_lower_lobe_left",
+    "abdomen/liver": "liver",
+}
+
+
+def test_lesions_match_their_ground_truth(d3, truth):
+    lesions = 0
+    for t in truth:
+        name = t["volume"].removesuffix(".nii.gz")
+        for f in t["findings"]:
+            if not f["present"] or not f["mask"]:
+                continue
+            lesions += 1
+            img = nib.load(d3 / f["mask"])
+            m = np.asarray(img.dataobj).astype(bool)
+            zooms = img.header.get_zooms()
+            voxel_mm3 = float(np.prod(zooms))
+            r = f["size_mm"] / 2
+            if f["size_mm"] >= 15:  # smaller spheres are too coarse on a 1.8 x 1.8 x 4 mm grid to compare volumes
+                assert m.sum() * voxel_mm3 == pytest.approx(4 / 3 * np.pi * r**3, rel=0.25)
+            ijk = np.argwhere(m).mean(axis=0)
+            centre = img.affine @ np.append(ijk, 1.0)
+            assert np.allclose(centre[:3], f["center_ras"], atol=max(zooms)), f
+            # The lesion lies in the organ/lobe its anatomy names (the organ mask keeps lesion voxels).
+            organ = np.asarray(nib.load(d3 / "masks" / name / f"{LOBE_FILE[f['anatomy']]}.nii.gz").dataobj).astype(bool)
+            assert (organ[m]).mean() > 0.95, (t["volume"], f)
+            # Extent along each world axis matches the diameter within one voxel.
+            for axis in range(3):
+                idx = np.argwhere(m)[:, axis]
+                extent = (idx.max() - idx.min() + 1) * zooms[axis]
+                assert abs(extent - f["size_mm"]) <= zooms[axis] + 1e-6, (f, axis, extent)
+            side = f["side"]
+            if side:
+                # RAS: patient right is +x.
+                assert (centre[0] > 0) == (side == "right"), f
+    assert lesions >= 4
+
+
+def test_reports_state_findings_and_negations(d3, truth):
+    with open(d3 / "reports.csv", newline="") as fh:
+        reports = {r["VolumeName"]: r for r in csv.DictReader(fh)}
+    assert set(reports) == {t["volume"] for t in truth}
+    for t in truth:
+        text = reports[t["volume"]]["Findings_EN"].lower()
+        assert reports[t["volume"]]["Impressions_EN"].strip()
+        for f in t["findings"]:
+            if f["present"] and f["size_mm"] and f["finding"] in ("nodule", "mass", "hypodense lesion"):
+                mm = f["size_mm"]
+                spoken = f"{mm / 10:.1f} cm" if mm >= 30 else f"{round(mm)} mm"
+                assert spoken in text, (f, text)
+        negated = {f["finding"] for f in t["findings"] if not f["present"]}
+        if "pericardial effusion" in negated:
+            assert "pericardial effusion-thickening was not observed" in text
+        if "pleural effusion" in negated:
+            assert "no pleural effusion was observed" in text

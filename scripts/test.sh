@@ -24,7 +24,6 @@ echo "== cargo clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --release --workspace
-echo "== python consumer and reference tests"
-cargo build --release -p medgrain
+echo "== python consumer and reference tests (against the binary cargo test built)"
 TARGET="${CARGO_TARGET_DIR:-target}"
 MEDGRAIN_BIN="$(cd "$TARGET" && pwd)/release/medgrain" "$VENV/bin/python" -m pytest tests/python -q

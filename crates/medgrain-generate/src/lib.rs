@@ -5,6 +5,7 @@
 //! record it describes.
 
 pub mod caption;
+pub mod openai;
 pub mod qc;
 pub mod template;
 pub mod vocab;
@@ -27,6 +28,8 @@ pub struct SampleFacts<'a> {
     pub rois: &'a [RoiRecord],
     pub knowledge: &'a [KnowledgeRef],
     pub coarse_caption: &'a str,
+    /// The stored image (PNG) for model-backed writers' visual prompt.
+    pub image: Option<&'a [u8]>,
 }
 
 /// A written description.
@@ -52,6 +55,16 @@ pub trait Generator: Send + Sync {
     /// Version of the prompt or template set, recorded in every row.
     fn prompt_version(&self) -> &str;
     fn generate(&self, facts: &SampleFacts<'_>) -> Result<Generated, GenerateError>;
+
+    /// Writes descriptions for several samples; remote writers run them concurrently. Results are in input order.
+    fn generate_batch(&self, facts: &[SampleFacts<'_>]) -> Vec<Result<Generated, GenerateError>> {
+        facts.iter().map(|f| self.generate(f)).collect()
+    }
+
+    /// Usage figures for the run so far (requests, cache hits, ...), when the writer has any.
+    fn usage(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Lower-case normal/healthy markers in a disease column.

@@ -91,6 +91,7 @@ mod tests {
             rois: &[],
             knowledge: &[],
             coarse_caption: "",
+            image: None,
         }
     }
 

@@ -342,6 +342,7 @@ mod tests {
             rois,
             knowledge: &[],
             coarse_caption: "",
+            image: None,
         }
     }
 

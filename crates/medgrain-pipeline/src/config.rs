@@ -174,19 +174,128 @@ impl Default for RoiConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
-    /// "template" (offline, deterministic).
+    /// "template" (offline, deterministic) or "openai" (an OpenAI-compatible server).
     #[serde(default = "default_generator")]
     pub kind: String,
+    /// openai: one base URL ending in /v1, or several (requests are spread over them).
+    #[serde(default)]
+    pub base_url: Option<BaseUrls>,
+    /// openai: the model name the server serves.
+    pub model: Option<String>,
+    /// openai: environment variable that holds the API key (never written anywhere).
+    #[serde(default = "default_key_env")]
+    pub api_key_env: String,
+    /// openai: requests in flight at most.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// openai: shrink/grow the concurrency with 429s and timeouts (AIMD) below `max_concurrency`.
+    #[serde(default)]
+    pub adaptive_concurrency: bool,
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// First backoff step (full jitter, doubled per retry, capped by `backoff_max_s`).
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base_s: f64,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_s: f64,
+    pub temperature: Option<f64>,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: Option<u32>,
+    pub seed: Option<i64>,
+    /// "json_schema" (default), "json_object" or "none" for servers without structured output.
+    #[serde(default = "default_response_format")]
+    pub response_format: String,
+    /// Longest image side sent to the model, pixels.
+    #[serde(default = "default_max_image_side")]
+    pub max_image_side: u32,
+    #[serde(default = "default_repairs")]
+    pub repair_attempts: u32,
+    /// Request cache (SQLite); default OUT/cache/requests.sqlite. Kept by --force.
+    pub cache: Option<PathBuf>,
+    /// Answer only from the cache (after `batch import`).
+    #[serde(default)]
+    pub offline: bool,
+    /// USD per million prompt / completion tokens, for the cost estimate in stats.json.
+    pub price_prompt_per_mtok: Option<f64>,
+    pub price_completion_per_mtok: Option<f64>,
+}
+
+/// One or several base URLs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum BaseUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl BaseUrls {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            BaseUrls::One(u) => vec![u.clone()],
+            BaseUrls::Many(v) => v.clone(),
+        }
+    }
 }
 
 fn default_generator() -> String {
     "template".into()
+}
+fn default_key_env() -> String {
+    "OPENAI_API_KEY".into()
+}
+fn default_concurrency() -> usize {
+    32
+}
+fn default_timeout() -> f64 {
+    120.0
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_backoff_base() -> f64 {
+    1.0
+}
+fn default_backoff_max() -> f64 {
+    60.0
+}
+fn default_max_tokens() -> Option<u32> {
+    Some(1024)
+}
+fn default_response_format() -> String {
+    "json_schema".into()
+}
+fn default_max_image_side() -> u32 {
+    1024
+}
+fn default_repairs() -> u32 {
+    1
 }
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
         GeneratorConfig {
             kind: default_generator(),
+            base_url: None,
+            model: None,
+            api_key_env: default_key_env(),
+            max_concurrency: default_concurrency(),
+            adaptive_concurrency: false,
+            timeout_s: default_timeout(),
+            max_retries: default_retries(),
+            backoff_base_s: default_backoff_base(),
+            backoff_max_s: default_backoff_max(),
+            temperature: None,
+            max_tokens: default_max_tokens(),
+            seed: None,
+            response_format: default_response_format(),
+            max_image_side: default_max_image_side(),
+            repair_attempts: default_repairs(),
+            cache: None,
+            offline: false,
+            price_prompt_per_mtok: None,
+            price_completion_per_mtok: None,
         }
     }
 }
@@ -232,6 +341,41 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedConfig, PipelineError> {
 pub fn load(path: &Path) -> Result<LoadedConfig, PipelineError> {
     let text = std::fs::read_to_string(path).map_err(|e| config_err(path, format!("cannot read: {e}")))?;
     parse(&text, path)
+}
+
+/// Checks a `[generator]` table.
+pub fn validate_generator(g: &GeneratorConfig, path: &Path) -> Result<(), PipelineError> {
+    match g.kind.as_str() {
+        "template" => Ok(()),
+        "openai" => {
+            let urls = g.base_url.as_ref().map(BaseUrls::to_vec).unwrap_or_default();
+            if urls.is_empty() {
+                return Err(config_err(path, "generator.base_url is required for kind = \"openai\" (e.g. \"http://127.0.0.1:8000/v1\")"));
+            }
+            for u in &urls {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(config_err(path, format!("generator.base_url = {u:?}: must start with http:// or https://")));
+                }
+            }
+            if g.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+                return Err(config_err(path, "generator.model is required for kind = \"openai\""));
+            }
+            if g.max_concurrency == 0 || g.max_concurrency > 4096 {
+                return Err(config_err(path, "generator.max_concurrency must be in 1..=4096"));
+            }
+            if !(g.timeout_s > 0.0 && g.backoff_base_s >= 0.0 && g.backoff_max_s >= g.backoff_base_s) {
+                return Err(config_err(path, "generator: timeout_s must be > 0 and 0 <= backoff_base_s <= backoff_max_s"));
+            }
+            if !["json_schema", "json_object", "none"].contains(&g.response_format.as_str()) {
+                return Err(config_err(path, format!("generator.response_format = {:?}: use \"json_schema\", \"json_object\" or \"none\"", g.response_format)));
+            }
+            if g.max_image_side < 32 {
+                return Err(config_err(path, "generator.max_image_side must be at least 32"));
+            }
+            Ok(())
+        }
+        other => Err(config_err(path, format!("generator.kind = {other:?}: supported generators are \"template\" and \"openai\""))),
+    }
 }
 
 fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {

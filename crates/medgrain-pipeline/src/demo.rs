@@ -18,8 +18,35 @@ pub struct DemoSummary {
     pub triplets: BuildSummary,
 }
 
+/// A model server to write the demo's descriptions instead of the template writer.
+#[derive(Debug, Clone)]
+pub struct DemoGenerator {
+    pub base_url: String,
+    pub model: String,
+}
+
 /// Runs the demo into `out` with corpus seed `seed`.
-pub fn demo(out: &Path, seed: u64, opts: &BuildOptions) -> Result<DemoSummary, PipelineError> {
+pub fn demo(
+    out: &Path,
+    seed: u64,
+    opts: &BuildOptions,
+    remote: Option<&DemoGenerator>,
+) -> Result<DemoSummary, PipelineError> {
+    let cfg_path = out.join("demo.toml");
+    let mut loaded: LoadedConfig = config::parse(DEMO_CONFIG, &cfg_path)?;
+    let cfg_text = match remote {
+        None => DEMO_CONFIG.to_string(),
+        Some(r) => {
+            let g = &mut loaded.config.generator;
+            g.kind = "openai".into();
+            g.base_url = Some(config::BaseUrls::One(r.base_url.clone()));
+            g.model = Some(r.model.clone());
+            config::validate_generator(g, &cfg_path)?;
+            let text = toml::to_string(&loaded.config).map_err(|e| PipelineError::Internal(e.to_string()))?;
+            let header = "# The config `medgrain demo --generator-url ... --model ...` ran (API key from OPENAI_API_KEY).\n";
+            format!("{header}{text}")
+        }
+    };
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let synth_dir = out.join("synth");
     let marker = synth_dir.join(".medgrain-synth.json");
@@ -66,9 +93,7 @@ pub fn demo(out: &Path, seed: u64, opts: &BuildOptions) -> Result<DemoSummary, P
             s
         }
     };
-    let cfg_path = out.join("demo.toml");
-    write_atomic(&cfg_path, DEMO_CONFIG.as_bytes())?;
-    let loaded: LoadedConfig = config::parse(DEMO_CONFIG, &cfg_path)?;
+    write_atomic(&cfg_path, cfg_text.as_bytes())?;
     let triplets = build(&loaded, out, opts)?;
     Ok(DemoSummary {
         synth,

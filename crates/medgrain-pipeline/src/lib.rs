@@ -2,8 +2,10 @@
 //! ([`process`]), sharded and resumable runs ([`run`]), dataset statistics ([`stats`]), the offline demo
 //! ([`demo`]) and dataset summaries for `inspect` ([`inspect`]).
 
+pub mod batch;
 pub mod config;
 pub mod demo;
+pub mod generator;
 pub mod inspect;
 pub mod process;
 pub mod run;

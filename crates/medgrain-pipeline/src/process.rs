@@ -2,9 +2,9 @@
 //! Each stage's failure is reported with the stage's name; nothing here panics on input.
 
 use crate::source::{SampleError, SampleRef, SampleSource};
-use medgrain_generate::{caption, qc, Generator, SampleFacts};
+use medgrain_generate::{caption, qc, GenerateError, Generated, Generator, SampleFacts};
 use medgrain_imaging::{encode_png, PixelData, Raster};
-use medgrain_records::{ImageCell, SliceRef, TripletRecord};
+use medgrain_records::{GeneratorInfo, ImageCell, SliceRef, TripletRecord};
 use sha2::{Digest, Sha256};
 
 /// Stable id of a sample: SHA-256 over source name, relative path and slice, first 16 bytes in hex.
@@ -74,12 +74,48 @@ fn png_bytes(raster: &Raster, original: Vec<u8>) -> Result<Vec<u8>, SampleError>
     }
 }
 
-/// Builds the triplet record of one sample.
-pub fn build_record(
-    source: &dyn SampleSource,
-    sample: &SampleRef,
-    generator: &dyn Generator,
-) -> Result<TripletRecord, SampleError> {
+/// A sample after loading and ROI extraction, waiting for its description.
+pub struct Prepared {
+    /// The record with everything but `description`, `sections`, `generator` and `qc`.
+    pub record: TripletRecord,
+    colour: bool,
+    foreground: Option<f64>,
+}
+
+impl Prepared {
+    /// The facts a writer may use.
+    pub fn facts(&self) -> SampleFacts<'_> {
+        let r = &self.record;
+        SampleFacts {
+            id: &r.id,
+            modality: r.modality.as_deref(),
+            organ: r.organ.as_deref(),
+            diseases: &r.diseases,
+            width: r.width as u32,
+            height: r.height as u32,
+            colour: self.colour,
+            foreground_fraction: self.foreground,
+            rois: &r.rois,
+            knowledge: &r.knowledge,
+            coarse_caption: &r.coarse_caption,
+            image: Some(&r.image.bytes),
+        }
+    }
+
+    /// Completes the record with a description (or turns a generation failure into a sample error).
+    pub fn finish(mut self, generated: Result<Generated, GenerateError>) -> Result<TripletRecord, SampleError> {
+        let g = generated.map_err(|e| SampleError::new("generate", e.to_string()))?;
+        let qc = qc::check(&self.facts(), &g.description, &g.sections);
+        self.record.description = g.description;
+        self.record.sections = g.sections;
+        self.record.generator = g.generator;
+        self.record.qc = qc;
+        Ok(self.record)
+    }
+}
+
+/// Loads a sample and extracts its ROIs and caption: everything before the description.
+pub fn prepare(source: &dyn SampleSource, sample: &SampleRef) -> Result<Prepared, SampleError> {
     let loaded = source.load(sample)?;
     let raster = &loaded.raster;
     let (w, h) = (raster.width as usize, raster.height as usize);
@@ -97,28 +133,13 @@ pub fn build_record(
         .map_err(|e| SampleError::new("rois", e.to_string()))?,
         None => Vec::new(),
     };
-    let id = sample_id(source.name(), &sample.rel_path, None);
     let coarse = caption::coarse_caption(meta.modality.as_deref(), meta.organ.as_deref(), &meta.diseases);
-    let facts = SampleFacts {
-        id: &id,
-        modality: meta.modality.as_deref(),
-        organ: meta.organ.as_deref(),
-        diseases: &meta.diseases,
-        width: raster.width,
-        height: raster.height,
-        colour: raster.is_colour(),
-        foreground_fraction: foreground_fraction(&luma, w, h),
-        rois: &rois,
-        knowledge: &[],
-        coarse_caption: &coarse,
-    };
-    let generated = generator
-        .generate(&facts)
-        .map_err(|e| SampleError::new("generate", e.to_string()))?;
-    let qc = qc::check(&facts, &generated.description, &generated.sections);
+    let colour = raster.is_colour();
+    let foreground = foreground_fraction(&luma, w, h);
+    let (width, height) = (raster.width as i32, raster.height as i32);
     let bytes = png_bytes(raster, loaded.bytes)?;
-    Ok(TripletRecord {
-        id,
+    let record = TripletRecord {
+        id: sample_id(source.name(), &sample.rel_path, None),
         source: source.name().to_string(),
         source_path: sample.rel_path.clone(),
         slice: None,
@@ -127,19 +148,42 @@ pub fn build_record(
             bytes,
             path: sample.rel_path.clone(),
         },
-        width: raster.width as i32,
-        height: raster.height as i32,
-        modality: meta.modality.clone(),
-        organ: meta.organ.clone(),
-        diseases: meta.diseases.clone(),
+        width,
+        height,
+        modality: loaded.meta.modality.clone(),
+        organ: loaded.meta.organ.clone(),
+        diseases: loaded.meta.diseases.clone(),
         coarse_caption: coarse,
         rois,
         knowledge: Vec::new(),
-        description: generated.description,
-        sections: generated.sections,
-        generator: generated.generator,
-        qc,
+        description: String::new(),
+        sections: Default::default(),
+        generator: GeneratorInfo {
+            kind: String::new(),
+            model: None,
+            prompt_version: String::new(),
+            prompt_tokens: None,
+            completion_tokens: None,
+            finish_reason: None,
+        },
+        qc: Default::default(),
+    };
+    Ok(Prepared {
+        record,
+        colour,
+        foreground,
     })
+}
+
+/// Builds the triplet record of one sample with a single generator call.
+pub fn build_record(
+    source: &dyn SampleSource,
+    sample: &SampleRef,
+    generator: &dyn Generator,
+) -> Result<TripletRecord, SampleError> {
+    let prepared = prepare(source, sample)?;
+    let generated = generator.generate(&prepared.facts());
+    prepared.finish(generated)
 }
 
 #[cfg(test)]

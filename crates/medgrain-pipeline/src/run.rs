@@ -7,13 +7,13 @@
 //! `OUT/errors.jsonl`, `OUT/stats.json`, `OUT/manifest.json`.
 
 use crate::config::LoadedConfig;
-use crate::process::{build_record, sample_id};
+use crate::generator::{make_generator, shard_workers};
+use crate::process::{prepare, sample_id, Prepared};
 use crate::source::{open_source, SampleError, SampleRef, SampleSource};
 use crate::stats::Stats;
 use crate::PipelineError;
 use indicatif::{ProgressBar, ProgressStyle};
 use medgrain_export::{RowWriter, TripletParquetWriter};
-use medgrain_generate::template::TemplateWriter;
 use medgrain_generate::Generator;
 use medgrain_records::{ErrorRecord, TripletRecord};
 use rayon::prelude::*;
@@ -44,6 +44,8 @@ pub struct BuildSummary {
     pub processed: u64,
     pub elapsed_s: f64,
     pub stats: Stats,
+    /// Requests, cache hits, retries of a model-backed writer.
+    pub generator_usage: Option<serde_json::Value>,
 }
 
 /// Completion marker of one shard.
@@ -108,6 +110,18 @@ fn clear_output(out: &Path) -> Result<(), PipelineError> {
     Ok(())
 }
 
+/// Runs `f`, turning a panic into a sample error (a bug must cost one sample, not the run).
+fn guarded<T>(f: impl FnOnce() -> Result<T, SampleError>) -> Result<T, SampleError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(SampleError::new("internal", format!("internal error (please report): {msg}")))
+    })
+}
+
 fn process_shard(
     k: usize,
     shard: &[Planned<'_>],
@@ -120,38 +134,41 @@ fn process_shard(
     let mut rows: Vec<TripletRecord> = Vec::with_capacity(shard.len());
     let mut errors = Vec::new();
     let mut stats = Stats::default();
+    let mut record_error = |p: &Planned<'_>, e: SampleError, stats: &mut Stats| {
+        let rec = ErrorRecord {
+            source: p.source.name().to_string(),
+            source_path: p.sample.rel_path.clone(),
+            stage: e.stage.to_string(),
+            error: e.message,
+        };
+        tracing::debug!(source = %rec.source, path = %rec.source_path, stage = %rec.stage, "{}", rec.error);
+        stats.add_error(&rec);
+        errors.push(rec);
+    };
+    // Stage 1: load and measure every sample (CPU).
+    let mut prepared: Vec<(&Planned<'_>, Prepared)> = Vec::with_capacity(shard.len());
     for p in shard {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            build_record(p.source, &p.sample, generator)
-        }))
-        .unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(SampleError::new(
-                "internal",
-                format!("internal error (please report): {msg}"),
-            ))
-        });
-        match result {
-            Ok(r) => {
-                debug_assert_eq!(r.id, p.id);
-                stats.add_row(&r);
-                rows.push(r);
-            }
+        match guarded(|| prepare(p.source, &p.sample)) {
+            Ok(r) => prepared.push((p, r)),
             Err(e) => {
-                let rec = ErrorRecord {
-                    source: p.source.name().to_string(),
-                    source_path: p.sample.rel_path.clone(),
-                    stage: e.stage.to_string(),
-                    error: e.message,
-                };
-                tracing::debug!(source = %rec.source, path = %rec.source_path, stage = %rec.stage, "{}", rec.error);
-                stats.add_error(&rec);
-                errors.push(rec);
+                record_error(p, e, &mut stats);
+                bar.inc(1);
             }
+        }
+    }
+    // Stage 2: describe them (remote writers run the whole shard concurrently).
+    let generated = {
+        let facts: Vec<_> = prepared.iter().map(|(_, r)| r.facts()).collect();
+        generator.generate_batch(&facts)
+    };
+    // Stage 3: QC and collect, keeping the planned order.
+    for ((p, r), g) in prepared.into_iter().zip(generated) {
+        match guarded(|| r.finish(g)) {
+            Ok(rec) => {
+                stats.add_row(&rec);
+                rows.push(rec);
+            }
+            Err(e) => record_error(p, e, &mut stats),
         }
         bar.inc(1);
     }
@@ -273,16 +290,17 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let generator = TemplateWriter;
-    let done: Vec<(usize, Result<ShardMarker, PipelineError>)> = pending
-        .par_iter()
-        .map(|&k| {
-            (
-                k,
-                process_shard(k, shards[k], &plan_hashes[k], &chash, out, &generator, &bar),
-            )
-        })
-        .collect();
+    let generator = make_generator(loaded, out)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(shard_workers(&cfg.generator, shard_size))
+        .build()
+        .map_err(|e| PipelineError::Internal(format!("thread pool: {e}")))?;
+    let done: Vec<(usize, Result<ShardMarker, PipelineError>)> = pool.install(|| {
+        pending
+            .par_iter()
+            .map(|&k| (k, process_shard(k, shards[k], &plan_hashes[k], &chash, out, generator.as_ref(), &bar)))
+            .collect()
+    });
     bar.finish_and_clear();
     for (k, r) in done {
         markers[k] = Some(r?);
@@ -322,6 +340,13 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         }
     }
     write_atomic(&out.join("errors.jsonl"), &errors_jsonl)?;
+    let g = &cfg.generator;
+    if g.price_prompt_per_mtok.is_some() || g.price_completion_per_mtok.is_some() {
+        stats.estimated_cost_usd = Some(
+            stats.prompt_tokens as f64 / 1e6 * g.price_prompt_per_mtok.unwrap_or(0.0)
+                + stats.completion_tokens as f64 / 1e6 * g.price_completion_per_mtok.unwrap_or(0.0),
+        );
+    }
     let stats_json = serde_json::to_vec_pretty(&stats).map_err(|e| PipelineError::Internal(e.to_string()))?;
     write_atomic(&out.join("stats.json"), &stats_json)?;
     let manifest = serde_json::json!({
@@ -333,7 +358,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         "config_hash": chash,
         "inputs": inputs,
         "counts": {"samples": stats.samples, "rows": stats.rows, "failed": stats.failed, "rois": stats.rois},
-        "generator": {"kind": generator.kind(), "prompt_version": generator.prompt_version()},
+        "generator": {"kind": generator.kind(), "prompt_version": generator.prompt_version(), "usage": generator.usage()},
         "shards": {"size": shard_size, "count": shards.len(), "files": files},
     });
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
@@ -347,6 +372,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         shards_resumed: resumed,
         processed: pending_samples,
         elapsed_s: started.elapsed().as_secs_f64(),
+        generator_usage: generator.usage(),
         stats,
     })
 }

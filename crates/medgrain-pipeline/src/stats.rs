@@ -46,6 +46,11 @@ pub struct Stats {
     pub failed: u64,
     pub rois: u64,
     pub qc_failed: u64,
+    /// Tokens reported by the generator over all rows (0 for the template writer).
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Set when prices are configured: tokens × price per million.
+    pub estimated_cost_usd: Option<f64>,
     pub by_modality: BTreeMap<String, u64>,
     pub by_organ: BTreeMap<String, u64>,
     pub by_disease: BTreeMap<String, u64>,
@@ -66,6 +71,9 @@ impl Default for Stats {
             failed: 0,
             rois: 0,
             qc_failed: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            estimated_cost_usd: None,
             by_modality: BTreeMap::new(),
             by_organ: BTreeMap::new(),
             by_disease: BTreeMap::new(),
@@ -111,6 +119,8 @@ impl Stats {
         }
         self.description_words
             .add(r.description.split_whitespace().count() as f64);
+        self.prompt_tokens += r.generator.prompt_tokens.unwrap_or(0).max(0) as u64;
+        self.completion_tokens += r.generator.completion_tokens.unwrap_or(0).max(0) as u64;
         if !r.qc.passed {
             self.qc_failed += 1;
         }
@@ -131,6 +141,8 @@ impl Stats {
         self.failed += o.failed;
         self.rois += o.rois;
         self.qc_failed += o.qc_failed;
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
         merge_map(&mut self.by_modality, &o.by_modality);
         merge_map(&mut self.by_organ, &o.by_organ);
         merge_map(&mut self.by_disease, &o.by_disease);

@@ -1,7 +1,7 @@
 //! The `medgrain` command line: argument parsing, logging and exit codes. All work happens in the library crates.
 
 use clap::{Parser, Subcommand};
-use medgrain_pipeline::{config, demo, inspect, BuildOptions, BuildSummary, PipelineError};
+use medgrain_pipeline::{batch, config, demo, inspect, BuildOptions, BuildSummary, PipelineError};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +53,12 @@ enum Command {
         /// Discard previous output in OUT and start over (default: resume).
         #[arg(long)]
         force: bool,
+        /// Write descriptions with an OpenAI-compatible server at URL (ending in /v1); key from OPENAI_API_KEY.
+        #[arg(long, requires = "model")]
+        generator_url: Option<String>,
+        /// The model name the server serves (with --generator-url).
+        #[arg(long, requires = "generator_url")]
+        model: Option<String>,
     },
     /// Run the pipeline a TOML config describes (resumes when OUT already holds a run of the same config).
     Build {
@@ -65,6 +71,29 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Offline batch generation through OpenAI Batch API files (also read by `vllm run-batch`).
+    Batch {
+        #[command(subcommand)]
+        action: BatchAction,
+    },
+    /// A local Chat Completions server for trying configs and testing clients (answers from the prompt's facts).
+    MockServer {
+        /// Port on 127.0.0.1 (0 = any free port; the address is printed).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The model name it serves.
+        #[arg(long, default_value = "mock-model")]
+        model: String,
+        /// Latency added to every answer, milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Inject faults deterministically per prompt (429, 500, stalls, malformed and truncated answers).
+        #[arg(long)]
+        faults: bool,
+        /// Require `Authorization: Bearer $VAR`.
+        #[arg(long)]
+        require_key_env: Option<String>,
+    },
     /// Summarise an output dataset: counts per modality/organ/source, failures, sample rows.
     Inspect {
         /// The output folder of `build` or `demo`.
@@ -76,6 +105,42 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         samples: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum BatchAction {
+    /// Write the requests a build would send (those not already cached) to OUT/batch/requests-NNNNN.jsonl.
+    Export {
+        config: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Lines per file at most.
+        #[arg(long, default_value_t = 50_000)]
+        max_lines: usize,
+        /// Megabytes per file at most.
+        #[arg(long, default_value_t = 200)]
+        max_mb: usize,
+    },
+    /// Read Batch API output/error files into the request cache; then `build` writes the answered samples.
+    Import {
+        config: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Output and error files of the batch.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn out_dir(loaded: &config::LoadedConfig, out: Option<PathBuf>) -> Result<PathBuf, PipelineError> {
+    match (out, &loaded.config.output.dir) {
+        (Some(o), _) => Ok(o),
+        (None, Some(d)) => Ok(loaded.resolve(d)),
+        (None, None) => Err(PipelineError::Usage(format!(
+            "{}: no output folder: pass --out DIR or set `dir` under [output]",
+            loaded.path.display()
+        ))),
+    }
 }
 
 fn init_logging(quiet: bool) {
@@ -115,6 +180,17 @@ fn print_build(title: &str, s: &BuildSummary) {
     println!("  modality  {}", top_counts(&s.stats.by_modality, 8));
     println!("  organ     {}", top_counts(&s.stats.by_organ, 8));
     println!("  ROIs {} · rows with QC flags {}", s.stats.rois, s.stats.qc_failed);
+    if let Some(u) = &s.generator_usage {
+        println!(
+            "  generator requests {} · cache hits {} · retries {} · tokens {} in / {} out{}",
+            u["requests_sent"],
+            u["cache_hits"],
+            u["retries"],
+            s.stats.prompt_tokens,
+            s.stats.completion_tokens,
+            s.stats.estimated_cost_usd.map(|c| format!(" · ≈ ${c:.2}")).unwrap_or_default()
+        );
+    }
     let out = s.out.display();
     println!("  output    {out}/triplets/*.parquet · {out}/errors.jsonl · {out}/stats.json · {out}/manifest.json");
     if s.failed > 0 {
@@ -148,8 +224,12 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { out, seed, force } => {
-            let d = demo::demo(&out, seed, &BuildOptions { force, progress })?;
+        Command::Demo { out, seed, force, generator_url, model } => {
+            let remote = match (generator_url, model) {
+                (Some(base_url), Some(model)) => Some(demo::DemoGenerator { base_url, model }),
+                _ => None,
+            };
+            let d = demo::demo(&out, seed, &BuildOptions { force, progress }, remote.as_ref())?;
             println!("medgrain demo → {}", out.display());
             println!(
                 "  synthetic corpus: {} images, {} CT volumes in {}{}",
@@ -162,7 +242,8 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                     ""
                 }
             );
-            print_build("  2D triplets (MedTrinity recipe, template writer):", &d.triplets);
+            let writer = if remote.is_some() { "model server" } else { "template writer" };
+            print_build(&format!("  2D triplets (MedTrinity recipe, {writer}):"), &d.triplets);
             println!("  next: medgrain inspect {}", out.display());
             Ok(if d.triplets.failed > 0 {
                 ExitCode::from(1)
@@ -176,16 +257,7 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             force,
         } => {
             let loaded = config::load(&path)?;
-            let out = match (out, &loaded.config.output.dir) {
-                (Some(o), _) => o,
-                (None, Some(d)) => loaded.resolve(d),
-                (None, None) => {
-                    return Err(PipelineError::Usage(format!(
-                        "{}: no output folder: pass --out DIR or set `dir` under [output]",
-                        path.display()
-                    )))
-                }
-            };
+            let out = out_dir(&loaded, out)?;
             let s = medgrain_pipeline::build(&loaded, &out, &BuildOptions { force, progress })?;
             print_build(&format!("medgrain build {} → {}", path.display(), out.display()), &s);
             Ok(if s.failed > 0 {
@@ -193,6 +265,66 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Batch { action } => match action {
+            BatchAction::Export { config: path, out, max_lines, max_mb } => {
+                let loaded = config::load(&path)?;
+                let out = out_dir(&loaded, out)?;
+                let limits = batch::BatchLimits { max_lines: max_lines.max(1), max_bytes: max_mb.max(1) * 1024 * 1024 };
+                let s = batch::export(&loaded, &out, limits)?;
+                println!(
+                    "{} samples: {} requests in {} file(s) under {}, {} already cached, {} failed (see {})",
+                    s.samples,
+                    s.requests,
+                    s.files.len(),
+                    out.join("batch").display(),
+                    s.already_cached,
+                    s.failed,
+                    out.join("batch/errors.jsonl").display()
+                );
+                Ok(if s.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            }
+            BatchAction::Import { config: path, out, files } => {
+                let loaded = config::load(&path)?;
+                let out = out_dir(&loaded, out)?;
+                let s = batch::import(&loaded, &out, &files)?;
+                println!("imported {} answers into the request cache; {} failed; {} unknown ids", s.imported, s.failed.len(), s.unknown);
+                for (id, why) in s.failed.iter().take(20) {
+                    println!("  failed {id}: {why}");
+                }
+                println!("next: medgrain build {} --out {}", path.display(), out.display());
+                Ok(if s.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            }
+        },
+        Command::MockServer { port, model, latency_ms, faults, require_key_env } => {
+            let api_key = match require_key_env {
+                Some(var) => Some(std::env::var(&var).map_err(|_| PipelineError::Usage(format!("--require-key-env: ${var} is not set")))?),
+                None => None,
+            };
+            let opts = medgrain_generate::openai::mock::MockOptions {
+                model,
+                api_key,
+                latency: std::time::Duration::from_millis(latency_ms),
+                faults,
+                ..Default::default()
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .map_err(|e| PipelineError::Usage(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+                let addr = listener.local_addr().map_err(|e| PipelineError::Internal(e.to_string()))?;
+                println!("mock server listening on http://{addr}/v1 (model {:?}; statistics at GET /v1/stats)", opts.model);
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                let stats = std::sync::Arc::new(medgrain_generate::openai::mock::MockStats::default());
+                medgrain_generate::openai::mock::serve(listener, opts, stats).await;
+                Ok::<(), PipelineError>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { dir, json, samples } => {
             let ins = inspect::inspect(&dir, samples)?;

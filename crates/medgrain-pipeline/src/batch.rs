@@ -30,7 +30,10 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        BatchLimits { max_lines: 50_000, max_bytes: 200 * 1024 * 1024 }
+        BatchLimits {
+            max_lines: 50_000,
+            max_bytes: 200 * 1024 * 1024,
+        }
     }
 }
 
@@ -103,8 +106,12 @@ impl RollingWriter {
 pub fn export(loaded: &LoadedConfig, out: &Path, limits: BatchLimits) -> Result<ExportSummary, PipelineError> {
     require_openai(loaded)?;
     let cfg = openai_config(&loaded.config.generator, loaded, out);
-    let cache = RequestCache::open(&cfg.cache_path).map_err(|e| PipelineError::Internal(format!("request cache: {e}")))?;
-    let generator = OpenAiGenerator::new(cfg).map_err(|e| PipelineError::Config { path: loaded.path.clone(), reason: e.to_string() })?;
+    let cache =
+        RequestCache::open(&cfg.cache_path).map_err(|e| PipelineError::Internal(format!("request cache: {e}")))?;
+    let generator = OpenAiGenerator::new(cfg).map_err(|e| PipelineError::Config {
+        path: loaded.path.clone(),
+        reason: e.to_string(),
+    })?;
     let dir = out.join("batch");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
@@ -114,7 +121,12 @@ pub fn export(loaded: &LoadedConfig, out: &Path, limits: BatchLimits) -> Result<
     let mut index = std::io::BufWriter::new(std::fs::File::create(&index_path).map_err(|e| io_err(&index_path, e))?);
     let errors_path = dir.join("errors.jsonl");
     let mut errors = std::io::BufWriter::new(std::fs::File::create(&errors_path).map_err(|e| io_err(&errors_path, e))?);
-    let mut writer = RollingWriter { dir: dir.clone(), limits, current: None, files: Vec::new() };
+    let mut writer = RollingWriter {
+        dir: dir.clone(),
+        limits,
+        current: None,
+        files: Vec::new(),
+    };
     let mut summary = ExportSummary::default();
     for scfg in &loaded.config.sources {
         let source = open_source(scfg, loaded)?;
@@ -134,7 +146,8 @@ pub fn export(loaded: &LoadedConfig, out: &Path, limits: BatchLimits) -> Result<
                     }
                     let line = json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": body});
                     writer.write_line(&line.to_string())?;
-                    writeln!(index, "{}", json!({"custom_id": id, "cache_key": key})).map_err(|e| io_err(&index_path, e))?;
+                    writeln!(index, "{}", json!({"custom_id": id, "cache_key": key}))
+                        .map_err(|e| io_err(&index_path, e))?;
                     summary.requests += 1;
                 }
                 Err(e) => {
@@ -166,12 +179,14 @@ pub fn import(loaded: &LoadedConfig, out: &Path, files: &[PathBuf]) -> Result<Im
     let text = std::fs::read_to_string(&index_path).map_err(|e| io_err(&index_path, e))?;
     let mut keys: HashMap<String, String> = HashMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).map_err(|e| PipelineError::Usage(format!("{}: {e}", index_path.display())))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| PipelineError::Usage(format!("{}: {e}", index_path.display())))?;
         if let (Some(id), Some(k)) = (v["custom_id"].as_str(), v["cache_key"].as_str()) {
             keys.insert(id.to_string(), k.to_string());
         }
     }
-    let cache = RequestCache::open(&cfg.cache_path).map_err(|e| PipelineError::Internal(format!("request cache: {e}")))?;
+    let cache =
+        RequestCache::open(&cfg.cache_path).map_err(|e| PipelineError::Internal(format!("request cache: {e}")))?;
     let mut s = ImportSummary::default();
     for file in files {
         let f = std::fs::File::open(file).map_err(|e| io_err(file, e))?;
@@ -196,7 +211,8 @@ pub fn import(loaded: &LoadedConfig, out: &Path, files: &[PathBuf]) -> Result<Im
             }
             let status = v["response"]["status_code"].as_i64().unwrap_or(0);
             if status != 200 {
-                s.failed.push((id, format!("status {status}: {}", v["response"]["body"])));
+                s.failed
+                    .push((id, format!("status {status}: {}", v["response"]["body"])));
                 continue;
             }
             let Some(o) = parse_completion(&v["response"]["body"]) else {

@@ -350,11 +350,17 @@ pub fn validate_generator(g: &GeneratorConfig, path: &Path) -> Result<(), Pipeli
         "openai" => {
             let urls = g.base_url.as_ref().map(BaseUrls::to_vec).unwrap_or_default();
             if urls.is_empty() {
-                return Err(config_err(path, "generator.base_url is required for kind = \"openai\" (e.g. \"http://127.0.0.1:8000/v1\")"));
+                return Err(config_err(
+                    path,
+                    "generator.base_url is required for kind = \"openai\" (e.g. \"http://127.0.0.1:8000/v1\")",
+                ));
             }
             for u in &urls {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(config_err(path, format!("generator.base_url = {u:?}: must start with http:// or https://")));
+                    return Err(config_err(
+                        path,
+                        format!("generator.base_url = {u:?}: must start with http:// or https://"),
+                    ));
                 }
             }
             if g.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
@@ -364,17 +370,29 @@ pub fn validate_generator(g: &GeneratorConfig, path: &Path) -> Result<(), Pipeli
                 return Err(config_err(path, "generator.max_concurrency must be in 1..=4096"));
             }
             if !(g.timeout_s > 0.0 && g.backoff_base_s >= 0.0 && g.backoff_max_s >= g.backoff_base_s) {
-                return Err(config_err(path, "generator: timeout_s must be > 0 and 0 <= backoff_base_s <= backoff_max_s"));
+                return Err(config_err(
+                    path,
+                    "generator: timeout_s must be > 0 and 0 <= backoff_base_s <= backoff_max_s",
+                ));
             }
             if !["json_schema", "json_object", "none"].contains(&g.response_format.as_str()) {
-                return Err(config_err(path, format!("generator.response_format = {:?}: use \"json_schema\", \"json_object\" or \"none\"", g.response_format)));
+                return Err(config_err(
+                    path,
+                    format!(
+                        "generator.response_format = {:?}: use \"json_schema\", \"json_object\" or \"none\"",
+                        g.response_format
+                    ),
+                ));
             }
             if g.max_image_side < 32 {
                 return Err(config_err(path, "generator.max_image_side must be at least 32"));
             }
             Ok(())
         }
-        other => Err(config_err(path, format!("generator.kind = {other:?}: supported generators are \"template\" and \"openai\""))),
+        other => Err(config_err(
+            path,
+            format!("generator.kind = {other:?}: supported generators are \"template\" and \"openai\""),
+        )),
     }
 }
 

@@ -43,7 +43,8 @@ pub fn demo(
             g.model = Some(r.model.clone());
             config::validate_generator(g, &cfg_path)?;
             let text = toml::to_string(&loaded.config).map_err(|e| PipelineError::Internal(e.to_string()))?;
-            let header = "# The config `medgrain demo --generator-url ... --model ...` ran (API key from OPENAI_API_KEY).\n";
+            let header =
+                "# The config `medgrain demo --generator-url ... --model ...` ran (API key from OPENAI_API_KEY).\n";
             format!("{header}{text}")
         }
     };

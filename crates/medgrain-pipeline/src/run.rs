@@ -118,7 +118,10 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, SampleError>) -> Result<T, SampleErr
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "unknown panic".into());
-        Err(SampleError::new("internal", format!("internal error (please report): {msg}")))
+        Err(SampleError::new(
+            "internal",
+            format!("internal error (please report): {msg}"),
+        ))
     })
 }
 
@@ -271,7 +274,13 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
 
     // Resume: keep shards whose marker matches.
     let mut markers: Vec<Option<ShardMarker>> = (0..shards.len())
-        .map(|k| read_marker(out, k).filter(|m| m.plan_hash == plan_hashes[k] && m.config_hash == chash))
+        .map(|k| {
+            read_marker(out, k)
+                .filter(|m| m.plan_hash == plan_hashes[k] && m.config_hash == chash)
+                // Generation failures are worth retrying (server down, rate limits); the shard's other samples
+                // come back from the request cache without new requests.
+                .filter(|m| !m.errors.iter().any(|e| e.stage == "generate"))
+        })
         .collect();
     let resumed = markers.iter().filter(|m| m.is_some()).count();
     if resumed > 0 {
@@ -298,7 +307,12 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     let done: Vec<(usize, Result<ShardMarker, PipelineError>)> = pool.install(|| {
         pending
             .par_iter()
-            .map(|&k| (k, process_shard(k, shards[k], &plan_hashes[k], &chash, out, generator.as_ref(), &bar)))
+            .map(|&k| {
+                (
+                    k,
+                    process_shard(k, shards[k], &plan_hashes[k], &chash, out, generator.as_ref(), &bar),
+                )
+            })
             .collect()
     });
     bar.finish_and_clear();

@@ -188,7 +188,10 @@ fn print_build(title: &str, s: &BuildSummary) {
             u["retries"],
             s.stats.prompt_tokens,
             s.stats.completion_tokens,
-            s.stats.estimated_cost_usd.map(|c| format!(" · ≈ ${c:.2}")).unwrap_or_default()
+            s.stats
+                .estimated_cost_usd
+                .map(|c| format!(" · ≈ ${c:.2}"))
+                .unwrap_or_default()
         );
     }
     let out = s.out.display();
@@ -224,7 +227,13 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { out, seed, force, generator_url, model } => {
+        Command::Demo {
+            out,
+            seed,
+            force,
+            generator_url,
+            model,
+        } => {
             let remote = match (generator_url, model) {
                 (Some(base_url), Some(model)) => Some(demo::DemoGenerator { base_url, model }),
                 _ => None,
@@ -242,7 +251,11 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                     ""
                 }
             );
-            let writer = if remote.is_some() { "model server" } else { "template writer" };
+            let writer = if remote.is_some() {
+                "model server"
+            } else {
+                "template writer"
+            };
             print_build(&format!("  2D triplets (MedTrinity recipe, {writer}):"), &d.triplets);
             println!("  next: medgrain inspect {}", out.display());
             Ok(if d.triplets.failed > 0 {
@@ -267,10 +280,18 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             })
         }
         Command::Batch { action } => match action {
-            BatchAction::Export { config: path, out, max_lines, max_mb } => {
+            BatchAction::Export {
+                config: path,
+                out,
+                max_lines,
+                max_mb,
+            } => {
                 let loaded = config::load(&path)?;
                 let out = out_dir(&loaded, out)?;
-                let limits = batch::BatchLimits { max_lines: max_lines.max(1), max_bytes: max_mb.max(1) * 1024 * 1024 };
+                let limits = batch::BatchLimits {
+                    max_lines: max_lines.max(1),
+                    max_bytes: max_mb.max(1) * 1024 * 1024,
+                };
                 let s = batch::export(&loaded, &out, limits)?;
                 println!(
                     "{} samples: {} requests in {} file(s) under {}, {} already cached, {} failed (see {})",
@@ -282,23 +303,49 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                     s.failed,
                     out.join("batch/errors.jsonl").display()
                 );
-                Ok(if s.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+                Ok(if s.failed > 0 {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                })
             }
-            BatchAction::Import { config: path, out, files } => {
+            BatchAction::Import {
+                config: path,
+                out,
+                files,
+            } => {
                 let loaded = config::load(&path)?;
                 let out = out_dir(&loaded, out)?;
                 let s = batch::import(&loaded, &out, &files)?;
-                println!("imported {} answers into the request cache; {} failed; {} unknown ids", s.imported, s.failed.len(), s.unknown);
+                println!(
+                    "imported {} answers into the request cache; {} failed; {} unknown ids",
+                    s.imported,
+                    s.failed.len(),
+                    s.unknown
+                );
                 for (id, why) in s.failed.iter().take(20) {
                     println!("  failed {id}: {why}");
                 }
                 println!("next: medgrain build {} --out {}", path.display(), out.display());
-                Ok(if s.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                Ok(if s.failed.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
             }
         },
-        Command::MockServer { port, model, latency_ms, faults, require_key_env } => {
+        Command::MockServer {
+            port,
+            model,
+            latency_ms,
+            faults,
+            require_key_env,
+        } => {
             let api_key = match require_key_env {
-                Some(var) => Some(std::env::var(&var).map_err(|_| PipelineError::Usage(format!("--require-key-env: ${var} is not set")))?),
+                Some(var) => Some(
+                    std::env::var(&var)
+                        .map_err(|_| PipelineError::Usage(format!("--require-key-env: ${var} is not set")))?,
+                ),
                 None => None,
             };
             let opts = medgrain_generate::openai::mock::MockOptions {
@@ -316,8 +363,13 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                     .await
                     .map_err(|e| PipelineError::Usage(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
-                let addr = listener.local_addr().map_err(|e| PipelineError::Internal(e.to_string()))?;
-                println!("mock server listening on http://{addr}/v1 (model {:?}; statistics at GET /v1/stats)", opts.model);
+                let addr = listener
+                    .local_addr()
+                    .map_err(|e| PipelineError::Internal(e.to_string()))?;
+                println!(
+                    "mock server listening on http://{addr}/v1 (model {:?}; statistics at GET /v1/stats)",
+                    opts.model
+                );
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
                 let stats = std::sync::Arc::new(medgrain_generate::openai::mock::MockStats::default());

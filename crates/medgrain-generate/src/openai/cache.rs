@@ -37,9 +37,12 @@ impl RequestCache {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| e.to_string())?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| e.to_string())?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| e.to_string())?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| e.to_string())?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS answers (
                 key TEXT PRIMARY KEY,
@@ -82,7 +85,16 @@ impl RequestCache {
         let conn = self.conn.lock().map_err(|_| "cache lock poisoned".to_string())?;
         conn.execute(
             "INSERT OR REPLACE INTO answers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![key, model, prompt_version, a.content, a.prompt_tokens, a.completion_tokens, a.finish_reason, now],
+            params![
+                key,
+                model,
+                prompt_version,
+                a.content,
+                a.prompt_tokens,
+                a.completion_tokens,
+                a.finish_reason,
+                now
+            ],
         )
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -108,7 +120,12 @@ mod tests {
     fn put_get_and_persistence() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c/requests.sqlite");
-        let a = CachedAnswer { content: "{}".into(), prompt_tokens: Some(5), completion_tokens: None, finish_reason: Some("stop".into()) };
+        let a = CachedAnswer {
+            content: "{}".into(),
+            prompt_tokens: Some(5),
+            completion_tokens: None,
+            finish_reason: Some("stop".into()),
+        };
         {
             let c = RequestCache::open(&p).unwrap();
             assert!(c.is_empty().unwrap());

@@ -71,7 +71,15 @@ struct Limiter {
 impl Limiter {
     fn new(max: usize, adaptive: bool) -> Self {
         let max = max.max(1);
-        Limiter { state: Mutex::new(LimiterState { inflight: 0, limit: max as f64 }), notify: Notify::new(), max, adaptive }
+        Limiter {
+            state: Mutex::new(LimiterState {
+                inflight: 0,
+                limit: max as f64,
+            }),
+            notify: Notify::new(),
+            max,
+            adaptive,
+        }
     }
 
     fn try_take(&self) -> Option<usize> {
@@ -100,7 +108,11 @@ impl Limiter {
         if let Ok(mut s) = self.state.lock() {
             s.inflight = s.inflight.saturating_sub(1);
             if self.adaptive {
-                s.limit = if overloaded { (s.limit * 0.7).max(1.0) } else { (s.limit + 1.0 / s.limit).min(self.max as f64) };
+                s.limit = if overloaded {
+                    (s.limit * 0.7).max(1.0)
+                } else {
+                    (s.limit + 1.0 / s.limit).min(self.max as f64)
+                };
             }
         }
         self.notify.notify_waiters();
@@ -130,14 +142,22 @@ pub struct ChatClient {
 
 enum Attempt {
     Ok(ChatOutcome),
-    Retry { reason: String, wait: Option<Duration>, overload: bool, endpoint_failure: bool },
+    Retry {
+        reason: String,
+        wait: Option<Duration>,
+        overload: bool,
+        endpoint_failure: bool,
+    },
     Fatal(String),
 }
 
 /// Parses a `Retry-After` value in seconds (HTTP-date forms are ignored: backoff applies).
 fn retry_after(h: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
     let s = h?.to_str().ok()?.trim();
-    s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(|v| Duration::from_secs_f64(v.min(300.0)))
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| Duration::from_secs_f64(v.min(300.0)))
 }
 
 /// Extracts content, finish reason and usage from a Chat Completions response body.
@@ -169,7 +189,10 @@ impl ChatClient {
             .iter()
             .map(|u| Endpoint {
                 url: format!("{}/chat/completions", u.trim_end_matches('/')),
-                breaker: Mutex::new(Breaker { failures: 0, open_until: None }),
+                breaker: Mutex::new(Breaker {
+                    failures: 0,
+                    open_until: None,
+                }),
             })
             .collect();
         let seed = std::time::SystemTime::now()
@@ -221,7 +244,9 @@ impl ChatClient {
             let mut soonest: Option<Instant> = None;
             for k in 0..n {
                 let i = (start + k) % n;
-                let Ok(mut b) = self.endpoints[i].breaker.lock() else { return i };
+                let Ok(mut b) = self.endpoints[i].breaker.lock() else {
+                    return i;
+                };
                 match b.open_until {
                     Some(t) if t > Instant::now() => soonest = Some(soonest.map_or(t, |s: Instant| s.min(t))),
                     Some(_) => {
@@ -231,8 +256,13 @@ impl ChatClient {
                     None => return i,
                 }
             }
-            let wait = soonest.map(|t| t.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_millis(50));
-            tracing::warn!("every endpoint's circuit breaker is open; waiting {:.1} s", wait.as_secs_f64());
+            let wait = soonest
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(50));
+            tracing::warn!(
+                "every endpoint's circuit breaker is open; waiting {:.1} s",
+                wait.as_secs_f64()
+            );
             tokio::time::sleep(wait).await;
         }
     }
@@ -253,7 +283,11 @@ impl ChatClient {
     }
 
     async fn attempt(&self, i: usize, body: &Value) -> Attempt {
-        let mut req = self.http.post(&self.endpoints[i].url).json(body).timeout(self.cfg.timeout);
+        let mut req = self
+            .http
+            .post(&self.endpoints[i].url)
+            .json(body)
+            .timeout(self.cfg.timeout);
         if let Some(k) = &self.cfg.api_key {
             req = req.bearer_auth(k);
         }
@@ -261,7 +295,13 @@ impl ChatClient {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                let what = if e.is_timeout() { "timed out" } else if e.is_connect() { "connection failed" } else { "request failed" };
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
                 return Attempt::Retry {
                     reason: format!("{}: {what}: {e}", self.endpoints[i].url),
                     wait: None,
@@ -285,7 +325,11 @@ impl ChatClient {
         };
         let snippet: String = text.chars().take(300).collect();
         match status.as_u16() {
-            200..=299 => match serde_json::from_str::<Value>(&text).ok().as_ref().and_then(parse_completion) {
+            200..=299 => match serde_json::from_str::<Value>(&text)
+                .ok()
+                .as_ref()
+                .and_then(parse_completion)
+            {
                 Some(o) => Attempt::Ok(o),
                 None => Attempt::Retry {
                     reason: format!("{}: malformed response body: {snippet}", self.endpoints[i].url),
@@ -296,7 +340,12 @@ impl ChatClient {
             },
             429 => {
                 self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                Attempt::Retry { reason: format!("429 rate limited: {snippet}"), wait, overload: true, endpoint_failure: false }
+                Attempt::Retry {
+                    reason: format!("429 rate limited: {snippet}"),
+                    wait,
+                    overload: true,
+                    endpoint_failure: false,
+                }
             }
             408 | 500..=599 => Attempt::Retry {
                 reason: format!("{} server error: {snippet}", status.as_u16()),
@@ -332,18 +381,31 @@ impl ChatClient {
                     return Ok(o);
                 }
                 Attempt::Fatal(m) => return Err(CallError::Fatal(self.redact(&m))),
-                Attempt::Retry { reason, wait, endpoint_failure, .. } => {
+                Attempt::Retry {
+                    reason,
+                    wait,
+                    endpoint_failure,
+                    ..
+                } => {
                     if endpoint_failure {
                         self.record_endpoint(i, true);
                     }
                     attempt_no += 1;
                     if attempt_no > self.cfg.max_retries {
-                        return Err(CallError::Exhausted { attempts: attempt_no, last: self.redact(&reason) });
+                        return Err(CallError::Exhausted {
+                            attempts: attempt_no,
+                            last: self.redact(&reason),
+                        });
                     }
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     let backoff = self.backoff(attempt_no - 1);
                     let sleep = wait.map_or(backoff, |w| w.max(backoff));
-                    tracing::debug!(attempt = attempt_no, wait_s = sleep.as_secs_f64(), "retrying: {}", self.redact(&reason));
+                    tracing::debug!(
+                        attempt = attempt_no,
+                        wait_s = sleep.as_secs_f64(),
+                        "retrying: {}",
+                        self.redact(&reason)
+                    );
                     tokio::time::sleep(sleep).await;
                 }
             }

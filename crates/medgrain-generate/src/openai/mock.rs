@@ -66,7 +66,10 @@ pub struct MockStats {
 impl MockStats {
     /// The largest number of successful answers given for one prompt.
     pub fn max_successes_per_prompt(&self) -> u32 {
-        self.successes.lock().map(|m| m.values().copied().max().unwrap_or(0)).unwrap_or(0)
+        self.successes
+            .lock()
+            .map(|m| m.values().copied().max().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     pub fn successful_prompts(&self) -> usize {
@@ -91,14 +94,21 @@ pub fn fault_class(prompt_hash: &str) -> u8 {
 
 /// Hash of the prompt proper: the first two messages (system + user), so repair turns count as the same prompt.
 pub fn prompt_hash(body: &Value) -> String {
-    let first: Vec<&Value> = body.get("messages").and_then(Value::as_array).map(|m| m.iter().take(2).collect()).unwrap_or_default();
+    let first: Vec<&Value> = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|m| m.iter().take(2).collect())
+        .unwrap_or_default();
     let mut h = Sha256::new();
     h.update(serde_json::to_string(&first).unwrap_or_default().as_bytes());
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn user_text(body: &Value) -> String {
-    let user = body.get("messages").and_then(|m| m.get(1)).and_then(|m| m.get("content"));
+    let user = body
+        .get("messages")
+        .and_then(|m| m.get(1))
+        .and_then(|m| m.get("content"));
     match user {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
@@ -162,7 +172,12 @@ struct Reply {
 }
 
 fn reply(status: u16, body: String) -> Reply {
-    Reply { status, body, headers: Vec::new(), delay: Duration::ZERO }
+    Reply {
+        status,
+        body,
+        headers: Vec::new(),
+        delay: Duration::ZERO,
+    }
 }
 
 fn handle(opts: &MockOptions, stats: &MockStats, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> Reply {
@@ -170,7 +185,10 @@ fn handle(opts: &MockOptions, stats: &MockStats, method: &str, path: &str, auth:
         return reply(200, stats.to_json().to_string());
     }
     if method != "POST" || !path.ends_with("/chat/completions") {
-        return reply(404, json!({"error": {"message": format!("no route {method} {path}")}}).to_string());
+        return reply(
+            404,
+            json!({"error": {"message": format!("no route {method} {path}")}}).to_string(),
+        );
     }
     if let Ok(mut seen) = stats.auth_seen.lock() {
         seen.push(auth.unwrap_or("").to_string());
@@ -178,15 +196,24 @@ fn handle(opts: &MockOptions, stats: &MockStats, method: &str, path: &str, auth:
     if let Some(k) = &opts.api_key {
         if auth != Some(format!("Bearer {k}").as_str()) {
             stats.unauthorized.fetch_add(1, Ordering::Relaxed);
-            return reply(401, json!({"error": {"message": "Incorrect API key provided."}}).to_string());
+            return reply(
+                401,
+                json!({"error": {"message": "Incorrect API key provided."}}).to_string(),
+            );
         }
     }
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
-        return reply(400, json!({"error": {"message": "request body is not JSON"}}).to_string());
+        return reply(
+            400,
+            json!({"error": {"message": "request body is not JSON"}}).to_string(),
+        );
     };
     let model = req.get("model").and_then(Value::as_str).unwrap_or("");
     if model != opts.model {
-        return reply(404, json!({"error": {"message": format!("The model `{model}` does not exist.")}}).to_string());
+        return reply(
+            404,
+            json!({"error": {"message": format!("The model `{model}` does not exist.")}}).to_string(),
+        );
     }
     let hash = prompt_hash(&req);
     let attempt = {
@@ -196,7 +223,10 @@ fn handle(opts: &MockOptions, stats: &MockStats, method: &str, path: &str, auth:
         *n
     };
     let class = if opts.faults { fault_class(&hash) } else { 6 };
-    let is_repair = req.get("messages").and_then(Value::as_array).is_some_and(|m| m.len() > 2);
+    let is_repair = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .is_some_and(|m| m.len() > 2);
     let good = answer_for(&req);
     let mut r = match (class, attempt) {
         (0, 1) => {
@@ -211,8 +241,14 @@ fn handle(opts: &MockOptions, stats: &MockStats, method: &str, path: &str, auth:
             return r; // a stalled answer: the client should have given up; do not count it as a success
         }
         (3, 1) => reply(200, "{\"choices\": [{\"message\": ".into()),
-        (4, _) => reply(200, completion(&opts.model, &good[..good.len() / 2], "length", body.len())),
-        (5, _) if !is_repair => reply(200, completion(&opts.model, "I am sorry, I cannot describe images.", "stop", body.len())),
+        (4, _) => reply(
+            200,
+            completion(&opts.model, &good[..good.len() / 2], "length", body.len()),
+        ),
+        (5, _) if !is_repair => reply(
+            200,
+            completion(&opts.model, "I am sorry, I cannot describe images.", "stop", body.len()),
+        ),
         _ => {
             if let Ok(mut s) = stats.successes.lock() {
                 *s.entry(hash).or_insert(0) += 1;
@@ -234,7 +270,10 @@ async fn serve_conn(stream: TcpStream, opts: Arc<MockOptions>, stats: Arc<MockSt
             Ok(_) => {}
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
         let (mut len, mut auth, mut close) = (0usize, None, false);
         loop {
             let mut h = String::new();
@@ -300,7 +339,9 @@ async fn serve_conn(stream: TcpStream, opts: Arc<MockOptions>, stats: Arc<MockSt
 pub async fn serve(listener: TcpListener, opts: MockOptions, stats: Arc<MockStats>) {
     let opts = Arc::new(opts);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(serve_conn(stream, opts.clone(), stats.clone()));
     }
@@ -316,7 +357,10 @@ pub struct MockServer {
 impl MockServer {
     /// Starts a server on 127.0.0.1 with an ephemeral port.
     pub fn start(opts: MockOptions) -> std::io::Result<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(MockStats::default());

@@ -70,7 +70,10 @@ pub struct OpenAiGenerator {
 }
 
 fn fail(reason: impl Into<String>) -> GenerateError {
-    GenerateError::Failed { generator: "openai".into(), reason: reason.into() }
+    GenerateError::Failed {
+        generator: "openai".into(),
+        reason: reason.into(),
+    }
 }
 
 impl OpenAiGenerator {
@@ -95,7 +98,15 @@ impl OpenAiGenerator {
             .enable_all()
             .build()
             .map_err(|e| fail(format!("async runtime: {e}")))?;
-        Ok(OpenAiGenerator { inner: Arc::new(Inner { cfg, client, cache, usage: Usage::default() }), rt })
+        Ok(OpenAiGenerator {
+            inner: Arc::new(Inner {
+                cfg,
+                client,
+                cache,
+                usage: Usage::default(),
+            }),
+            rt,
+        })
     }
 
     /// The request body for one sample (also what `batch export` writes) and its cache key.
@@ -179,17 +190,32 @@ async fn describe(inner: Arc<Inner>, body: Value, key: String) -> Result<Generat
         prompt_tokens = add(prompt_tokens, out.prompt_tokens);
         completion_tokens = add(completion_tokens, out.completion_tokens);
         let truncated = out.finish_reason.as_deref() == Some("length");
-        let answer = CachedAnswer { content: out.content.clone(), prompt_tokens, completion_tokens, finish_reason: out.finish_reason.clone() };
-        let parsed = if truncated { Err("finish_reason = length: the answer was truncated".to_string()) } else { generated(cfg, &answer) };
+        let answer = CachedAnswer {
+            content: out.content.clone(),
+            prompt_tokens,
+            completion_tokens,
+            finish_reason: out.finish_reason.clone(),
+        };
+        let parsed = if truncated {
+            Err("finish_reason = length: the answer was truncated".to_string())
+        } else {
+            generated(cfg, &answer)
+        };
         match parsed {
             Ok(g) => {
-                inner.cache.put(&key, &cfg.model, prompt::PROMPT_VERSION, &answer).map_err(|e| fail(format!("request cache: {e}")))?;
+                inner
+                    .cache
+                    .put(&key, &cfg.model, prompt::PROMPT_VERSION, &answer)
+                    .map_err(|e| fail(format!("request cache: {e}")))?;
                 inner.usage.answered.fetch_add(1, Ordering::Relaxed);
                 return Ok(g);
             }
             Err(reason) if repairs_left == 0 => {
                 let hint = if truncated { " (raise max_tokens)" } else { "" };
-                return Err(fail(format!("{reason}{hint}; after {} repair attempt(s)", cfg.repair_attempts)));
+                return Err(fail(format!(
+                    "{reason}{hint}; after {} repair attempt(s)",
+                    cfg.repair_attempts
+                )));
             }
             Err(_) => {
                 repairs_left -= 1;
@@ -213,7 +239,9 @@ impl Generator for OpenAiGenerator {
     }
 
     fn generate(&self, facts: &SampleFacts<'_>) -> Result<Generated, GenerateError> {
-        self.generate_batch(std::slice::from_ref(facts)).pop().unwrap_or_else(|| Err(fail("no result")))
+        self.generate_batch(std::slice::from_ref(facts))
+            .pop()
+            .unwrap_or_else(|| Err(fail("no result")))
     }
 
     fn generate_batch(&self, facts: &[SampleFacts<'_>]) -> Vec<Result<Generated, GenerateError>> {

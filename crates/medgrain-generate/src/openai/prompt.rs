@@ -14,7 +14,13 @@ pub const PROMPT_VERSION: &str = "medtrinity-v1";
 const SYSTEM: &str = "You are an expert radiologist and medical imaging specialist. You write precise, factual \
 descriptions of medical images for a training dataset. You never invent findings.";
 
-const SECTION_KEYS: [&str; 5] = ["modality", "organ_detection", "roi_analysis", "lesion_texture", "local_global"];
+const SECTION_KEYS: [&str; 5] = [
+    "modality",
+    "organ_detection",
+    "roi_analysis",
+    "lesion_texture",
+    "local_global",
+];
 
 fn facts_block(f: &SampleFacts<'_>, v: &VisualPrompt) -> String {
     let mut s = String::new();
@@ -23,7 +29,11 @@ fn facts_block(f: &SampleFacts<'_>, v: &VisualPrompt) -> String {
         "- Modality: {}; organ or body part: {}; recorded diagnosis: {}\n",
         f.modality.unwrap_or("not recorded"),
         f.organ.unwrap_or("not recorded"),
-        if f.diseases.is_empty() { "not recorded".to_string() } else { f.diseases.join(", ") }
+        if f.diseases.is_empty() {
+            "not recorded".to_string()
+        } else {
+            f.diseases.join(", ")
+        }
     ));
     s.push_str(&format!("- Image as shown: {}×{} pixels\n", v.width, v.height));
     if f.rois.is_empty() {
@@ -190,7 +200,9 @@ mod tests {
     #[test]
     fn rejects_missing_sections_and_non_json() {
         assert!(parse_answer("no json here").is_err());
-        assert!(parse_answer("{\"modality\": \"CT\"}").unwrap_err().contains("organ_detection"));
+        assert!(parse_answer("{\"modality\": \"CT\"}")
+            .unwrap_err()
+            .contains("organ_detection"));
         assert!(parse_answer("{\"modality\": \"CT\", ").is_err());
     }
 

@@ -62,8 +62,15 @@ pub fn visual_prompt(image_bytes: &[u8], rois: &[RoiRecord], max_side: u32) -> R
     let img = image::load_from_memory(image_bytes).map_err(|e| format!("cannot decode the image: {e}"))?;
     let (w0, h0) = (img.width(), img.height());
     let longest = w0.max(h0).max(1);
-    let scale = if longest > max_side { max_side as f64 / longest as f64 } else { 1.0 };
-    let (w, h) = (((w0 as f64 * scale).round() as u32).max(1), ((h0 as f64 * scale).round() as u32).max(1));
+    let scale = if longest > max_side {
+        max_side as f64 / longest as f64
+    } else {
+        1.0
+    };
+    let (w, h) = (
+        ((w0 as f64 * scale).round() as u32).max(1),
+        ((h0 as f64 * scale).round() as u32).max(1),
+    );
     let mut rgb: RgbImage = if scale < 1.0 {
         img.resize_exact(w, h, FilterType::Triangle).to_rgb8()
     } else {
@@ -106,14 +113,13 @@ pub fn visual_prompt(image_bytes: &[u8], rois: &[RoiRecord], max_side: u32) -> R
         n += 1.0;
     }
     let mean = if n > 0.0 { sum.map(|s| s / n) } else { [128.0; 3] };
-    let colour = PALETTE
-        .iter()
-        .copied()
-        .max_by(|a, b| {
-            let d = |c: [u8; 3]| (0..3).map(|k| (c[k] as f64 - mean[k]).powi(2)).sum::<f64>();
-            d(*a).total_cmp(&d(*b))
-        })
-        .unwrap_or(PALETTE[0]);
+    let distance = |c: [u8; 3]| (0..3).map(|k| (c[k] as f64 - mean[k]).powi(2)).sum::<f64>();
+    let mut colour = PALETTE[0];
+    for c in PALETTE {
+        if distance(c) > distance(colour) {
+            colour = c; // strictly farther: ties keep the earlier palette entry
+        }
+    }
     // Two-pixel-thick outline (the point and its right/lower neighbours) for visibility at any size.
     for (x, y) in points.iter().flatten() {
         for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
@@ -127,8 +133,18 @@ pub fn visual_prompt(image_bytes: &[u8], rois: &[RoiRecord], max_side: u32) -> R
     image::codecs::png::PngEncoder::new(&mut png)
         .write_image(rgb.as_raw(), w, h, image::ExtendedColorType::Rgb8)
         .map_err(|e| format!("cannot encode the visual prompt: {e}"))?;
-    let data_url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
-    Ok(VisualPrompt { data_url, width: w, height: h, scale, boxes, colour: colour_name(colour) })
+    let data_url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
+    Ok(VisualPrompt {
+        data_url,
+        width: w,
+        height: h,
+        scale,
+        boxes,
+        colour: colour_name(colour),
+    })
 }
 
 #[cfg(test)]
@@ -137,7 +153,9 @@ mod tests {
     use medgrain_records::MaskRle;
 
     fn roi_square(w: usize, h: usize, x0: usize, y0: usize, x1: usize, y1: usize) -> RoiRecord {
-        let mask: Vec<bool> = (0..w * h).map(|i| (x0..x1).contains(&(i % w)) && (y0..y1).contains(&(i / w))).collect();
+        let mask: Vec<bool> = (0..w * h)
+            .map(|i| (x0..x1).contains(&(i % w)) && (y0..y1).contains(&(i / w)))
+            .collect();
         RoiRecord {
             label: "r".into(),
             label_id: Some(1),
@@ -182,7 +200,9 @@ mod tests {
         let img = decode(&v.data_url);
         assert_eq!(img.dimensions(), (200, 100));
         // The outline's left edge is drawn, the ROI interior and the background are not.
-        assert_eq!(img.get_pixel(50, 50).0, [0, 255, 0]);
+        // Grey 100: yellow, cyan and magenta are equally far; the first of them in the palette wins.
+        assert_eq!(v.colour, "yellow");
+        assert_eq!(img.get_pixel(50, 50).0, [255, 255, 0]);
         assert_eq!(img.get_pixel(75, 50).0, [100, 100, 100]);
         assert_eq!(img.get_pixel(10, 10).0, [100, 100, 100]);
     }
@@ -203,7 +223,10 @@ mod tests {
     fn mask_size_mismatch_is_an_error() {
         let png = grey_png(10, 10, 0);
         let mut roi = roi_square(10, 10, 1, 1, 3, 3);
-        roi.mask_rle = MaskRle { size: [5, 5], counts: medgrain_roi::rle::encode(5, 5, &[false; 25]).counts };
+        roi.mask_rle = MaskRle {
+            size: [5, 5],
+            counts: medgrain_roi::rle::encode(5, 5, &[false; 25]).counts,
+        };
         assert!(visual_prompt(&png, &[roi], 100).is_err());
     }
 }

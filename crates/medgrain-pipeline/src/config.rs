@@ -406,15 +406,7 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
     if c.output.shard_size == 0 {
         return Err(config_err(path, "output.shard_size must be at least 1"));
     }
-    if c.generator.kind != "template" {
-        return Err(config_err(
-            path,
-            format!(
-                "generator.kind = {:?}: supported generators are \"template\"",
-                c.generator.kind
-            ),
-        ));
-    }
+    validate_generator(&c.generator, path)?;
     if c.sources.is_empty() {
         return Err(config_err(path, "no [[source]] tables: nothing to build"));
     }
@@ -499,6 +491,29 @@ metadata = "metadata.csv"
         let bad = GOOD.replace("images = ", "imagez = \"x\"\nimages = ");
         let e = parse(&bad, Path::new("cfg.toml")).unwrap_err().to_string();
         assert!(e.contains("imagez") && e.contains("line 7"), "{e}");
+    }
+
+    #[test]
+    fn openai_generator_needs_url_and_model() {
+        let with = |g: &str| parse(&format!("{GOOD}\n[generator]\n{g}"), Path::new("c.toml"));
+        let e = with("kind = \"openai\"\nmodel = \"m\"").unwrap_err().to_string();
+        assert!(e.contains("base_url"), "{e}");
+        let e = with("kind = \"openai\"\nbase_url = \"http://h/v1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model"), "{e}");
+        let e = with("kind = \"openai\"\nbase_url = \"h:8000\"\nmodel = \"m\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http://"), "{e}");
+        let ok = with("kind = \"openai\"\nbase_url = [\"http://a/v1\", \"http://b/v1\"]\nmodel = \"m\"").unwrap();
+        assert_eq!(ok.config.generator.base_url.unwrap().to_vec().len(), 2);
+        let e = with("kind = \"gpt\"").unwrap_err().to_string();
+        assert!(e.contains("template") && e.contains("openai"), "{e}");
+        let e = with("kind = \"openai\"\nbase_url = \"http://a/v1\"\nmodel = \"m\"\ntemprature = 0.2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("temprature"), "{e}");
     }
 
     #[test]

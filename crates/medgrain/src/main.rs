@@ -90,6 +90,9 @@ enum Command {
         /// Inject faults deterministically per prompt (429, 500, stalls, malformed and truncated answers).
         #[arg(long)]
         faults: bool,
+        /// How long a stalled answer (a fault class) hangs, milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        stall_ms: u64,
         /// Require `Authorization: Bearer $VAR`.
         #[arg(long)]
         require_key_env: Option<String>,
@@ -339,6 +342,7 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             model,
             latency_ms,
             faults,
+            stall_ms,
             require_key_env,
         } => {
             let api_key = match require_key_env {
@@ -353,7 +357,7 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 api_key,
                 latency: std::time::Duration::from_millis(latency_ms),
                 faults,
-                ..Default::default()
+                stall: std::time::Duration::from_millis(stall_ms),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

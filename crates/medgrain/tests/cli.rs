@@ -358,3 +358,123 @@ fn demo_runs_offline_and_inspect_summarises_it() {
     // inspect on a folder that is not an output.
     assert_eq!(medgrain(&["inspect", s(d.path())]).status.code(), Some(2));
 }
+
+/// A `medgrain mock-server` child process; killed on drop.
+struct MockChild {
+    child: std::process::Child,
+    base_url: String,
+}
+
+impl MockChild {
+    fn start(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_medgrain"));
+        cmd.args(["mock-server", "--port", "0"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start mock server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base_url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("address line")
+            .to_string();
+        MockChild { child, base_url }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let addr = self.base_url.trim_start_matches("http://").trim_end_matches("/v1");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET /v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    }
+}
+
+impl Drop for MockChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    tree(dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+#[test]
+fn demo_with_a_model_server_survives_faults_and_resumes_without_repeating_requests() {
+    let key = "sk-medgrain-test-SECRET-9931";
+    let mock = MockChild::start(
+        &["--faults", "--stall-ms", "300", "--require-key-env", "MOCK_KEY"],
+        &[("MOCK_KEY", key)],
+    );
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("demo");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_medgrain"))
+            .args([
+                "demo",
+                "--out",
+                s(&out),
+                "--generator-url",
+                &mock.base_url,
+                "--model",
+                "mock-model",
+            ])
+            .env("OPENAI_API_KEY", key)
+            .env("MEDGRAIN_LOG", "debug")
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    // Truncated answers (one fault class) end in errors.jsonl; the run finishes with status 1.
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = ids(&out).len();
+    let errors = error_lines(&out);
+    assert!(!errors.is_empty() && rows > 150, "rows {rows}, errors {}", errors.len());
+    assert_eq!(
+        rows + errors.len(),
+        252,
+        "every sample is written or listed in errors.jsonl"
+    );
+    for e in &errors {
+        assert_eq!(e["stage"], "generate");
+        assert!(e["error"].as_str().unwrap().contains("length"), "{e}");
+    }
+    let stats = mock.stats();
+    assert_eq!(stats["max_successes_per_prompt"], 1);
+    assert!(stats["peak_inflight"].as_u64().unwrap() <= 32, "{stats}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["generator"]["kind"], "openai");
+    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    assert!(st["prompt_tokens"].as_u64().unwrap() > 0 && st["completion_tokens"].as_u64().unwrap() > 0);
+    // The key appears in no output file and in no log line, even at debug level.
+    assert!(files_containing(&out, key.as_bytes()).is_empty());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(key) && !String::from_utf8_lossy(&o.stdout).contains(key));
+    // Rerun: only the failed samples are asked again (original + one repair each); answered ones come from the cache.
+    let before = mock.stats()["requests"].as_u64().unwrap();
+    let o2 = run();
+    assert_eq!(o2.status.code(), Some(1));
+    let after = mock.stats()["requests"].as_u64().unwrap();
+    assert_eq!(
+        after - before - 1,
+        2 * errors.len() as u64,
+        "one /stats request is counted too"
+    );
+    assert_eq!(ids(&out).len(), rows);
+    assert_eq!(mock.stats()["max_successes_per_prompt"], 1);
+}

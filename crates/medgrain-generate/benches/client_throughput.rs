@@ -18,13 +18,24 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() {
-    let latency = Duration::from_millis(std::env::var("LATENCY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(200));
+    let latency = Duration::from_millis(
+        std::env::var("LATENCY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200),
+    );
     if std::env::var("MEDGRAIN_BENCH_SERVER").is_ok() {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             println!("{}", l.local_addr().expect("addr"));
-            let opts = MockOptions { latency, ..Default::default() };
+            let opts = MockOptions {
+                latency,
+                ..Default::default()
+            };
             serve(l, opts, Arc::new(MockStats::default())).await;
         });
         return;
@@ -40,11 +51,23 @@ fn main() {
         .spawn()
         .expect("server");
     let mut addr = String::new();
-    std::io::BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut addr).expect("addr");
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut addr)
+        .expect("addr");
     let base = format!("http://{}/v1", addr.trim());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    println!("latency {} ms; client on 2 worker threads; server in a separate process", latency.as_millis());
-    println!("{:>6} {:>9} {:>12} {:>12} {:>8} {:>14}", "C", "requests", "achieved/s", "ideal/s", "ratio", "CPU µs/request");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "latency {} ms; client on 2 worker threads; server in a separate process",
+        latency.as_millis()
+    );
+    println!(
+        "{:>6} {:>9} {:>12} {:>12} {:>8} {:>14}",
+        "C", "requests", "achieved/s", "ideal/s", "ratio", "CPU µs/request"
+    );
     for c in [16usize, 64, 128, 256, 512] {
         let client = Arc::new(
             ChatClient::new(ClientConfig {

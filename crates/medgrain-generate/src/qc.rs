@@ -18,6 +18,67 @@ pub const FORBIDDEN: &[&str] = &[
     "metadata",
 ];
 
+/// Finding words checked against the record: naming one of these as present needs a recorded disease or ROI
+/// label that contains it.
+pub const FINDINGS: &[&str] = &[
+    "tumor",
+    "tumour",
+    "carcinoma",
+    "metastasis",
+    "metastases",
+    "malignan",
+    "nodule",
+    "mass",
+    "effusion",
+    "pneumonia",
+    "pneumothorax",
+    "fracture",
+    "hemorrhage",
+    "haemorrhage",
+    "infarct",
+    "cyst",
+    "abscess",
+    "melanoma",
+    "glioma",
+    "edema",
+    "oedema",
+    "consolidation",
+    "aneurysm",
+    "stenosis",
+];
+
+/// `word` occurs in `text` outside a negation ("no", "not", "without", "absent", "free of", "rule out" in the
+/// five words before it).
+fn mentions_affirmed(text: &str, word: &str) -> bool {
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(word) {
+        let start = from + pos;
+        let before_ok = start == 0 || !text.as_bytes()[start - 1].is_ascii_alphanumeric();
+        if before_ok {
+            // The five words before it, stopping at a sentence boundary (a negation does not cross it).
+            let mut window: Vec<&str> = Vec::new();
+            for w in text[..start].split_whitespace().rev().take(5) {
+                if w.ends_with(['.', ';', '!', '?']) {
+                    break;
+                }
+                window.push(w);
+            }
+            let negated = window.iter().any(|w| {
+                let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+                matches!(
+                    w,
+                    "no" | "not" | "without" | "absent" | "free" | "exclude" | "excluded" | "nor" | "neither"
+                )
+            });
+            if !negated {
+                return true;
+            }
+        }
+        from = start + word.len();
+    }
+    false
+}
+
 /// Checks `description` and `sections` against `facts`.
 pub fn check(facts: &SampleFacts<'_>, description: &str, sections: &Sections) -> Qc {
     let mut flags = Vec::new();
@@ -63,11 +124,22 @@ pub fn check(facts: &SampleFacts<'_>, description: &str, sections: &Sections) ->
     if abnormal && facts.rois.is_empty() {
         flags.push("note:disease_without_roi".to_string());
     }
-    if !abnormal && !facts.diseases.is_empty() {
-        for d in ["tumor", "tumour", "carcinoma", "metastasis", "malignan"] {
-            if mentions(&text, d) {
-                flags.push(format!("finding_not_in_metadata:{d}"));
-            }
+    // Findings named as present that the record does not support (neither a recorded disease nor an ROI label).
+    let known: String = facts
+        .diseases
+        .iter()
+        .map(String::as_str)
+        .chain(facts.rois.iter().map(|r| r.label.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    for finding in FINDINGS {
+        let stem = &finding[..finding.len().min(7)];
+        if known.contains(stem) {
+            continue;
+        }
+        if mentions_affirmed(&text, finding) {
+            flags.push(format!("finding_not_in_metadata:{finding}"));
         }
     }
     let passed = flags.iter().all(|f| f.starts_with("note:"));
@@ -131,6 +203,22 @@ mod tests {
             qc.flags
         );
         assert!(qc.flags.contains(&"forbidden_phrase:green box".to_string()));
+    }
+
+    #[test]
+    fn unsupported_findings_are_flagged_unless_negated() {
+        let d = vec!["normal".to_string()];
+        let f = facts("CT", "lung", &d);
+        let t = "A CT of the lung showing a large mass in the upper lobe.";
+        assert!(check(&f, t, &full(t))
+            .flags
+            .contains(&"finding_not_in_metadata:mass".to_string()));
+        let t = "A CT of the lung. There is no mass and no effusion.";
+        assert!(check(&f, t, &full(t)).passed, "{:?}", check(&f, t, &full(t)).flags);
+        let d = vec!["lung mass".to_string()];
+        let f = facts("CT", "lung", &d);
+        let t = "A CT of the lung showing a large mass.";
+        assert!(check(&f, t, &full(t)).passed);
     }
 
     #[test]

@@ -40,6 +40,8 @@ metadata = "metadata.csv"
 kind = "openai"
 base_url = "{mock_server}"
 model = "mock-model"
+price_prompt_per_mtok = 2.5
+price_completion_per_mtok = 10.0
 """)
     out = tmp_path / "out"
     r = subprocess.run([medgrain_bin, "batch", "export", str(config), "--out", str(out), "--max-lines", "100"],
@@ -91,6 +93,20 @@ model = "mock-model"
     table = pq.read_table(out / "triplets")
     assert table.num_rows == 251
     assert set(table.column("generator").combine_chunks().field("kind").to_pylist()) == {"openai"}
+    st = json.loads((out / "stats.json").read_text())
+    gen = table.column("generator").to_pylist()
+    assert st["prompt_tokens"] == sum(g["prompt_tokens"] for g in gen) > 0
+    assert st["completion_tokens"] == sum(g["completion_tokens"] for g in gen) > 0
+    assert st["estimated_cost_usd"] == pytest.approx(st["prompt_tokens"] / 1e6 * 2.5 + st["completion_tokens"] / 1e6 * 10.0)
+
+    # The byte limit splits files too (each body is ~100 kB: a 1 MB limit gives many files).
+    small = tmp_path / "small"
+    r = subprocess.run([medgrain_bin, "batch", "export", str(config), "--out", str(small), "--max-mb", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    parts = sorted((small / "batch").glob("requests-*.jsonl"))
+    assert len(parts) > 5 and all(p.stat().st_size <= 1024 * 1024 for p in parts)
+    assert sum(len(p.read_text().splitlines()) for p in parts) == 252
 
     # Exporting again writes only what is still missing.
     r = subprocess.run([medgrain_bin, "batch", "export", str(config), "--out", str(out)], capture_output=True, text=True)

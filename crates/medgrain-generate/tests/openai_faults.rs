@@ -284,3 +284,40 @@ fn offline_mode_answers_only_from_the_cache() {
     assert!(offline[2].as_ref().unwrap_err().to_string().contains("offline"));
     assert_eq!(server.stats.requests.load(Ordering::SeqCst), before);
 }
+
+#[test]
+fn a_dead_endpoint_is_routed_around() {
+    let server = MockServer::start(MockOptions::default()).unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let data = samples(30);
+    let all: Vec<SampleFacts<'_>> = data.iter().map(facts).collect();
+    let mut cfg = config(
+        server.base_url(),
+        "mock-model",
+        "MEDGRAIN_TEST_NO_KEY_5",
+        &dir.path().join("c.sqlite"),
+    );
+    cfg.base_urls.insert(0, format!("http://127.0.0.1:{dead}/v1"));
+    cfg.max_retries = 6;
+    let gen = OpenAiGenerator::new(cfg).unwrap();
+    let results = gen.generate_batch(&all);
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
+    // Round robin sent some requests to the dead endpoint; once its breaker opened (5 failures), none went there.
+    let sent = gen.usage_json()["requests_sent"].as_u64().unwrap();
+    let served = server.stats.requests.load(Ordering::SeqCst);
+    assert_eq!(served, 30);
+    assert!(
+        sent - served <= 5 + 4,
+        "dead endpoint got {} requests; the breaker should stop them",
+        sent - served
+    );
+}

@@ -369,8 +369,9 @@ impl ChatClient {
     pub async fn chat(&self, body: &Value) -> Result<ChatOutcome, CallError> {
         let mut attempt_no = 0u32;
         loop {
-            let i = self.pick().await;
+            // Take a concurrency slot first, then choose the endpoint: the choice then sees the latest breaker state.
             let inflight = self.limiter.acquire().await;
+            let i = self.pick().await;
             self.counters.peak_inflight.fetch_max(inflight, Ordering::Relaxed);
             let result = self.attempt(i, body).await;
             let overload = matches!(result, Attempt::Retry { overload: true, .. });

@@ -306,7 +306,18 @@ async fn serve_conn(stream: TcpStream, opts: Arc<MockOptions>, stats: Arc<MockSt
         stats.peak_inflight.fetch_max(now, Ordering::SeqCst);
         let r = handle(&opts, &stats, &method, &path, auth.as_deref(), &body);
         if !r.delay.is_zero() {
-            tokio::time::sleep(r.delay).await;
+            // Wait, but notice a client that gives up (closes the connection) so that in-flight counts stay true.
+            let sleep = tokio::time::sleep(r.delay);
+            tokio::pin!(sleep);
+            let hung_up = tokio::select! {
+                _ = &mut sleep => false,
+                peek = rd.fill_buf() => matches!(peek, Ok([]) | Err(_)),
+            };
+            if hung_up {
+                stats.inflight.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            sleep.await;
         }
         stats.inflight.fetch_sub(1, Ordering::SeqCst);
         let reason = match r.status {

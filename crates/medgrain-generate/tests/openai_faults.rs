@@ -141,10 +141,12 @@ fn faults_end_written_or_failed_and_nothing_is_answered_twice() {
         }
     }
     assert_eq!(server.stats.max_successes_per_prompt(), 1);
-    let peak = server.stats.peak_inflight.load(Ordering::SeqCst);
+    // The client's own count of requests in flight. (The server's count can briefly include a stalled request the
+    // client already abandoned; the CLI test, where no request times out, checks the server's count.)
+    let peak = gen.usage_json()["peak_inflight"].as_u64().unwrap();
     assert!(
-        peak <= 4,
-        "the server saw {peak} concurrent requests with max_concurrency = 4"
+        (1..=4).contains(&peak),
+        "{peak} concurrent requests with max_concurrency = 4"
     );
     let first_requests = server.stats.requests.load(Ordering::SeqCst);
 

@@ -8,7 +8,7 @@ use parquet::arrow::ProjectionMask;
 use std::path::Path;
 
 /// The fields of a triplet row that summaries need.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TripletSummary {
     pub id: String,
     pub source: String,

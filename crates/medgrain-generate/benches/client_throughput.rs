@@ -125,4 +125,5 @@ fn main() {
         );
     }
     let _ = server.kill();
+    let _ = server.wait();
 }

@@ -21,22 +21,7 @@ pub struct Inspection {
     pub by_source: BTreeMap<String, u64>,
     pub failures: u64,
     pub failures_by_stage: BTreeMap<String, u64>,
-    pub samples: Vec<TripletSample>,
-}
-
-/// A row shown in full.
-#[derive(Debug, Clone, Serialize)]
-pub struct TripletSample {
-    pub id: String,
-    pub source: String,
-    pub source_path: String,
-    pub modality: Option<String>,
-    pub organ: Option<String>,
-    pub diseases: Vec<String>,
-    pub rois: Vec<String>,
-    pub coarse_caption: String,
-    pub description: String,
-    pub qc_flags: Vec<String>,
+    pub samples: Vec<TripletSummary>,
 }
 
 fn bump(m: &mut BTreeMap<String, u64>, k: Option<&str>) {
@@ -100,7 +85,7 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
                 && (ins.samples.is_empty() || (!r.roi_labels.is_empty() && !shown_modalities.contains(&modality)));
             if wanted {
                 shown_modalities.insert(modality);
-                ins.samples.push(sample_of(r));
+                ins.samples.push(r);
             }
         }
     }
@@ -116,26 +101,6 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
         }
     }
     Ok(ins)
-}
-
-fn sample_of(r: TripletSummary) -> TripletSample {
-    TripletSample {
-        rois: r
-            .roi_labels
-            .iter()
-            .zip(&r.roi_positions)
-            .map(|(l, p)| format!("{l} ({p})"))
-            .collect(),
-        id: r.id,
-        source: r.source,
-        source_path: r.source_path,
-        modality: r.modality,
-        organ: r.organ,
-        diseases: r.diseases,
-        coarse_caption: r.coarse_caption,
-        description: r.description,
-        qc_flags: r.qc_flags,
-    }
 }
 
 fn wrap(text: &str, width: usize, indent: &str) -> String {
@@ -206,8 +171,14 @@ impl Inspection {
                 }
             ));
             s.push_str(&format!("   caption: {}\n", r.coarse_caption));
-            if !r.rois.is_empty() {
-                s.push_str(&format!("   rois: {}\n", r.rois.join("; ")));
+            if !r.roi_labels.is_empty() {
+                let rois: Vec<String> = r
+                    .roi_labels
+                    .iter()
+                    .zip(&r.roi_positions)
+                    .map(|(l, p)| format!("{l} ({p})"))
+                    .collect();
+                s.push_str(&format!("   rois: {}\n", rois.join("; ")));
             }
             s.push_str(&wrap(&r.description, 100, "   "));
             if !r.qc_flags.is_empty() {

@@ -54,26 +54,9 @@ fn dilate(mask: &[bool], h: usize, w: usize, blocked: &[bool]) -> Vec<bool> {
 }
 
 fn erode(mask: &[bool], h: usize, w: usize) -> Vec<bool> {
-    let mut out = mask.to_vec();
-    for r in 0..h {
-        for c in 0..w {
-            if !mask[r * w + c] {
-                continue;
-            }
-            let edge = r == 0
-                || c == 0
-                || r + 1 == h
-                || c + 1 == w
-                || !mask[(r - 1) * w + c]
-                || !mask[(r + 1) * w + c]
-                || !mask[r * w + c - 1]
-                || !mask[r * w + c + 1];
-            if edge {
-                out[r * w + c] = false;
-            }
-        }
-    }
-    out
+    (0..h * w)
+        .map(|i| mask[i] && !crate::is_border_pixel(mask, w, h, i / w, i % w))
+        .collect()
 }
 
 fn mean_std(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {

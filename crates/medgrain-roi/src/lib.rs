@@ -12,6 +12,20 @@ pub use components::{group_by_label, label_components, Component, Labeling};
 
 use medgrain_records::RoiRecord;
 
+/// Whether pixel `(r, c)` of a row-major `h × w` mask is set and on its border: on the frame, or next to an unset
+/// pixel (4-neighbourhood).
+pub fn is_border_pixel(mask: &[bool], w: usize, h: usize, r: usize, c: usize) -> bool {
+    mask[r * w + c]
+        && (r == 0
+            || c == 0
+            || r + 1 == h
+            || c + 1 == w
+            || !mask[(r - 1) * w + c]
+            || !mask[(r + 1) * w + c]
+            || !mask[r * w + c - 1]
+            || !mask[r * w + c + 1])
+}
+
 /// Errors of the ROI layer.
 #[derive(Debug, thiserror::Error)]
 pub enum RoiError {

@@ -354,17 +354,8 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
                 },
                 findings.len(),
             ));
-            let (path, phrase) = lobe_path(lobe).unwrap_or(("lung", "lung"));
-            let side = if path.contains("right") { "right" } else { "left" };
-            findings.push(FindingTruth {
-                finding: "nodule".into(),
-                present: true,
-                anatomy: path.into(),
-                size_mm: Some(diameter),
-                center_ras: Some(c),
-                side: Some(side.into()),
-                mask: None,
-            });
+            let (truth, phrase) = lobe_finding("nodule", lobe, diameter, c);
+            findings.push(truth);
             let s = fmt_size(diameter);
             let templates = [
                 format!("{} {s} nodule is observed in the {phrase}.", article(&s, true)),
@@ -392,17 +383,8 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
                 },
                 findings.len(),
             ));
-            let (path, phrase) = lobe_path(lobe).unwrap_or(("lung", "lung"));
-            let side = if path.contains("right") { "right" } else { "left" };
-            findings.push(FindingTruth {
-                finding: "mass".into(),
-                present: true,
-                anatomy: path.into(),
-                size_mm: Some(diameter),
-                center_ras: Some(c),
-                side: Some(side.into()),
-                mask: None,
-            });
+            let (truth, phrase) = lobe_finding("mass", lobe, diameter, c);
+            findings.push(truth);
             let s = fmt_size(diameter);
             lesion_sentences.push(format!("A mass lesion measuring {s} is seen in the {phrase}."));
             impressions.push(format!("Mass of {s} in the {phrase}; malignancy should be excluded."));
@@ -659,6 +641,22 @@ fn article(spoken: &str, capital: bool) -> &'static str {
         (false, true) => "A",
         (false, false) => "a",
     }
+}
+
+/// A present finding in a lung lobe, with the lobe's phrase for the report.
+fn lobe_finding(finding: &str, lobe: Tissue, diameter: f64, centre: [f64; 3]) -> (FindingTruth, &'static str) {
+    let (path, phrase) = lobe_path(lobe).unwrap_or(("lung", "lung"));
+    let side = if path.contains("right") { "right" } else { "left" };
+    let truth = FindingTruth {
+        finding: finding.into(),
+        present: true,
+        anatomy: path.into(),
+        size_mm: Some(diameter),
+        center_ras: Some(centre),
+        side: Some(side.into()),
+        mask: None,
+    };
+    (truth, phrase)
 }
 
 fn absent(finding: &str, anatomy: &str) -> FindingTruth {

@@ -33,28 +33,12 @@ fn colour_name(c: [u8; 3]) -> &'static str {
     }
 }
 
-/// Outline pixels of a row-major mask: set pixels with an unset 4-neighbour (or on the frame).
+/// Outline pixels `(row, col)` of a row-major mask.
 fn outline(mask: &[bool], w: usize, h: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    for r in 0..h {
-        for c in 0..w {
-            if !mask[r * w + c] {
-                continue;
-            }
-            let edge = r == 0
-                || c == 0
-                || r + 1 == h
-                || c + 1 == w
-                || !mask[(r - 1) * w + c]
-                || !mask[(r + 1) * w + c]
-                || !mask[r * w + c - 1]
-                || !mask[r * w + c + 1];
-            if edge {
-                out.push((r, c));
-            }
-        }
-    }
-    out
+    (0..h * w)
+        .map(|i| (i / w, i % w))
+        .filter(|&(r, c)| medgrain_roi::is_border_pixel(mask, w, h, r, c))
+        .collect()
 }
 
 /// Builds the visual prompt from stored image bytes (any format the image crate decodes) and the record's ROIs.

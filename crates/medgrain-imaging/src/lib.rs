@@ -1,8 +1,10 @@
 //! Imaging I/O: decoding raster images (PNG, JPEG, TIFF) into typed pixel buffers, reading 2D label maps,
-//! encoding PNG, and writing NIfTI-1 volumes. Pixels are never altered on read; conversions for display
+//! encoding PNG, reading NIfTI-1/2 ([`nifti_read`]) and writing NIfTI-1 volumes, and [`probe`] summaries. Pixels are never altered on read; conversions for display
 //! (luminance, 8-bit) are explicit functions.
 
 mod nifti;
+pub mod nifti_read;
+pub mod probe;
 mod raster;
 
 pub use nifti::{write_nifti1_gz, NiftiDatatype, NiftiVolume};

@@ -97,6 +97,14 @@ enum Command {
         #[arg(long)]
         require_key_env: Option<String>,
     },
+    /// Facts about images and volumes (NIfTI-1/2, PNG, JPEG, TIFF), one JSON object per line.
+    Probe {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// JSON lines (the only output form).
+        #[arg(long)]
+        json: bool,
+    },
     /// Summarise an output dataset: counts per modality/organ/source, failures, sample rows.
     Inspect {
         /// The output folder of `build` or `demo`.
@@ -381,6 +389,20 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 Ok::<(), PipelineError>(())
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe { files, json: _ } => {
+            let mut failed = false;
+            for f in &files {
+                let line = match medgrain_imaging::probe::probe(f) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = true;
+                        serde_json::json!({"path": f.display().to_string(), "error": e.to_string()})
+                    }
+                };
+                println!("{line}");
+            }
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Inspect { dir, json, samples } => {
             let ins = inspect::inspect(&dir, samples)?;

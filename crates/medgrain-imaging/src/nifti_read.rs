@@ -1,0 +1,678 @@
+//! NIfTI-1 and NIfTI-2 reading (`.nii`, `.nii.gz`; either byte order), with nibabel's conventions: array shape
+//! `x, y, z[, t, ...]` (x fastest on disk), the best affine chosen as nibabel's `get_best_affine` does (sform if
+//! `sform_code > 0`, else qform if `qform_code > 0`, else the Analyze base affine), scl_slope/scl_inter applied only
+//! when the slope is finite and non-zero and the pair is not (1, 0), and orientation codes as `aff2axcodes`.
+//! Sizes are checked against the file before anything is allocated, so a header that lies cannot exhaust memory.
+
+use crate::{ImagingError, Result};
+use flate2::read::MultiGzDecoder;
+use std::io::Read;
+use std::path::Path;
+
+/// Voxel values as stored (before scaling), in file order (x fastest).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Voxels {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    I32(Vec<i32>),
+    U32(Vec<u32>),
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    /// RGB24: three u8 per voxel.
+    Rgb8(Vec<u8>),
+}
+
+impl Voxels {
+    /// numpy-style dtype name.
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            Voxels::U8(_) => "uint8",
+            Voxels::I8(_) => "int8",
+            Voxels::I16(_) => "int16",
+            Voxels::U16(_) => "uint16",
+            Voxels::I32(_) => "int32",
+            Voxels::U32(_) => "uint32",
+            Voxels::I64(_) => "int64",
+            Voxels::U64(_) => "uint64",
+            Voxels::F32(_) => "float32",
+            Voxels::F64(_) => "float64",
+            Voxels::Rgb8(_) => "rgb8",
+        }
+    }
+
+    /// Each stored value as f64 (RGB: each channel).
+    pub fn values(&self) -> Box<dyn Iterator<Item = f64> + '_> {
+        match self {
+            Voxels::U8(v) | Voxels::Rgb8(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::I8(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::I16(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::U16(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::I32(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::U32(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::I64(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::U64(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::F32(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Voxels::F64(v) => Box::new(v.iter().copied()),
+        }
+    }
+}
+
+/// The header fields medgrain uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NiftiHeader {
+    /// 1 or 2.
+    pub version: u8,
+    pub little_endian: bool,
+    /// `dim[1..=dim[0]]`.
+    pub shape: Vec<usize>,
+    pub datatype: i16,
+    pub bitpix: i16,
+    /// `pixdim[0..8]`.
+    pub pixdim: [f64; 8],
+    pub vox_offset: f64,
+    pub scl_slope: f64,
+    pub scl_inter: f64,
+    pub qform_code: i16,
+    pub sform_code: i16,
+    pub quatern: [f64; 3],
+    pub qoffset: [f64; 3],
+    pub srow: [[f64; 4]; 3],
+    pub descrip: String,
+}
+
+/// A NIfTI image: header and stored voxels.
+#[derive(Debug, Clone)]
+pub struct NiftiImage {
+    pub header: NiftiHeader,
+    pub voxels: Voxels,
+}
+
+/// The largest volume medgrain reads into memory (4 GiB of voxel data).
+pub const MAX_VOXEL_BYTES: u64 = 4 << 30;
+
+fn invalid(path: &Path, reason: impl Into<String>) -> ImagingError {
+    ImagingError::InvalidVolume {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+struct Fields<'a> {
+    b: &'a [u8],
+    le: bool,
+}
+
+impl Fields<'_> {
+    fn i16(&self, o: usize) -> i16 {
+        let a = [self.b[o], self.b[o + 1]];
+        if self.le {
+            i16::from_le_bytes(a)
+        } else {
+            i16::from_be_bytes(a)
+        }
+    }
+    fn i32(&self, o: usize) -> i32 {
+        let a = [self.b[o], self.b[o + 1], self.b[o + 2], self.b[o + 3]];
+        if self.le {
+            i32::from_le_bytes(a)
+        } else {
+            i32::from_be_bytes(a)
+        }
+    }
+    fn i64(&self, o: usize) -> i64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&self.b[o..o + 8]);
+        if self.le {
+            i64::from_le_bytes(a)
+        } else {
+            i64::from_be_bytes(a)
+        }
+    }
+    fn f32(&self, o: usize) -> f64 {
+        let a = [self.b[o], self.b[o + 1], self.b[o + 2], self.b[o + 3]];
+        (if self.le {
+            f32::from_le_bytes(a)
+        } else {
+            f32::from_be_bytes(a)
+        }) as f64
+    }
+    fn f64(&self, o: usize) -> f64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&self.b[o..o + 8]);
+        if self.le {
+            f64::from_le_bytes(a)
+        } else {
+            f64::from_be_bytes(a)
+        }
+    }
+}
+
+/// Parses a NIfTI-1 (348-byte) or NIfTI-2 (540-byte) header from the start of `b`.
+pub fn parse_header(b: &[u8], path: &Path) -> Result<NiftiHeader> {
+    if b.len() < 348 {
+        return Err(invalid(
+            path,
+            format!("{} bytes is too short for a NIfTI header", b.len()),
+        ));
+    }
+    let size_le = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let size_be = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let (version, le) = match (size_le, size_be) {
+        (348, _) => (1u8, true),
+        (_, 348) => (1, false),
+        (540, _) => (2, true),
+        (_, 540) => (2, false),
+        _ => return Err(invalid(path, "not a NIfTI file (sizeof_hdr is neither 348 nor 540)")),
+    };
+    let f = Fields { b, le };
+    let h = if version == 1 {
+        let magic = &b[344..348];
+        if magic != b"n+1\0" && magic != b"ni1\0" {
+            return Err(invalid(path, format!("bad NIfTI-1 magic {magic:?}")));
+        }
+        let ndim = f.i16(40);
+        if !(1..=7).contains(&ndim) {
+            return Err(invalid(path, format!("dim[0] = {ndim} is outside 1..=7")));
+        }
+        let mut shape = Vec::new();
+        for k in 1..=ndim as usize {
+            let d = f.i16(40 + 2 * k);
+            if d < 1 {
+                return Err(invalid(path, format!("dim[{k}] = {d} is not positive")));
+            }
+            shape.push(d as usize);
+        }
+        let mut pixdim = [0.0; 8];
+        for (k, p) in pixdim.iter_mut().enumerate() {
+            *p = f.f32(76 + 4 * k);
+        }
+        let mut srow = [[0.0; 4]; 3];
+        for (r, row) in srow.iter_mut().enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = f.f32(280 + 16 * r + 4 * c);
+            }
+        }
+        NiftiHeader {
+            version,
+            little_endian: le,
+            shape,
+            datatype: f.i16(70),
+            bitpix: f.i16(72),
+            pixdim,
+            vox_offset: f.f32(108),
+            scl_slope: f.f32(112),
+            scl_inter: f.f32(116),
+            qform_code: f.i16(252),
+            sform_code: f.i16(254),
+            quatern: [f.f32(256), f.f32(260), f.f32(264)],
+            qoffset: [f.f32(268), f.f32(272), f.f32(276)],
+            srow,
+            descrip: String::from_utf8_lossy(&b[148..228]).trim_end_matches('\0').to_string(),
+        }
+    } else {
+        if b.len() < 540 {
+            return Err(invalid(path, "truncated NIfTI-2 header"));
+        }
+        let magic = &b[4..8];
+        if magic != b"n+2\0" && magic != b"ni2\0" {
+            return Err(invalid(path, format!("bad NIfTI-2 magic {magic:?}")));
+        }
+        let ndim = f.i64(16);
+        if !(1..=7).contains(&ndim) {
+            return Err(invalid(path, format!("dim[0] = {ndim} is outside 1..=7")));
+        }
+        let mut shape = Vec::new();
+        for k in 1..=ndim as usize {
+            let d = f.i64(16 + 8 * k);
+            if d < 1 || d > u32::MAX as i64 {
+                return Err(invalid(path, format!("dim[{k}] = {d} is out of range")));
+            }
+            shape.push(d as usize);
+        }
+        let mut pixdim = [0.0; 8];
+        for (k, p) in pixdim.iter_mut().enumerate() {
+            *p = f.f64(104 + 8 * k);
+        }
+        let mut srow = [[0.0; 4]; 3];
+        for (r, row) in srow.iter_mut().enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = f.f64(400 + 32 * r + 8 * c);
+            }
+        }
+        NiftiHeader {
+            version,
+            little_endian: le,
+            shape,
+            datatype: f.i16(12),
+            bitpix: f.i16(14),
+            pixdim,
+            vox_offset: f.i64(168) as f64,
+            scl_slope: f.f64(176),
+            scl_inter: f.f64(184),
+            qform_code: f.i32(344) as i16,
+            sform_code: f.i32(348) as i16,
+            quatern: [f.f64(352), f.f64(360), f.f64(368)],
+            qoffset: [f.f64(376), f.f64(384), f.f64(392)],
+            srow,
+            descrip: String::from_utf8_lossy(&b[240..320]).trim_end_matches('\0').to_string(),
+        }
+    };
+    Ok(h)
+}
+
+/// Bytes per voxel for a datatype code, with the variant constructor name.
+fn voxel_size(datatype: i16) -> Option<usize> {
+    Some(match datatype {
+        2 | 256 => 1,
+        4 | 512 => 2,
+        8 | 768 | 16 => 4,
+        64 | 1024 | 1280 => 8,
+        128 => 3,
+        _ => return None,
+    })
+}
+
+fn decode_voxels(datatype: i16, raw: &[u8], le: bool) -> Option<Voxels> {
+    macro_rules! conv {
+        ($t:ty, $n:expr, $var:ident) => {{
+            let v: Vec<$t> = raw
+                .chunks_exact($n)
+                .map(|c| {
+                    let mut a = [0u8; $n];
+                    a.copy_from_slice(c);
+                    if le {
+                        <$t>::from_le_bytes(a)
+                    } else {
+                        <$t>::from_be_bytes(a)
+                    }
+                })
+                .collect();
+            Voxels::$var(v)
+        }};
+    }
+    Some(match datatype {
+        2 => Voxels::U8(raw.to_vec()),
+        256 => Voxels::I8(raw.iter().map(|&b| b as i8).collect()),
+        4 => conv!(i16, 2, I16),
+        512 => conv!(u16, 2, U16),
+        8 => conv!(i32, 4, I32),
+        768 => conv!(u32, 4, U32),
+        16 => conv!(f32, 4, F32),
+        64 => conv!(f64, 8, F64),
+        1024 => conv!(i64, 8, I64),
+        1280 => conv!(u64, 8, U64),
+        128 => Voxels::Rgb8(raw.to_vec()),
+        _ => return None,
+    })
+}
+
+/// Reads a `.nii` or `.nii.gz` file (gzip detected by content).
+pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
+    let file_bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let gz = file_bytes.starts_with(&[0x1f, 0x8b]);
+    // Header first (at most 540 bytes + extensions are skipped via vox_offset).
+    let mut header_bytes = vec![0u8; 540];
+    let header_len = if gz {
+        let mut dec = MultiGzDecoder::new(&file_bytes[..]);
+        read_up_to(&mut dec, &mut header_bytes).map_err(|e| invalid(path, format!("gzip: {e}")))?
+    } else {
+        let n = file_bytes.len().min(540);
+        header_bytes[..n].copy_from_slice(&file_bytes[..n]);
+        n
+    };
+    let header = parse_header(&header_bytes[..header_len], path)?;
+    let vsize = voxel_size(header.datatype)
+        .ok_or_else(|| invalid(path, format!("unsupported NIfTI datatype code {}", header.datatype)))?;
+    let count = header
+        .shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or_else(|| invalid(path, "dimensions overflow"))?;
+    let need = count
+        .checked_mul(vsize as u64)
+        .ok_or_else(|| invalid(path, "dimensions overflow"))?;
+    if need > MAX_VOXEL_BYTES {
+        return Err(invalid(
+            path,
+            format!("{} voxels ({need} bytes) exceed the supported 4 GiB", count),
+        ));
+    }
+    let min_offset = if header.version == 1 { 348.0 } else { 540.0 };
+    if !(header.vox_offset.is_finite() && header.vox_offset >= 0.0) {
+        return Err(invalid(path, format!("bad vox_offset {}", header.vox_offset)));
+    }
+    let offset = header.vox_offset.max(min_offset) as u64;
+    let total = offset + need;
+    // Plain files: check the size before allocating. Gzip: read at most `total` bytes and compare.
+    let data: Vec<u8> = if gz {
+        if total > (file_bytes.len() as u64).saturating_mul(1100).max(1 << 20) {
+            return Err(invalid(
+                path,
+                format!("header claims {need} bytes of voxels, more than this compressed file can hold"),
+            ));
+        }
+        let mut dec = MultiGzDecoder::new(&file_bytes[..]).take(total);
+        let mut all = Vec::with_capacity(total as usize);
+        dec.read_to_end(&mut all)
+            .map_err(|e| invalid(path, format!("gzip: {e}")))?;
+        if (all.len() as u64) < total {
+            return Err(invalid(
+                path,
+                format!("truncated: header needs {total} bytes, the file holds {}", all.len()),
+            ));
+        }
+        all.split_off(offset as usize)
+    } else {
+        if (file_bytes.len() as u64) < total {
+            return Err(invalid(
+                path,
+                format!(
+                    "truncated: header needs {total} bytes, the file has {}",
+                    file_bytes.len()
+                ),
+            ));
+        }
+        file_bytes[offset as usize..total as usize].to_vec()
+    };
+    let voxels = decode_voxels(header.datatype, &data, header.little_endian)
+        .ok_or_else(|| invalid(path, format!("unsupported NIfTI datatype code {}", header.datatype)))?;
+    Ok(NiftiImage { header, voxels })
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+impl NiftiHeader {
+    /// (slope, intercept) to apply, or `None` when nibabel would not scale.
+    pub fn scaling(&self) -> Option<(f64, f64)> {
+        let (s, i) = (self.scl_slope, self.scl_inter);
+        if !s.is_finite() || s == 0.0 {
+            return None;
+        }
+        let i = if i.is_finite() { i } else { 0.0 };
+        if s == 1.0 && i == 0.0 {
+            None
+        } else {
+            Some((s, i))
+        }
+    }
+
+    /// Voxel sizes of the spatial axes as stored (`pixdim[1..=ndim]`).
+    pub fn zooms(&self) -> Vec<f64> {
+        (1..=self.shape.len()).map(|k| self.pixdim[k]).collect()
+    }
+
+    /// The qform affine (nibabel's `get_qform`): quaternion rotation, voxel sizes with qfac, offsets.
+    pub fn qform(&self) -> [[f64; 4]; 4] {
+        let [b, c, d] = self.quatern;
+        let w2 = 1.0 - (b * b + c * c + d * d);
+        let a = if w2 < 0.0 && w2.abs() < 3.0 * f32::EPSILON as f64 {
+            0.0
+        } else {
+            w2.max(0.0).sqrt()
+        };
+        let r = [
+            [
+                a * a + b * b - c * c - d * d,
+                2.0 * (b * c - a * d),
+                2.0 * (b * d + a * c),
+            ],
+            [
+                2.0 * (b * c + a * d),
+                a * a + c * c - b * b - d * d,
+                2.0 * (c * d - a * b),
+            ],
+            [
+                2.0 * (b * d - a * c),
+                2.0 * (c * d + a * b),
+                a * a + d * d - b * b - c * c,
+            ],
+        ];
+        let qfac = if self.pixdim[0] == -1.0 { -1.0 } else { 1.0 };
+        let vox = [self.pixdim[1], self.pixdim[2], self.pixdim[3] * qfac];
+        let mut m = [[0.0; 4]; 4];
+        for i in 0..3 {
+            for j in 0..3 {
+                m[i][j] = r[i][j] * vox[j];
+            }
+            m[i][3] = self.qoffset[i];
+        }
+        m[3][3] = 1.0;
+        m
+    }
+
+    /// The sform affine.
+    pub fn sform(&self) -> [[f64; 4]; 4] {
+        [self.srow[0], self.srow[1], self.srow[2], [0.0, 0.0, 0.0, 1.0]]
+    }
+
+    /// nibabel's Analyze base affine (`shape_zoom_affine` with x flipped).
+    pub fn base_affine(&self) -> [[f64; 4]; 4] {
+        let mut m = [[0.0; 4]; 4];
+        for (k, row) in m.iter_mut().take(3).enumerate() {
+            let dim = self.shape.get(k).copied().unwrap_or(1) as f64;
+            let mut zoom = if k < self.shape.len() { self.pixdim[k + 1] } else { 1.0 };
+            if k == 0 {
+                zoom = -zoom;
+            }
+            row[k] = zoom;
+            row[3] = -(dim - 1.0) / 2.0 * zoom;
+        }
+        m[3][3] = 1.0;
+        m
+    }
+
+    /// nibabel's `get_best_affine`: sform if its code is set, else qform, else the base affine.
+    pub fn best_affine(&self) -> [[f64; 4]; 4] {
+        if self.sform_code > 0 {
+            self.sform()
+        } else if self.qform_code > 0 {
+            self.qform()
+        } else {
+            self.base_affine()
+        }
+    }
+}
+
+fn det3(m: &[[f64; 3]; 3]) -> f64 {
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+}
+
+/// The orthogonal polar factor of a non-singular 3×3 matrix (Newton iteration `R ← (R + R⁻ᵀ) / 2`), which equals
+/// `P·Qᵀ` from its SVD — what nibabel's `io_orientation` uses.
+fn polar(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+    let mut r = m;
+    for _ in 0..100 {
+        let d = det3(&r);
+        if d.abs() < 1e-12 {
+            return None;
+        }
+        // inverse transpose = cofactor matrix / det
+        let mut cof = [[0.0; 3]; 3];
+        for (i, row) in cof.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let (i1, i2) = ((i + 1) % 3, (i + 2) % 3);
+                let (j1, j2) = ((j + 1) % 3, (j + 2) % 3);
+                *v = (r[i1][j1] * r[i2][j2] - r[i1][j2] * r[i2][j1]) / d;
+            }
+        }
+        let mut next = [[0.0; 3]; 3];
+        let mut delta = 0.0f64;
+        for i in 0..3 {
+            for j in 0..3 {
+                next[i][j] = 0.5 * (r[i][j] + cof[i][j]);
+                delta = delta.max((next[i][j] - r[i][j]).abs());
+            }
+        }
+        r = next;
+        if delta < 1e-14 {
+            break;
+        }
+    }
+    Some(r)
+}
+
+/// Orientation codes of an affine's voxel axes, as nibabel's `aff2axcodes` (labels R/L, A/P, S/I); `None` for
+/// an axis whose direction is undefined.
+pub fn axcodes(affine: &[[f64; 4]; 4]) -> [Option<char>; 3] {
+    let mut rs = [[0.0; 3]; 3];
+    for j in 0..3 {
+        let mut zoom = (0..3).map(|i| affine[i][j] * affine[i][j]).sum::<f64>().sqrt();
+        if zoom == 0.0 {
+            zoom = 1.0;
+        }
+        for i in 0..3 {
+            rs[i][j] = affine[i][j] / zoom;
+        }
+    }
+    let Some(mut r) = polar(rs) else { return [None; 3] };
+    let labels = [('L', 'R'), ('P', 'A'), ('I', 'S')];
+    let mut out = [None; 3];
+    for (in_ax, code) in out.iter_mut().enumerate() {
+        let col: [f64; 3] = std::array::from_fn(|i| r[i][in_ax]);
+        if col.iter().all(|v| v.abs() < 1e-8) {
+            continue;
+        }
+        let out_ax = (0..3)
+            .max_by(|&a, &b| col[a].abs().total_cmp(&col[b].abs()))
+            .unwrap_or(0);
+        *code = Some(if col[out_ax] < 0.0 {
+            labels[out_ax].0
+        } else {
+            labels[out_ax].1
+        });
+        for v in r[out_ax].iter_mut() {
+            *v = 0.0;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{write_nifti1_gz, NiftiDatatype, NiftiVolume};
+
+    #[test]
+    fn round_trip_with_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.nii.gz");
+        let vals: Vec<i16> = (0..2 * 3 * 4).map(|v| v as i16 - 7).collect();
+        let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let a = [
+            [-2.0, 0.0, 0.0, 10.0],
+            [0.0, -2.0, 0.0, 20.0],
+            [0.0, 0.0, 5.0, -30.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        write_nifti1_gz(
+            &p,
+            &NiftiVolume {
+                dims: [2, 3, 4],
+                affine: a,
+                datatype: NiftiDatatype::Int16,
+                data: &bytes,
+                description: "t",
+            },
+        )
+        .unwrap();
+        let img = read_nifti(&p).unwrap();
+        assert_eq!(img.header.shape, vec![2, 3, 4]);
+        assert_eq!(img.voxels, Voxels::I16(vals));
+        assert_eq!(img.header.best_affine(), a);
+        // qform (from the quaternion) equals the sform for this rotation.
+        let q = img.header.qform();
+        for i in 0..3 {
+            for j in 0..4 {
+                assert!((q[i][j] - a[i][j]).abs() < 1e-6, "{q:?}");
+            }
+        }
+        assert_eq!(axcodes(&a), [Some('L'), Some('P'), Some('S')]);
+    }
+
+    #[test]
+    fn lying_and_broken_headers_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.nii");
+        std::fs::write(&p, b"short").unwrap();
+        assert!(read_nifti(&p).is_err());
+        // A header claiming 65535^3 int16 voxels with no data.
+        let mut h = vec![0u8; 352];
+        h[0..4].copy_from_slice(&348i32.to_le_bytes());
+        h[40..42].copy_from_slice(&3i16.to_le_bytes());
+        for k in 1..=3 {
+            h[40 + 2 * k..42 + 2 * k].copy_from_slice(&i16::MAX.to_le_bytes());
+        }
+        h[70..72].copy_from_slice(&4i16.to_le_bytes());
+        h[108..112].copy_from_slice(&352f32.to_le_bytes());
+        h[344..348].copy_from_slice(b"n+1\0");
+        std::fs::write(&p, &h).unwrap();
+        let e = read_nifti(&p).unwrap_err().to_string();
+        assert!(e.contains("exceed") || e.contains("truncated"), "{e}");
+        // Reasonable dims but missing data.
+        for k in 1..=3 {
+            h[40 + 2 * k..42 + 2 * k].copy_from_slice(&4i16.to_le_bytes());
+        }
+        std::fs::write(&p, &h).unwrap();
+        assert!(read_nifti(&p).unwrap_err().to_string().contains("truncated"));
+        // Bad magic.
+        h[344..348].copy_from_slice(b"xxxx");
+        std::fs::write(&p, &h).unwrap();
+        assert!(read_nifti(&p).unwrap_err().to_string().contains("magic"));
+    }
+
+    #[test]
+    fn base_affine_is_analyze_style() {
+        // nibabel shape_zoom_affine((4, 6, 8), (2, 3, 4), x_flip=True), derived by hand:
+        // diag(-2, 3, 4); offsets -(shape-1)/2 * zoom = (1.5*2, -2.5*3, -3.5*4) = (3, -7.5, -14).
+        let mut b = vec![0u8; 352];
+        b[0..4].copy_from_slice(&348i32.to_le_bytes());
+        b[344..348].copy_from_slice(b"n+1\0");
+        b[40..42].copy_from_slice(&3i16.to_le_bytes());
+        for (k, d) in [4i16, 6, 8].iter().enumerate() {
+            b[42 + 2 * k..44 + 2 * k].copy_from_slice(&d.to_le_bytes());
+        }
+        for (k, z) in [2f32, 3.0, 4.0].iter().enumerate() {
+            b[80 + 4 * k..84 + 4 * k].copy_from_slice(&z.to_le_bytes());
+        }
+        let h = parse_header(&b, Path::new("h.nii")).unwrap();
+        assert_eq!(
+            h.best_affine(),
+            [
+                [-2.0, 0.0, 0.0, 3.0],
+                [0.0, 3.0, 0.0, -7.5],
+                [0.0, 0.0, 4.0, -14.0],
+                [0.0, 0.0, 0.0, 1.0]
+            ]
+        );
+        assert_eq!(h.scaling(), None); // slope 0 means unscaled
+    }
+
+    #[test]
+    fn oblique_axcodes_follow_the_dominant_direction() {
+        let t = 0.3f64;
+        let a = [
+            [t.cos(), -t.sin(), 0.0, 0.0],
+            [t.sin(), t.cos(), 0.0, 0.0],
+            [0.0, 0.0, -1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        assert_eq!(axcodes(&a), [Some('R'), Some('A'), Some('I')]);
+    }
+}

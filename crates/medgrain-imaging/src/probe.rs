@@ -1,0 +1,109 @@
+//! `probe`: facts about an image or volume file as one JSON object (shape, dtype, raw and scaled statistics,
+//! spacing, affine, orientation, ...), in the shape `shared/SPEC.md` gives. Format is detected by content.
+
+use crate::nifti_read::{axcodes, read_nifti};
+use crate::{decode_raster, ImagingError, PixelData, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// min / max / sum over the finite values; NaNs are counted apart.
+fn stats(values: impl Iterator<Item = f64>) -> Value {
+    let (mut min, mut max, mut sum, mut n, mut nan) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64, 0u64, 0u64);
+    for v in values {
+        if v.is_nan() {
+            nan += 1;
+            continue;
+        }
+        min = min.min(v);
+        max = max.max(v);
+        sum += v;
+        n += 1;
+    }
+    if n == 0 {
+        return json!({"min": null, "max": null, "sum": null, "nan_count": nan});
+    }
+    json!({"min": min, "max": max, "sum": sum, "nan_count": nan})
+}
+
+fn is_nifti(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
+        || (head.len() >= 348 && (&head[344..348] == b"n+1\0" || &head[344..348] == b"ni1\0"))
+        || (head.len() >= 8 && (&head[4..8] == b"n+2\0" || &head[4..8] == b"ni2\0"))
+}
+
+/// Probes one file.
+pub fn probe(path: &Path) -> Result<Value> {
+    let bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        return Err(ImagingError::Unsupported {
+            path: path.to_path_buf(),
+            reason: "DICOM is not supported yet".into(),
+        });
+    }
+    if is_nifti(&bytes) {
+        let img = read_nifti(path)?;
+        let h = &img.header;
+        let raw = stats(img.voxels.values());
+        let scaled = match h.scaling() {
+            Some((s, i)) => stats(img.voxels.values().map(|v| v * s + i)),
+            None => raw.clone(),
+        };
+        let affine = h.best_affine();
+        let codes = axcodes(&affine);
+        let orientation: Option<String> = codes.iter().copied().collect::<Option<String>>();
+        let mut shape = h.shape.clone();
+        if img.voxels.dtype() == "rgb8" {
+            shape.push(3);
+        }
+        return Ok(json!({
+            "path": path.display().to_string(),
+            "format": "nifti",
+            "nifti_version": h.version,
+            "shape": shape,
+            "dtype": img.voxels.dtype(),
+            "raw": raw,
+            "scaled": scaled,
+            "spacing_mm": h.zooms(),
+            "affine": affine,
+            "orientation": orientation,
+            "modality": null,
+            "transfer_syntax": null,
+            "photometric": null,
+            "frames": if h.shape.len() >= 4 { h.shape[3] } else { 1 },
+        }));
+    }
+    let r = decode_raster(&bytes, path)?;
+    let (dtype, raw) = match &r.data {
+        PixelData::U8(v) => ("uint8", stats(v.iter().map(|&x| x as f64))),
+        PixelData::U16(v) => ("uint16", stats(v.iter().map(|&x| x as f64))),
+        PixelData::F32(v) => ("float32", stats(v.iter().map(|&x| x as f64))),
+    };
+    let mut shape = vec![r.height as usize, r.width as usize];
+    if r.channels > 1 {
+        shape.push(r.channels as usize);
+    }
+    let photometric = match r.channels {
+        1 => "grey",
+        2 => "grey+alpha",
+        3 => "rgb",
+        _ => "rgba",
+    };
+    Ok(json!({
+        "path": path.display().to_string(),
+        "format": r.format,
+        "shape": shape,
+        "dtype": dtype,
+        "raw": raw,
+        "scaled": raw,
+        "spacing_mm": null,
+        "affine": null,
+        "orientation": null,
+        "modality": null,
+        "transfer_syntax": null,
+        "photometric": photometric,
+        "frames": 1,
+    }))
+}

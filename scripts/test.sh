@@ -18,6 +18,16 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
   echo "$want" > "$VENV/.requirements.sha256"
 fi
 
+# Real label maps nobody here wrote: Debian's mricron-data atlases (AAL, AICHA, JHU, Harvard-Oxford).
+if [ ! -f /usr/share/mricron/templates/aal.nii.gz ]; then
+  echo "== installing Debian mricron-data (reference atlases)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mricron-data
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mricron-data
+  fi
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"

@@ -5,6 +5,7 @@
 pub mod appearance;
 pub mod components;
 pub mod position;
+pub mod report;
 pub mod rle;
 
 pub use appearance::AppearanceThresholds;

@@ -105,6 +105,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Connected components of a label map or mask (NIfTI, PNG, TIFF) per label, as JSON.
+    Rois {
+        file: PathBuf,
+        /// JSON output (the only form).
+        #[arg(long)]
+        json: bool,
+        /// scipy connectivity: 1 = faces only … rank = full (default: full).
+        #[arg(long)]
+        connectivity: Option<usize>,
+        /// Label names, lines `value name` (default: FILE.txt next to the file, if present).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+    },
     /// Summarise an output dataset: counts per modality/organ/source, failures, sample rows.
     Inspect {
         /// The output folder of `build` or `demo`.
@@ -404,6 +417,25 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             }
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
+        Command::Rois {
+            file,
+            json: _,
+            connectivity,
+            labels,
+        } => match medgrain_pipeline::rois::rois_of_file(&file, connectivity, labels.as_deref()) {
+            Ok(v) => {
+                println!("{v}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) if e.usage => Err(PipelineError::Usage(e.message)),
+            Err(e) => {
+                println!(
+                    "{}",
+                    serde_json::json!({"path": file.display().to_string(), "error": e.message})
+                );
+                Ok(ExitCode::from(1))
+            }
+        },
         Command::Inspect { dir, json, samples } => {
             let ins = inspect::inspect(&dir, samples)?;
             if json {

@@ -1,0 +1,126 @@
+//! `medgrain rois`: reads a label map or mask (NIfTI-1/2, or a single-channel PNG/TIFF) and reports its labels'
+//! connected components (`medgrain_roi::report`) as one JSON object. Label names come from `--labels FILE` or a
+//! sidecar `FILE.txt` / `FILE.nii.txt` (lines `value name ...`, as mricron's atlases ship them).
+
+use medgrain_imaging::nifti_read::{read_nifti, Voxels};
+use medgrain_imaging::read_label_map;
+use medgrain_roi::report::{label_report, Geometry};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Why a file could not be reported; `usage` errors are the caller's (exit 2), the others the file's (exit 1).
+#[derive(Debug)]
+pub struct RoisError {
+    pub usage: bool,
+    pub message: String,
+}
+
+fn file_err(path: &Path, m: impl std::fmt::Display) -> RoisError {
+    RoisError {
+        usage: false,
+        message: format!("{}: {m}", path.display()),
+    }
+}
+
+fn to_labels(v: &Voxels, path: &Path) -> Result<Vec<u32>, RoisError> {
+    let ints = |it: Box<dyn Iterator<Item = f64> + '_>| -> Result<Vec<u32>, RoisError> {
+        it.map(|x| {
+            if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= u32::MAX as f64 {
+                Ok(x as u32)
+            } else {
+                Err(file_err(path, format!("value {x} is not a label (a whole number ≥ 0)")))
+            }
+        })
+        .collect()
+    };
+    match v {
+        Voxels::U8(b) => Ok(b.iter().map(|&x| x as u32).collect()),
+        Voxels::U16(b) => Ok(b.iter().map(|&x| x as u32).collect()),
+        Voxels::Rgb8(_) => Err(file_err(path, "an RGB volume is not a label map")),
+        other => ints(other.values()),
+    }
+}
+
+/// Reads `value name` lines.
+pub fn read_label_names(path: &Path) -> Result<HashMap<u32, String>, RoisError> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let mut it = line
+            .split(|c: char| c == '\t' || c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty());
+        if let (Some(v), Some(name)) = (it.next(), it.next()) {
+            if let Ok(v) = v.parse::<u32>() {
+                out.insert(v, name.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn sidecar(path: &Path) -> Option<PathBuf> {
+    let s = path.to_string_lossy();
+    [format!("{s}.txt"), format!("{}.txt", s.trim_end_matches(".gz"))]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Reports the labels of one file.
+pub fn rois_of_file(path: &Path, connectivity: Option<usize>, labels: Option<&Path>) -> Result<Value, RoisError> {
+    let head = {
+        use std::io::Read;
+        let mut b = vec![0u8; 348];
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut b))
+            .map_err(|e| file_err(path, e))?;
+        b.truncate(n);
+        b
+    };
+    let nifti = head.starts_with(&[0x1f, 0x8b])
+        || (head.len() >= 348 && matches!(&head[344..348], b"n+1\0" | b"ni1\0"))
+        || (head.len() >= 8 && matches!(&head[4..8], b"n+2\0" | b"ni2\0"));
+    let (values, shape, first_fastest, geometry) = if nifti {
+        let img = read_nifti(path).map_err(|e| file_err(path, e))?;
+        let shape = img.header.shape.clone();
+        let values = to_labels(&img.voxels, path)?;
+        let geometry = Geometry {
+            spacing: Some(img.header.zooms().into_iter().take(3).collect()),
+            affine: (shape.len() >= 3).then(|| img.header.best_affine()),
+        };
+        (values, shape, true, geometry)
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+        let m = read_label_map(&bytes, path).map_err(|e| file_err(path, e))?;
+        (
+            m.labels,
+            vec![m.height as usize, m.width as usize],
+            false,
+            Geometry::default(),
+        )
+    };
+    let rank = shape.len();
+    let k = connectivity.unwrap_or(rank);
+    if !(1..=rank).contains(&k) {
+        return Err(RoisError {
+            usage: true,
+            message: format!("--connectivity {k}: must be between 1 and {rank} for this rank-{rank} array"),
+        });
+    }
+    let names = match labels.map(Path::to_path_buf).or_else(|| sidecar(path)) {
+        Some(p) => read_label_names(&p)?,
+        None => HashMap::new(),
+    };
+    let report = label_report(&values, &shape, first_fastest, k, &geometry, &|l| {
+        names.get(&l).cloned()
+    })
+    .map_err(|e| file_err(path, e))?;
+    Ok(json!({
+        "path": path.display().to_string(),
+        "shape": shape,
+        "connectivity": k,
+        "spacing_mm": geometry.spacing,
+        "labels": report,
+    }))
+}

@@ -4,7 +4,7 @@
 
 use medgrain_imaging::nifti_read::{read_nifti, Voxels};
 use medgrain_imaging::read_label_map;
-use medgrain_roi::report::{label_report, Geometry};
+use medgrain_roi::report::{label_report, Geometry, MeasureOptions};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,8 +67,14 @@ fn sidecar(path: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Reports the labels of one file.
-pub fn rois_of_file(path: &Path, connectivity: Option<usize>, labels: Option<&Path>) -> Result<Value, RoisError> {
+/// Reports the labels of one file; with `image` (a NIfTI volume on the same grid), 3D components also get
+/// measurements (diameters, volume, mean/std intensity, attenuation).
+pub fn rois_of_file(
+    path: &Path,
+    connectivity: Option<usize>,
+    labels: Option<&Path>,
+    image: Option<&Path>,
+) -> Result<Value, RoisError> {
     let head = {
         use std::io::Read;
         let mut b = vec![0u8; 348];
@@ -112,10 +118,37 @@ pub fn rois_of_file(path: &Path, connectivity: Option<usize>, labels: Option<&Pa
         Some(p) => read_label_names(&p)?,
         None => HashMap::new(),
     };
-    let report = label_report(&values, &shape, first_fastest, k, &geometry, &|l| {
-        names.get(&l).cloned()
-    })
-    .map_err(|e| file_err(path, e))?;
+    let intensities: Option<Vec<f64>> = match image {
+        Some(ip) => {
+            let img = read_nifti(ip).map_err(|e| file_err(ip, e))?;
+            if img.header.shape != shape {
+                return Err(RoisError {
+                    usage: true,
+                    message: format!(
+                        "--image {}: shape {:?} differs from the mask's {:?}",
+                        ip.display(),
+                        img.header.shape,
+                        shape
+                    ),
+                });
+            }
+            let scale = img.header.scaling();
+            Some(
+                img.voxels
+                    .values()
+                    .map(|v| scale.map_or(v, |(s, i)| v * s + i))
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    let measure = MeasureOptions {
+        enabled: nifti && shape.len() == 3,
+        image: intensities.as_deref(),
+    };
+    let name_of = |l: u32| names.get(&l).cloned();
+    let report =
+        label_report(&values, &shape, first_fastest, k, &geometry, &name_of, measure).map_err(|e| file_err(path, e))?;
     Ok(json!({
         "path": path.display().to_string(),
         "shape": shape,

@@ -4,6 +4,7 @@
 
 pub mod appearance;
 pub mod components;
+pub mod measure;
 pub mod position;
 pub mod report;
 pub mod rle;

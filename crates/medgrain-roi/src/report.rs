@@ -15,6 +15,9 @@ pub struct ComponentReport {
     pub volume_mm3: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub centroid_ras: Option<[f64; 3]>,
+    /// Diameters, volume and intensity figures (3D NIfTI with `measure`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<medgrain_records::Measurements>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -37,6 +40,14 @@ pub struct Geometry {
     pub affine: Option<[[f64; 4]; 4]>,
 }
 
+/// What to measure per component (3D, first-axis-fastest data with an affine only).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MeasureOptions<'a> {
+    pub enabled: bool,
+    /// Intensities on the same grid (e.g. CT in HU) for mean/std/attenuation.
+    pub image: Option<&'a [f64]>,
+}
+
 /// Reports the labels of an array stored with its **first** axis fastest (Fortran order, as NIfTI stores it) when
 /// `first_axis_fastest`, else row-major (last axis fastest).
 pub fn label_report(
@@ -46,6 +57,7 @@ pub fn label_report(
     connectivity: usize,
     geometry: &Geometry,
     name_of: &dyn Fn(u32) -> Option<String>,
+    measure: MeasureOptions<'_>,
 ) -> Result<Vec<LabelReport>, RoiError> {
     // label_components works on row-major data; Fortran-ordered data is row-major for the reversed shape.
     let work_shape: Vec<usize> = if first_axis_fastest {
@@ -69,6 +81,24 @@ pub fn label_report(
         }
     };
     let voxel_volume = geometry.spacing.as_ref().map(|s| s.iter().take(3).product::<f64>());
+    let grid = match (&geometry.affine, shape) {
+        (Some(a), [x, y, z]) if measure.enabled && first_axis_fastest => Some(crate::measure::Grid {
+            shape: [*x, *y, *z],
+            affine: a,
+        }),
+        _ => None,
+    };
+    let members: Vec<Vec<usize>> = if grid.is_some() {
+        let mut m = vec![Vec::new(); labeling.components.len() + 1];
+        for (i, &c) in labeling.component_of.iter().enumerate() {
+            if c > 0 {
+                m[c as usize].push(i);
+            }
+        }
+        m
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     for (label, comps) in group_by_label(&labeling.components) {
         let components: Vec<ComponentReport> = comps
@@ -86,6 +116,8 @@ pub fn label_report(
                     centroid,
                     volume_mm3: voxel_volume.map(|v| v * c.voxels as f64),
                     centroid_ras,
+                    measurements: grid
+                        .map(|g| crate::measure::measure_component(&members[c.id as usize], g, measure.image, 10.0)),
                 }
             })
             .collect();
@@ -124,7 +156,16 @@ mod tests {
             spacing: Some(vec![2.0, 3.0]),
             affine: None,
         };
-        let r = label_report(&v, &[3, 2], true, 1, &g, &|_| Some("x".into())).unwrap();
+        let r = label_report(
+            &v,
+            &[3, 2],
+            true,
+            1,
+            &g,
+            &|_| Some("x".into()),
+            MeasureOptions::default(),
+        )
+        .unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].bbox, vec![[2, 3], [0, 2]]);
         assert_eq!(r[0].components[0].centroid, vec![2.0, 0.5]);

@@ -117,6 +117,9 @@ enum Command {
         /// Label names, lines `value name` (default: FILE.txt next to the file, if present).
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Intensity volume on the same grid (e.g. the CT) for mean/std HU and attenuation.
+        #[arg(long)]
+        image: Option<PathBuf>,
     },
     /// Summarise an output dataset: counts per modality/organ/source, failures, sample rows.
     Inspect {
@@ -422,7 +425,8 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             json: _,
             connectivity,
             labels,
-        } => match medgrain_pipeline::rois::rois_of_file(&file, connectivity, labels.as_deref()) {
+            image,
+        } => match medgrain_pipeline::rois::rois_of_file(&file, connectivity, labels.as_deref(), image.as_deref()) {
             Ok(v) => {
                 println!("{v}");
                 Ok(ExitCode::SUCCESS)

@@ -74,7 +74,9 @@ pub fn measure_component(voxels: &[usize], grid: Grid<'_>, image: Option<&[f64]>
             .or_default()
             .push((c[u_ax] as f64, c[v_ax] as f64));
     }
-    let mut best: Option<(f64, (f64, f64), (f64, f64), usize)> = None;
+    // (diameter, end point a, end point b, slice)
+    type Diameter = (f64, (f64, f64), (f64, f64), usize);
+    let mut best: Option<Diameter> = None;
     for (&s, pts) in &slices {
         // Extreme points suffice for the diameter: keep the slice's boundary (points with a missing 4-neighbour).
         let set: std::collections::HashSet<(i64, i64)> = pts.iter().map(|&(u, v)| (u as i64, v as i64)).collect();

@@ -133,6 +133,15 @@ impl TemplateWriter {
             };
             out.push_str(&s);
             out.push(' ');
+            if let Some(m) = &roi.measurements {
+                if let (Some(l), Some(sh)) = (m.long_axis_mm, m.short_axis_mm) {
+                    out.push_str(&format!("It measures about {l:.0} × {sh:.0} mm in this plane"));
+                    if let Some(hu) = m.mean_hu {
+                        out.push_str(&format!(", with a mean attenuation of {hu:.0} HU"));
+                    }
+                    out.push_str(". ");
+                }
+            }
         }
         if n > MAX_DESCRIBED {
             out.push_str(&format!("{} further regions are smaller. ", n - MAX_DESCRIBED));

@@ -6,6 +6,7 @@ mod nifti;
 pub mod nifti_read;
 pub mod probe;
 mod raster;
+pub mod render;
 
 pub use nifti::{write_nifti1_gz, NiftiDatatype, NiftiVolume};
 pub use raster::{decode_raster, encode_png, read_label_map, LabelMap, PixelData, Raster};

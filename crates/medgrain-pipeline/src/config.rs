@@ -79,6 +79,14 @@ pub struct SourceConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub rois: RoiConfig,
+    /// nifti: the patient plane slices are cut along: "axial" (default), "coronal", "sagittal".
+    pub plane: Option<String>,
+    /// nifti: "largest" (each mask's largest cross-section, default), "roi" (slices with mask voxels), "every".
+    pub select: Option<String>,
+    /// nifti: keep every `step`-th selected slice (with "roi" and "every").
+    pub step: Option<usize>,
+    /// nifti: "mediastinum" (default), "lung", "bone", "brain", "abdomen", or "percentile" (0.5–99.5 %, for MR).
+    pub window: Option<String>,
 }
 
 fn default_images() -> String {
@@ -419,11 +427,45 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
         if !names.insert(s.name.clone()) {
             return Err(config_err(path, format!("{at}: duplicate source name")));
         }
-        if s.kind != "image-folder" {
-            return Err(config_err(
-                path,
-                format!("{at}.kind = {:?}: supported kinds are \"image-folder\"", s.kind),
-            ));
+        match s.kind.as_str() {
+            "image-folder" => {}
+            "nifti" => {
+                if let Some(m) = &s.masks {
+                    if !m.contains("{stem}") {
+                        return Err(config_err(path, format!("{at}.masks = {m:?}: a nifti source's mask pattern needs {{stem}} (e.g. \"masks/{{stem}}/*.nii.gz\")")));
+                    }
+                }
+                if let Some(p) = &s.plane {
+                    if !["axial", "coronal", "sagittal"].contains(&p.as_str()) {
+                        return Err(config_err(
+                            path,
+                            format!("{at}.plane = {p:?}: use \"axial\", \"coronal\" or \"sagittal\""),
+                        ));
+                    }
+                }
+                if let Some(x) = &s.select {
+                    if !["largest", "roi", "every"].contains(&x.as_str()) {
+                        return Err(config_err(
+                            path,
+                            format!("{at}.select = {x:?}: use \"largest\", \"roi\" or \"every\""),
+                        ));
+                    }
+                }
+                if let Some(w) = &s.window {
+                    if w != "percentile" && medgrain_imaging::render::ct_window(w).is_none() {
+                        return Err(config_err(
+                            path,
+                            format!("{at}.window = {w:?}: use mediastinum, lung, bone, brain, abdomen or percentile"),
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(config_err(
+                    path,
+                    format!("{at}.kind = {other:?}: supported kinds are \"image-folder\" and \"nifti\""),
+                ))
+            }
         }
         if !(1..=2).contains(&s.rois.connectivity) {
             return Err(config_err(
@@ -448,7 +490,7 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 ));
             }
         }
-        if let Some(m) = &s.masks {
+        if let (Some(m), "image-folder") = (&s.masks, s.kind.as_str()) {
             if !m.contains("{stem}") && !m.contains("{name}") {
                 return Err(config_err(
                     path,

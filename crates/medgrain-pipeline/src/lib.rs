@@ -12,6 +12,7 @@ pub mod rois;
 pub mod run;
 pub mod source;
 pub mod stats;
+pub mod volume_source;
 
 pub use run::{build, BuildOptions, BuildSummary};
 

@@ -74,6 +74,45 @@ fn png_bytes(raster: &Raster, original: Vec<u8>) -> Result<Vec<u8>, SampleError>
     }
 }
 
+/// Patient side (from the world x of the ROI's centroid column against the midline; "center" within 5% of the
+/// field of view) and in-plane measurements (mm, HU) for ROIs of a slice cut from a volume.
+fn apply_patient_geometry(
+    rois: &mut [medgrain_records::RoiRecord],
+    g: &crate::source::SliceGeometry,
+    w: usize,
+    h: usize,
+) {
+    let fov = g.pixel_mm * w as f64;
+    let affine = [
+        [g.pixel_mm, 0.0, 0.0, 0.0],
+        [0.0, g.pixel_mm, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let grid = medgrain_roi::measure::Grid {
+        shape: [w, h, 1],
+        affine: &affine,
+    };
+    for roi in rois.iter_mut() {
+        let col = (roi.centroid_xy[0].round() as usize).min(w.saturating_sub(1));
+        let x = g.world_x_of_col.get(col).copied().unwrap_or(g.midline_x);
+        roi.side = if (x - g.midline_x).abs() < 0.05 * fov {
+            None
+        } else if x > g.midline_x {
+            Some("right".into()) // RAS: +x is the patient's right
+        } else {
+            Some("left".into())
+        };
+        roi.side_frame = "patient".into();
+        if let Ok(mask) = medgrain_roi::rle::decode(&roi.mask_rle) {
+            let voxels: Vec<usize> = mask.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect();
+            let mut m = medgrain_roi::measure::measure_component(&voxels, grid, Some(&g.values), 10.0);
+            m.volume_mm3 = None; // a slice has an area, not a volume
+            roi.measurements = Some(m);
+        }
+    }
+}
+
 /// A sample after loading and ROI extraction, waiting for its description.
 pub struct Prepared {
     /// The record with everything but `description`, `sections`, `generator` and `qc`.
@@ -121,32 +160,38 @@ pub fn prepare(source: &dyn SampleSource, sample: &SampleRef) -> Result<Prepared
     let (w, h) = (raster.width as usize, raster.height as usize);
     let luma = raster.luminance();
     let meta = &loaded.meta;
-    let rois = match &loaded.mask {
-        Some(m) => medgrain_roi::rois_2d(
-            &m.labels,
-            h,
-            w,
-            Some(&luma),
-            &|l| source.label_name(l, meta),
-            &source.roi_options(),
-        )
-        .map_err(|e| SampleError::new("rois", e.to_string()))?,
+    let names = loaded.label_names.as_ref();
+    let name_of = |l: u32| -> String {
+        match names.and_then(|n| n.get((l as usize).wrapping_sub(1))) {
+            Some(n) => n.clone(),
+            None => source.label_name(l, meta),
+        }
+    };
+    let mut rois = match &loaded.mask {
+        Some(m) => medgrain_roi::rois_2d(&m.labels, h, w, Some(&luma), &name_of, &source.roi_options())
+            .map_err(|e| SampleError::new("rois", e.to_string()))?,
         None => Vec::new(),
     };
+    if let Some(g) = &loaded.geometry {
+        apply_patient_geometry(&mut rois, g, w, h);
+    }
     let coarse = caption::coarse_caption(meta.modality.as_deref(), meta.organ.as_deref(), &meta.diseases);
     let colour = raster.is_colour();
     let foreground = foreground_fraction(&luma, w, h);
     let (width, height) = (raster.width as i32, raster.height as i32);
     let bytes = png_bytes(raster, loaded.bytes)?;
     let record = TripletRecord {
-        id: sample_id(source.name(), &sample.rel_path, None),
+        id: sample_id(source.name(), &sample.rel_path, sample.slice.as_ref()),
         source: source.name().to_string(),
         source_path: sample.rel_path.clone(),
-        slice: None,
+        slice: sample.slice.clone(),
         license: source.license().map(str::to_string),
         image: ImageCell {
             bytes,
-            path: sample.rel_path.clone(),
+            path: match &sample.slice {
+                Some(sl) => format!("{}#{}{}", sample.rel_path, sl.axis, sl.index),
+                None => sample.rel_path.clone(),
+            },
         },
         width,
         height,

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleRef {
     pub rel_path: String,
+    /// For samples cut from volumes: the plane and slice index.
+    pub slice: Option<medgrain_records::SliceRef>,
     /// A problem found while listing (e.g. a metadata row naming a missing file): the sample fails with it.
     pub listing_error: Option<SampleError>,
 }
@@ -48,6 +50,20 @@ pub struct LoadedSample {
     pub raster: Raster,
     pub mask: Option<LabelMap>,
     pub meta: SampleMeta,
+    /// Names of the mask's label values (value − 1 indexes it) when they differ per sample.
+    pub label_names: Option<Vec<String>>,
+    /// Patient geometry of a slice cut from a volume.
+    pub geometry: Option<SliceGeometry>,
+}
+
+/// What a slice of a volume knows about the patient: pixel size, the world x (RAS, mm) of every image column,
+/// the x of the patient midline, and the unwindowed values (HU for CT) in display order.
+#[derive(Debug, Clone)]
+pub struct SliceGeometry {
+    pub pixel_mm: f64,
+    pub world_x_of_col: Vec<f64>,
+    pub midline_x: f64,
+    pub values: Vec<f64>,
 }
 
 /// A source of 2D samples.
@@ -143,6 +159,7 @@ impl ImageFolderSource {
                 Err(e) => {
                     let line = e.position().map(|p| p.line()).unwrap_or(0);
                     self.metadata_problems.push(SampleRef {
+                        slice: None,
                         rel_path: format!("{meta_name}#line{line}"),
                         listing_error: Some(SampleError::new(
                             "metadata",
@@ -156,6 +173,7 @@ impl ImageFolderSource {
             let field = |i: Option<usize>| i.and_then(|i| rec.get(i)).map(str::trim).filter(|s| !s.is_empty());
             let Some(file) = field(Some(file_col)).map(normalise_rel) else {
                 self.metadata_problems.push(SampleRef {
+                    slice: None,
                     rel_path: format!("{meta_name}#line{line}"),
                     listing_error: Some(SampleError::new(
                         "metadata",
@@ -166,6 +184,7 @@ impl ImageFolderSource {
             };
             if let Some(first) = first_line.get(&file) {
                 self.metadata_problems.push(SampleRef {
+                    slice: None,
                     rel_path: format!("{meta_name}#line{line}"),
                     listing_error: Some(SampleError::new(
                         "metadata",
@@ -190,6 +209,7 @@ impl ImageFolderSource {
             };
             if !self.root.join(&file).is_file() {
                 self.metadata_problems.push(SampleRef {
+                    slice: None,
                     rel_path: file.clone(),
                     listing_error: Some(SampleError::new(
                         "metadata",
@@ -270,12 +290,14 @@ impl SampleSource for ImageFolderSource {
                         .to_string_lossy()
                         .replace('\\', "/");
                     out.push(SampleRef {
+                        slice: None,
                         rel_path: rel,
                         listing_error: None,
                     });
                 }
                 Ok(_) => {}
                 Err(e) => out.push(SampleRef {
+                    slice: None,
                     rel_path: e
                         .path()
                         .strip_prefix(&self.root)
@@ -341,6 +363,8 @@ impl SampleSource for ImageFolderSource {
             raster,
             mask,
             meta: self.meta_for(&sample.rel_path),
+            label_names: None,
+            geometry: None,
         })
     }
 
@@ -377,6 +401,7 @@ impl SampleSource for ImageFolderSource {
 pub fn open_source(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Box<dyn SampleSource>, PipelineError> {
     match cfg.kind.as_str() {
         "image-folder" => Ok(Box::new(ImageFolderSource::open(cfg, loaded)?)),
+        "nifti" => Ok(Box::new(crate::volume_source::NiftiVolumeSource::open(cfg, loaded)?)),
         other => Err(PipelineError::Config {
             path: loaded.path.clone(),
             reason: format!("unknown source kind {other:?}"),

@@ -50,6 +50,7 @@ fn rois_and_appearance_match_synthetic_ground_truth() {
         let rec = build_record(
             source.as_ref(),
             &SampleRef {
+                slice: None,
                 rel_path: rel.into(),
                 listing_error: None,
             },

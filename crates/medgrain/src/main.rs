@@ -283,7 +283,10 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             } else {
                 "template writer"
             };
-            print_build(&format!("  2D triplets (MedTrinity recipe, {writer}):"), &d.triplets);
+            print_build(
+                &format!("  triplets from 2D images and CT slices (MedTrinity recipe, {writer}):"),
+                &d.triplets,
+            );
             println!("  next: medgrain inspect {}", out.display());
             Ok(if d.triplets.failed > 0 {
                 ExitCode::from(1)

@@ -327,8 +327,9 @@ fn demo_runs_offline_and_inspect_summarises_it() {
     let o = medgrain(&["demo", "--out", s(&out)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let gt = std::fs::read_to_string(out.join("synth/2d/ground_truth.jsonl")).unwrap();
+    let gt3 = std::fs::read_to_string(out.join("synth/3d/ground_truth.jsonl")).unwrap();
+    let lesions = gt3.matches("\"mask\":\"lesions/").count();
     let first = ids(&out);
-    assert_eq!(first.len(), gt.lines().count());
     assert!(error_lines(&out).is_empty());
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
@@ -338,6 +339,11 @@ fn demo_runs_offline_and_inspect_summarises_it() {
     assert!(o.status.success());
     let ins: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(ins["rows"], first.len());
+    // Every 2D image, and one CT slice per lesion (two lesions may share their largest slice).
+    assert_eq!(ins["by_source"]["synth-2d"], gt.lines().count());
+    let ct = ins["by_source"]["synth-ct"].as_u64().unwrap() as usize;
+    assert!(ct >= 1 && ct <= lesions, "{ct} CT slices for {lesions} lesions");
+    assert_eq!(first.len(), gt.lines().count() + ct);
     let modality_total: u64 = ins["by_modality"]
         .as_object()
         .unwrap()
@@ -445,9 +451,13 @@ fn demo_with_a_model_server_survives_faults_and_resumes_without_repeating_reques
     let rows = ids(&out).len();
     let errors = error_lines(&out);
     assert!(!errors.is_empty() && rows > 150, "rows {rows}, errors {}", errors.len());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let samples = manifest["counts"]["samples"].as_u64().unwrap() as usize;
+    assert!(samples > 252);
     assert_eq!(
         rows + errors.len(),
-        252,
+        samples,
         "every sample is written or listed in errors.jsonl"
     );
     for e in &errors {
@@ -457,8 +467,6 @@ fn demo_with_a_model_server_survives_faults_and_resumes_without_repeating_reques
     let stats = mock.stats();
     assert_eq!(stats["max_successes_per_prompt"], 1);
     assert!(stats["peak_inflight"].as_u64().unwrap() <= 32, "{stats}");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["generator"]["kind"], "openai");
     let st: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
     assert!(st["prompt_tokens"].as_u64().unwrap() > 0 && st["completion_tokens"].as_u64().unwrap() > 0);

@@ -1,0 +1,348 @@
+//! The `nifti` source: 3D volumes (`.nii`/`.nii.gz`) with one binary mask file per structure or lesion
+//! (TotalSegmentator style: `masks = "masks/{stem}/*.nii.gz"`), cut into 2D samples along a patient plane.
+//! Slices are chosen per volume when listing (`select`): `largest` — each mask's largest cross-section; `roi` —
+//! every `step`-th slice that contains mask voxels; `every` — every `step`-th slice. Each slice is rendered in
+//! radiological convention with square pixels and a window (`mediastinum`, `lung`, `bone`, `brain`, `abdomen`,
+//! or `percentile` for MR), its masks become one label map (value = mask number, names from the file names), and
+//! ROIs get patient sides and measurements in mm and HU.
+
+use crate::config::{LoadedConfig, SourceConfig};
+use crate::source::{LoadedSample, SampleError, SampleMeta, SampleRef, SampleSource, SliceGeometry};
+use crate::PipelineError;
+use medgrain_imaging::nifti_read::{read_nifti, NiftiImage};
+use medgrain_imaging::render::{apply_window, ct_window, percentile_window, Plane, SliceLayout};
+use medgrain_imaging::{LabelMap, PixelData, Raster};
+use medgrain_records::SliceRef;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A decoded volume with its masks.
+struct Volume {
+    shape: [usize; 3],
+    affine: [[f64; 4]; 4],
+    values: Vec<f64>,
+    /// (name, mask voxels as bools).
+    masks: Vec<(String, Vec<bool>)>,
+}
+
+pub struct NiftiVolumeSource {
+    cfg: SourceConfig,
+    root: PathBuf,
+    plane: Plane,
+    cache: Mutex<Option<(String, Arc<Volume>)>>,
+}
+
+/// "02_pleural_effusion" → "pleural effusion"; "lung_upper_lobe_left" → "lung upper lobe left".
+fn mask_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stem = name.trim_end_matches(".gz").trim_end_matches(".nii");
+    stem.trim_start_matches(|c: char| c.is_ascii_digit() || c == '_')
+        .replace('_', " ")
+}
+
+fn volume_stem(rel: &str) -> String {
+    let name = Path::new(rel)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    name.trim_end_matches(".gz").trim_end_matches(".nii").to_string()
+}
+
+impl NiftiVolumeSource {
+    pub fn open(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Self, PipelineError> {
+        let root = loaded.resolve(&cfg.root);
+        if !root.is_dir() {
+            return Err(PipelineError::Config {
+                path: loaded.path.clone(),
+                reason: format!("source {:?}: root {} is not a folder", cfg.name, root.display()),
+            });
+        }
+        let plane = Plane::parse(cfg.plane.as_deref().unwrap_or("axial")).unwrap_or(Plane::Axial);
+        Ok(NiftiVolumeSource {
+            cfg: cfg.clone(),
+            root,
+            plane,
+            cache: Mutex::new(None),
+        })
+    }
+
+    fn mask_files(&self, rel: &str) -> Vec<PathBuf> {
+        let Some(pattern) = &self.cfg.masks else {
+            return Vec::new();
+        };
+        let p = pattern.replace("{stem}", &volume_stem(rel));
+        let full = format!("{}/{}", glob::Pattern::escape(&self.root.to_string_lossy()), p);
+        let mut files: Vec<PathBuf> = glob::glob(&full).map(|g| g.flatten().collect()).unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    fn read(&self, rel: &str) -> Result<Arc<Volume>, SampleError> {
+        if let Ok(guard) = self.cache.lock() {
+            if let Some((k, v)) = guard.as_ref() {
+                if k == rel {
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let path = self.root.join(rel);
+        let img: NiftiImage = read_nifti(&path).map_err(|e| SampleError::new("image", e.to_string()))?;
+        let shape: [usize; 3] = match img.header.shape.as_slice() {
+            [x, y, z] => [*x, *y, *z],
+            [x, y, z, 1, ..] => [*x, *y, *z],
+            other => {
+                return Err(SampleError::new(
+                    "image",
+                    format!("{}: shape {other:?} is not a 3D volume", path.display()),
+                ))
+            }
+        };
+        let n = shape.iter().product::<usize>();
+        let scale = img.header.scaling();
+        let values: Vec<f64> = img
+            .voxels
+            .values()
+            .take(n)
+            .map(|v| scale.map_or(v, |(s, i)| v * s + i))
+            .collect();
+        let affine = img.header.best_affine();
+        let mut masks = Vec::new();
+        for mp in self.mask_files(rel) {
+            let m = read_nifti(&mp).map_err(|e| SampleError::new("mask", e.to_string()))?;
+            if m.header.shape.iter().take(3).copied().collect::<Vec<_>>() != shape.to_vec() {
+                return Err(SampleError::new(
+                    "mask",
+                    format!(
+                        "{}: mask shape {:?} differs from the volume's {:?}",
+                        mp.display(),
+                        m.header.shape,
+                        shape
+                    ),
+                ));
+            }
+            let on: Vec<bool> = m.voxels.values().take(n).map(|v| v > 0.0).collect();
+            masks.push((mask_name(&mp), on));
+        }
+        let v = Arc::new(Volume {
+            shape,
+            affine,
+            values,
+            masks,
+        });
+        if let Ok(mut guard) = self.cache.lock() {
+            *guard = Some((rel.to_string(), v.clone()));
+        }
+        Ok(v)
+    }
+
+    fn slices_of(&self, v: &Volume) -> Vec<usize> {
+        let layout = SliceLayout::new(self.plane, v.shape, &v.affine);
+        let step = self.cfg.step.unwrap_or(1).max(1);
+        let ax = layout.slice_axis;
+        let [nx, ny, _] = v.shape;
+        let slice_of = |i: usize| match ax {
+            0 => i % nx,
+            1 => (i / nx) % ny,
+            _ => i / (nx * ny),
+        };
+        let counts = |m: &[bool]| {
+            let mut c = vec![0usize; layout.slices];
+            for (i, _) in m.iter().enumerate().filter(|(_, &b)| b) {
+                c[slice_of(i)] += 1;
+            }
+            c
+        };
+        let mut out: Vec<usize> = match self.cfg.select.as_deref().unwrap_or("largest") {
+            "every" => (0..layout.slices).step_by(step).collect(),
+            "roi" => {
+                let mut any = vec![false; layout.slices];
+                for (_, m) in &v.masks {
+                    for (s, c) in counts(m).into_iter().enumerate() {
+                        any[s] |= c > 0;
+                    }
+                }
+                (0..layout.slices).filter(|&s| any[s]).step_by(step).collect()
+            }
+            _ => v
+                .masks
+                .iter()
+                .filter_map(|(_, m)| {
+                    let c = counts(m);
+                    let best = (0..c.len()).max_by_key(|&s| (c[s], std::cmp::Reverse(s)))?;
+                    (c[best] > 0).then_some(best)
+                })
+                .collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+impl SampleSource for NiftiVolumeSource {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn license(&self) -> Option<&str> {
+        self.cfg.license.as_deref()
+    }
+
+    fn list(&self) -> Result<Vec<SampleRef>, PipelineError> {
+        let pattern = format!(
+            "{}/{}",
+            glob::Pattern::escape(&self.root.to_string_lossy()),
+            self.cfg.images
+        );
+        let mut vols: Vec<String> = glob::glob(&pattern)
+            .map_err(|e| PipelineError::Config {
+                path: self.root.clone(),
+                reason: format!("source {:?}: images pattern: {e}", self.cfg.name),
+            })?
+            .flatten()
+            .filter(|p| p.is_file())
+            .map(|p| {
+                p.strip_prefix(&self.root)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            })
+            .collect();
+        vols.sort();
+        let mut out = Vec::new();
+        for rel in vols {
+            match self.read(&rel) {
+                Ok(v) => {
+                    for s in self.slices_of(&v) {
+                        out.push(SampleRef {
+                            rel_path: rel.clone(),
+                            slice: Some(SliceRef {
+                                axis: self.plane.name().into(),
+                                index: s as i32,
+                            }),
+                            listing_error: None,
+                        });
+                    }
+                }
+                Err(e) => out.push(SampleRef {
+                    rel_path: rel.clone(),
+                    slice: None,
+                    listing_error: Some(e),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    fn load(&self, sample: &SampleRef) -> Result<LoadedSample, SampleError> {
+        if let Some(e) = &sample.listing_error {
+            return Err(e.clone());
+        }
+        let v = self.read(&sample.rel_path)?;
+        let s = sample.slice.as_ref().map(|s| s.index.max(0) as usize).unwrap_or(0);
+        let layout = SliceLayout::new(self.plane, v.shape, &v.affine);
+        if s >= layout.slices {
+            return Err(SampleError::new(
+                "image",
+                format!("slice {s} is outside 0..{}", layout.slices),
+            ));
+        }
+        let values = layout.sample(&v.values, v.shape, s);
+        let window = self.cfg.window.as_deref().unwrap_or("mediastinum");
+        let (centre, width) = match ct_window(window) {
+            Some(w) => w,
+            None => {
+                let (lo, hi) = percentile_window(&v.values, 0.5);
+                ((lo + hi) / 2.0, hi - lo)
+            }
+        };
+        let pixels: Vec<u8> = values.iter().map(|&x| apply_window(x, centre, width)).collect();
+        let mut labels = vec![0u32; layout.width * layout.height];
+        for (k, (_, m)) in v.masks.iter().enumerate() {
+            for (i, on) in layout.sample(m, v.shape, s).into_iter().enumerate() {
+                if on {
+                    labels[i] = k as u32 + 1;
+                }
+            }
+        }
+        let world_x_of_col: Vec<f64> = (0..layout.width)
+            .map(|c| {
+                let [i, j, k] = layout.voxel(s, layout.height / 2, c);
+                let a = &v.affine;
+                a[0][0] * i as f64 + a[0][1] * j as f64 + a[0][2] * k as f64 + a[0][3]
+            })
+            .collect();
+        let midline_x = {
+            let a = &v.affine;
+            let c: [f64; 3] = std::array::from_fn(|ax| (v.shape[ax] as f64 - 1.0) / 2.0);
+            a[0][0] * c[0] + a[0][1] * c[1] + a[0][2] * c[2] + a[0][3]
+        };
+        let d = &self.cfg.defaults;
+        // The findings this slice shows: the masks with voxels in it.
+        let mut present = vec![false; v.masks.len()];
+        for &l in &labels {
+            if l > 0 {
+                present[l as usize - 1] = true;
+            }
+        }
+        let diseases: Vec<String> = v
+            .masks
+            .iter()
+            .zip(&present)
+            .filter(|(_, &p)| p)
+            .map(|((n, _), _)| n.clone())
+            .collect();
+        Ok(LoadedSample {
+            bytes: Vec::new(),
+            raster: Raster {
+                width: layout.width as u32,
+                height: layout.height as u32,
+                channels: 1,
+                data: PixelData::U8(pixels),
+                format: "nifti",
+            },
+            mask: Some(LabelMap {
+                width: layout.width as u32,
+                height: layout.height as u32,
+                labels,
+            }),
+            meta: SampleMeta {
+                modality: d.modality.clone(),
+                organ: d.organ.clone(),
+                diseases: if diseases.is_empty() {
+                    d.disease.iter().cloned().collect()
+                } else {
+                    diseases
+                },
+                notes: Some(format!("{} slice {s}, window {window}", self.plane.name())),
+            },
+            label_names: Some(v.masks.iter().map(|(n, _)| n.clone()).collect()),
+            geometry: Some(SliceGeometry {
+                pixel_mm: layout.pixel_mm,
+                world_x_of_col,
+                midline_x,
+                values,
+            }),
+        })
+    }
+
+    fn label_name(&self, label: u32, _meta: &SampleMeta) -> String {
+        format!("region {label}")
+    }
+
+    fn roi_options(&self) -> medgrain_roi::RoiOptions {
+        medgrain_roi::RoiOptions {
+            connectivity: self.cfg.rois.connectivity,
+            unit: if self.cfg.rois.unit == "label" {
+                medgrain_roi::RoiUnit::Label
+            } else {
+                medgrain_roi::RoiUnit::Component
+            },
+            min_area_px: self.cfg.rois.min_area_px,
+            ..Default::default()
+        }
+    }
+}

@@ -29,8 +29,12 @@ pub struct NiftiVolumeSource {
     cfg: SourceConfig,
     root: PathBuf,
     plane: Plane,
-    cache: Mutex<Option<(String, Arc<Volume>)>>,
+    /// The most recently used volumes (shards read consecutive slices of a volume, one shard per worker).
+    cache: Mutex<Vec<(String, Arc<Volume>)>>,
 }
+
+/// Volumes kept decoded per source.
+const CACHED_VOLUMES: usize = 4;
 
 /// "02_pleural_effusion" → "pleural effusion"; "lung_upper_lobe_left" → "lung upper lobe left".
 fn mask_name(path: &Path) -> String {
@@ -82,10 +86,8 @@ impl NiftiVolumeSource {
 
     fn read(&self, rel: &str) -> Result<Arc<Volume>, SampleError> {
         if let Ok(guard) = self.cache.lock() {
-            if let Some((k, v)) = guard.as_ref() {
-                if k == rel {
-                    return Ok(v.clone());
-                }
+            if let Some((_, v)) = guard.iter().find(|(k, _)| k == rel) {
+                return Ok(v.clone());
             }
         }
         let path = self.root.join(rel);
@@ -133,7 +135,10 @@ impl NiftiVolumeSource {
             masks,
         });
         if let Ok(mut guard) = self.cache.lock() {
-            *guard = Some((rel.to_string(), v.clone()));
+            if guard.len() >= CACHED_VOLUMES {
+                guard.remove(0);
+            }
+            guard.push((rel.to_string(), v.clone()));
         }
         Ok(v)
     }

@@ -69,7 +69,7 @@ impl NiftiVolumeSource {
             cfg: cfg.clone(),
             root,
             plane,
-            cache: Mutex::new(None),
+            cache: Mutex::new(Vec::new()),
         })
     }
 

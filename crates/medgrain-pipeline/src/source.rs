@@ -271,43 +271,20 @@ impl SampleSource for ImageFolderSource {
     }
 
     fn list(&self) -> Result<Vec<SampleRef>, PipelineError> {
-        let pattern = format!(
-            "{}/{}",
-            glob::Pattern::escape(&self.root.to_string_lossy()),
-            self.cfg.images
-        );
-        let entries = glob::glob(&pattern).map_err(|e| PipelineError::Config {
-            path: self.root.clone(),
-            reason: format!("source {:?}: images pattern: {e}", self.cfg.name),
-        })?;
-        let mut out: Vec<SampleRef> = Vec::new();
-        for entry in entries {
-            match entry {
-                Ok(p) if p.is_file() => {
-                    let rel = p
-                        .strip_prefix(&self.root)
-                        .unwrap_or(&p)
-                        .to_string_lossy()
-                        .replace('\\', "/");
-                    out.push(SampleRef {
-                        slice: None,
-                        rel_path: rel,
-                        listing_error: None,
-                    });
-                }
-                Ok(_) => {}
-                Err(e) => out.push(SampleRef {
-                    slice: None,
-                    rel_path: e
-                        .path()
-                        .strip_prefix(&self.root)
-                        .unwrap_or(e.path())
-                        .to_string_lossy()
-                        .to_string(),
-                    listing_error: Some(SampleError::new("enumerate", e.to_string())),
-                }),
-            }
-        }
+        let (files, unreadable) = list_files(&self.root, &self.cfg.images, &self.cfg.name)?;
+        let mut out: Vec<SampleRef> = files
+            .into_iter()
+            .map(|rel_path| SampleRef {
+                rel_path,
+                slice: None,
+                listing_error: None,
+            })
+            .collect();
+        out.extend(unreadable.into_iter().map(|(rel_path, e)| SampleRef {
+            rel_path,
+            slice: None,
+            listing_error: Some(SampleError::new("enumerate", e)),
+        }));
         out.extend(self.metadata_problems.iter().cloned());
         out.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
         // A metadata row naming a missing file and a listed file never collide (the file does not exist).
@@ -384,16 +361,49 @@ impl SampleSource for ImageFolderSource {
     }
 
     fn roi_options(&self) -> medgrain_roi::RoiOptions {
-        medgrain_roi::RoiOptions {
-            connectivity: self.cfg.rois.connectivity,
-            unit: if self.cfg.rois.unit == "label" {
-                medgrain_roi::RoiUnit::Label
-            } else {
-                medgrain_roi::RoiUnit::Component
-            },
-            min_area_px: self.cfg.rois.min_area_px,
-            ..Default::default()
+        roi_options(&self.cfg)
+    }
+}
+
+/// Matching files, and `(path, reason)` for paths the glob could not read.
+pub(crate) type Listing = (Vec<String>, Vec<(String, String)>);
+
+/// Files under `root` matching the glob `pattern` (paths relative to `root`, `/`-separated, sorted), and the
+/// paths the glob could not read with the reason.
+pub(crate) fn list_files(
+    root: &Path,
+    pattern: &str,
+    source: &str,
+) -> Result<Listing, PipelineError> {
+    let full = format!("{}/{}", glob::Pattern::escape(&root.to_string_lossy()), pattern);
+    let entries = glob::glob(&full).map_err(|e| PipelineError::Config {
+        path: root.to_path_buf(),
+        reason: format!("source {source:?}: images pattern: {e}"),
+    })?;
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/");
+    let (mut files, mut unreadable) = (Vec::new(), Vec::new());
+    for entry in entries {
+        match entry {
+            Ok(p) if p.is_file() => files.push(rel(&p)),
+            Ok(_) => {}
+            Err(e) => unreadable.push((rel(e.path()), e.to_string())),
         }
+    }
+    files.sort();
+    Ok((files, unreadable))
+}
+
+/// The ROI options of a source's `[source.rois]` table.
+pub(crate) fn roi_options(cfg: &SourceConfig) -> medgrain_roi::RoiOptions {
+    medgrain_roi::RoiOptions {
+        connectivity: cfg.rois.connectivity,
+        unit: if cfg.rois.unit == "label" {
+            medgrain_roi::RoiUnit::Label
+        } else {
+            medgrain_roi::RoiUnit::Component
+        },
+        min_area_px: cfg.rois.min_area_px,
+        ..Default::default()
     }
 }
 

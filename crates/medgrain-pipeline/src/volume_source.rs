@@ -197,26 +197,7 @@ impl SampleSource for NiftiVolumeSource {
     }
 
     fn list(&self) -> Result<Vec<SampleRef>, PipelineError> {
-        let pattern = format!(
-            "{}/{}",
-            glob::Pattern::escape(&self.root.to_string_lossy()),
-            self.cfg.images
-        );
-        let mut vols: Vec<String> = glob::glob(&pattern)
-            .map_err(|e| PipelineError::Config {
-                path: self.root.clone(),
-                reason: format!("source {:?}: images pattern: {e}", self.cfg.name),
-            })?
-            .flatten()
-            .filter(|p| p.is_file())
-            .map(|p| {
-                p.strip_prefix(&self.root)
-                    .unwrap_or(&p)
-                    .to_string_lossy()
-                    .replace('\\', "/")
-            })
-            .collect();
-        vols.sort();
+        let (vols, unreadable) = crate::source::list_files(&self.root, &self.cfg.images, &self.cfg.name)?;
         let mut out = Vec::new();
         for rel in vols {
             match self.read(&rel) {
@@ -239,6 +220,11 @@ impl SampleSource for NiftiVolumeSource {
                 }),
             }
         }
+        out.extend(unreadable.into_iter().map(|(rel_path, e)| SampleRef {
+            rel_path,
+            slice: None,
+            listing_error: Some(SampleError::new("enumerate", e)),
+        }));
         Ok(out)
     }
 
@@ -339,15 +325,6 @@ impl SampleSource for NiftiVolumeSource {
     }
 
     fn roi_options(&self) -> medgrain_roi::RoiOptions {
-        medgrain_roi::RoiOptions {
-            connectivity: self.cfg.rois.connectivity,
-            unit: if self.cfg.rois.unit == "label" {
-                medgrain_roi::RoiUnit::Label
-            } else {
-                medgrain_roi::RoiUnit::Component
-            },
-            min_area_px: self.cfg.rois.min_area_px,
-            ..Default::default()
-        }
+        crate::source::roi_options(&self.cfg)
     }
 }

@@ -336,13 +336,37 @@ fn config_err(path: &Path, reason: impl Into<String>) -> PipelineError {
 /// Parses and validates a config from text; `path` names it in errors and anchors relative paths.
 pub fn parse(text: &str, path: &Path) -> Result<LoadedConfig, PipelineError> {
     let config: BuildConfig = toml::from_str(text).map_err(|e| config_err(path, e.to_string().trim_end()))?;
-    validate(&config, path)?;
+    validate(&config, path).map_err(|e| with_line(e, text))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(LoadedConfig {
         config,
         base_dir,
         path: path.to_path_buf(),
     })
+}
+
+/// Adds "(line N)" to a validation error that quotes `key = value`, by finding that assignment in the text.
+fn with_line(e: PipelineError, text: &str) -> PipelineError {
+    let PipelineError::Config { path, reason } = e else {
+        return e;
+    };
+    let Some(eq) = reason.find(" = ") else {
+        return PipelineError::Config { path, reason };
+    };
+    let key = reason[..eq].rsplit(['.', ' ']).next().unwrap_or("").trim_matches('"');
+    let rest = &reason[eq + 3..];
+    let value = rest.split(": ").next().unwrap_or("").trim();
+    let line = text.lines().position(|l| {
+        let l = l.trim();
+        l.starts_with(key) && l[key.len()..].trim_start().starts_with('=') && l.contains(value.trim_matches('"'))
+    });
+    match line {
+        Some(n) => PipelineError::Config {
+            path,
+            reason: format!("line {}: {reason}", n + 1),
+        },
+        None => PipelineError::Config { path, reason },
+    }
 }
 
 /// Reads, parses and validates a config file.

@@ -370,11 +370,7 @@ pub(crate) type Listing = (Vec<String>, Vec<(String, String)>);
 
 /// Files under `root` matching the glob `pattern` (paths relative to `root`, `/`-separated, sorted), and the
 /// paths the glob could not read with the reason.
-pub(crate) fn list_files(
-    root: &Path,
-    pattern: &str,
-    source: &str,
-) -> Result<Listing, PipelineError> {
+pub(crate) fn list_files(root: &Path, pattern: &str, source: &str) -> Result<Listing, PipelineError> {
     let full = format!("{}/{}", glob::Pattern::escape(&root.to_string_lossy()), pattern);
     let entries = glob::glob(&full).map_err(|e| PipelineError::Config {
         path: root.to_path_buf(),

@@ -121,6 +121,11 @@ enum Command {
         #[arg(long)]
         image: Option<PathBuf>,
     },
+    /// Radiology reports: grounding of report sentences to anatomy and findings.
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
+    },
     /// Summarise an output dataset: counts per modality/organ/source, failures, sample rows.
     Inspect {
         /// The output folder of `build` or `demo`.
@@ -131,6 +136,17 @@ enum Command {
         /// How many rows to show in full.
         #[arg(long, default_value_t = 3)]
         samples: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportAction {
+    /// Ground every sentence of a CT-RATE CSV (VolumeName, Findings_EN, Impressions_EN): one JSON object per sentence.
+    Ground {
+        reports: PathBuf,
+        /// JSON lines (the only output form).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -443,6 +459,38 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Report {
+            action: ReportAction::Ground { reports, json: _ },
+        } => {
+            let ont = medgrain_reports::Ontology::embedded().map_err(|e| PipelineError::Internal(e.to_string()))?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut write_err = None;
+            let n = medgrain_reports::ground_csv(&ont, &reports, &mut |g| {
+                use std::io::Write;
+                if write_err.is_none() {
+                    // Serialise first so that a write error keeps its kind (a closed pipe stays BrokenPipe).
+                    let line = serde_json::to_string(&g).unwrap_or_default();
+                    if let Err(e) = writeln!(out, "{line}") {
+                        write_err = Some(e);
+                    }
+                }
+            })
+            .map_err(|e| PipelineError::Usage(e.to_string()))?;
+            match write_err {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                Some(e) => {
+                    return Err(PipelineError::Io {
+                        path: "<stdout>".into(),
+                        source: e,
+                    })
+                }
+                None => {}
+            }
+            tracing::info!(reports = n, "grounded");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect { dir, json, samples } => {
             let ins = inspect::inspect(&dir, samples)?;
             if json {

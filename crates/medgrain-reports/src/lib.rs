@@ -1,0 +1,422 @@
+//! Radiology report grounding (the text half of the RadGenome-Chest CT recipe): an anatomy ontology with report
+//! phrasings ([`Ontology`], data in `data/anatomy.json`), radiology-aware sentence splitting ([`split_sentences`]),
+//! and per-sentence extraction ([`ground_sentence`]) of findings with negation scoped to the right finding,
+//! uncertainty, sizes in millimetres and the anatomy each finding is reported in.
+
+pub mod text;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use text::{find_phrases, parse_sizes, Match};
+
+/// Errors of report processing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {reason}")]
+    Input { path: String, reason: String },
+    #[error("ontology: {0}")]
+    Ontology(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct NodeSpec {
+    path: String,
+    #[serde(default)]
+    also: Vec<String>,
+    phrases: Vec<String>,
+    #[serde(default)]
+    totalseg: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct OntologySpec {
+    nodes: Vec<NodeSpec>,
+    finding_anatomy: BTreeMap<String, String>,
+}
+
+/// One anatomy node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnatomyNode {
+    /// "/"-joined path from the top region, e.g. "lung/right lung/right lung upper lobe".
+    pub path: String,
+    /// Further paths of the same node (a node may have two parents).
+    pub also: Vec<String>,
+    pub totalseg: Vec<String>,
+}
+
+impl AnatomyNode {
+    pub fn depth(&self) -> usize {
+        self.path.matches('/').count()
+    }
+}
+
+/// The anatomy hierarchy with its phrasings.
+#[derive(Debug, Clone)]
+pub struct Ontology {
+    pub nodes: Vec<AnatomyNode>,
+    /// (lower-case phrase, node index), longest phrases first.
+    phrases: Vec<(String, usize)>,
+    finding_anatomy: BTreeMap<String, String>,
+}
+
+impl Ontology {
+    /// The ontology shipped with medgrain.
+    pub fn embedded() -> Result<Self, ReportError> {
+        Self::from_json(include_str!("../data/anatomy.json"))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, ReportError> {
+        let spec: OntologySpec = serde_json::from_str(text).map_err(|e| ReportError::Ontology(e.to_string()))?;
+        let mut nodes = Vec::new();
+        let mut phrases = Vec::new();
+        for (i, n) in spec.nodes.into_iter().enumerate() {
+            for p in &n.phrases {
+                phrases.push((p.to_lowercase(), i));
+            }
+            nodes.push(AnatomyNode {
+                path: n.path,
+                also: n.also,
+                totalseg: n.totalseg,
+            });
+        }
+        phrases.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        Ok(Ontology {
+            nodes,
+            phrases,
+            finding_anatomy: spec.finding_anatomy,
+        })
+    }
+
+    /// The node a TotalSegmentator class attaches to (the most specific one listing it).
+    pub fn node_for_class(&self, class: &str) -> Option<&AnatomyNode> {
+        self.nodes
+            .iter()
+            .filter(|n| n.totalseg.iter().any(|c| c == class))
+            .max_by_key(|n| n.depth())
+    }
+
+    /// Every ancestor path of `path`, itself included, most specific first.
+    pub fn ancestors(path: &str) -> Vec<String> {
+        let parts: Vec<&str> = path.split('/').collect();
+        (1..=parts.len()).rev().map(|k| parts[..k].join("/")).collect()
+    }
+
+    fn anatomy_matches(&self, lower: &str) -> Vec<Match> {
+        let list: Vec<(&str, usize)> = self.phrases.iter().map(|(p, i)| (p.as_str(), *i)).collect();
+        find_phrases(lower, &list)
+    }
+}
+
+/// Findings recognised in text: canonical name and phrasings (lower case).
+pub const FINDINGS: &[(&str, &[&str])] = &[
+    (
+        "pericardial effusion",
+        &[
+            "pericardial effusion",
+            "pericardial fluid",
+            "pericardial effusion-thickening",
+        ],
+    ),
+    (
+        "pleural effusion",
+        &[
+            "pleural effusion",
+            "pleural effusions",
+            "pleural fluid",
+            "effusion",
+            "effusions",
+        ],
+    ),
+    ("pneumothorax", &["pneumothorax"]),
+    (
+        "nodule",
+        &[
+            "nodule",
+            "nodules",
+            "nodular lesion",
+            "nodular lesions",
+            "pulmonary nodule",
+            "pulmonary nodules",
+        ],
+    ),
+    ("mass", &["mass", "masses", "mass lesion", "mass lesions"]),
+    (
+        "hypodense lesion",
+        &[
+            "hypodense lesion",
+            "hypodense lesions",
+            "hypodense area",
+            "hypodense areas",
+        ],
+    ),
+    ("consolidation", &["consolidation", "consolidations", "consolidative"]),
+    ("atelectasis", &["atelectasis", "atelectatic"]),
+    ("emphysema", &["emphysema", "emphysematous"]),
+    (
+        "ground-glass opacity",
+        &[
+            "ground-glass opacity",
+            "ground-glass opacities",
+            "ground glass opacity",
+            "ground glass opacities",
+            "ground-glass",
+        ],
+    ),
+    (
+        "opacity",
+        &["opacity", "opacities", "infiltrate", "infiltrates", "infiltration"],
+    ),
+    (
+        "lymphadenopathy",
+        &[
+            "lymphadenopathy",
+            "lymph node in pathological size",
+            "lymph nodes in pathological size",
+            "enlarged lymph node",
+            "enlarged lymph nodes",
+            "pathologically enlarged lymph nodes",
+        ],
+    ),
+    ("cardiomegaly", &["cardiomegaly"]),
+    ("calcification", &["calcification", "calcifications", "calcified"]),
+    ("bronchiectasis", &["bronchiectasis"]),
+    ("fibrosis", &["fibrosis", "fibrotic"]),
+    ("hiatal hernia", &["hiatal hernia", "hiatus hernia"]),
+    ("fracture", &["fracture", "fractures"]),
+    ("cyst", &["cyst", "cysts"]),
+    ("pleural thickening", &["pleural thickening"]),
+    ("lesion", &["lesion", "lesions"]),
+];
+
+/// One finding in a sentence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub finding: String,
+    pub negated: bool,
+    pub uncertain: bool,
+    pub size_mm: Option<f64>,
+    pub anatomy: Option<String>,
+    /// "left" | "right" | "bilateral" when the text says so near the finding.
+    pub laterality: Option<String>,
+}
+
+/// A grounded sentence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SentenceGrounding {
+    pub sentence: String,
+    /// Anatomy paths the sentence speaks of, most specific first.
+    pub anatomy: Vec<String>,
+    pub findings: Vec<Finding>,
+    pub abnormal: bool,
+}
+
+/// Splits report text into sentences: at `.`, `!`, `?` followed by a space and an upper-case letter or a digit,
+/// and at line breaks — not inside decimals ("2.3 cm"), abbreviations ("e.g.", "i.e.", "vs.", "approx.", "Dr.")
+/// or list markers.
+pub fn split_sentences(text: &str) -> Vec<String> {
+    text::split_sentences(text)
+}
+
+/// Grounds one sentence.
+pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
+    let lower = sentence.to_lowercase();
+    let anatomy_hits = ont.anatomy_matches(&lower);
+    let finding_list: Vec<(&str, usize)> = FINDINGS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, ps))| ps.iter().map(move |p| (*p, i)))
+        .collect();
+    let mut finding_hits = find_phrases(&lower, &finding_list);
+    // "effusion" alone right after "pericardial" is already the pericardial one; a bare "lesion" inside a longer
+    // known finding phrase was consumed by the longest match.
+    finding_hits.dedup_by(|a, b| a.index == b.index && a.start == b.start);
+    let sizes = parse_sizes(&lower);
+    let mut findings: Vec<Finding> = Vec::new();
+    for hit in &finding_hits {
+        let name = FINDINGS[hit.index].0;
+        let negated = text::is_negated(&lower, hit.start, hit.end);
+        let uncertain = text::is_uncertain(&lower, hit.start, hit.end);
+        // The nearest anatomy mention in the sentence, else the finding's usual place.
+        let nearest = anatomy_hits
+            .iter()
+            .filter(|a| !(a.start >= hit.start && a.end <= hit.end))
+            .min_by_key(|a| {
+                if a.start >= hit.end {
+                    a.start - hit.end
+                } else {
+                    hit.start.saturating_sub(a.end)
+                }
+            })
+            .map(|a| ont.nodes[a.index].path.clone());
+        let anatomy = match (name, nearest) {
+            // Where the finding's own phrase names its anatomy (pleural/pericardial), keep it.
+            (
+                "pleural effusion" | "pneumothorax" | "pleural thickening" | "pericardial effusion" | "lymphadenopathy",
+                _,
+            ) => ont.finding_anatomy.get(name).cloned(),
+            (_, Some(n)) => Some(n),
+            (_, None) => ont.finding_anatomy.get(name).cloned(),
+        };
+        let size_mm = sizes
+            .iter()
+            .min_by_key(|s| {
+                if s.start >= hit.end {
+                    s.start - hit.end
+                } else {
+                    hit.start.saturating_sub(s.end)
+                }
+            })
+            .map(|s| s.mm);
+        // Sizes belong to one finding: attach only to the finding closest to them.
+        let laterality = text::laterality_near(&lower, hit.start, hit.end);
+        findings.push(Finding {
+            finding: name.to_string(),
+            negated,
+            uncertain,
+            size_mm,
+            anatomy,
+            laterality,
+        });
+    }
+    // A size attaches to the finding nearest to it only.
+    for s in &sizes {
+        let owner = finding_hits
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, h)| {
+                if s.start >= h.end {
+                    s.start - h.end
+                } else {
+                    h.start.saturating_sub(s.end)
+                }
+            })
+            .map(|(i, _)| i);
+        for (i, f) in findings.iter_mut().enumerate() {
+            if Some(i) != owner && f.size_mm == Some(s.mm) {
+                f.size_mm = None;
+            }
+        }
+    }
+    let mut anatomy: Vec<String> = anatomy_hits.iter().map(|a| ont.nodes[a.index].path.clone()).collect();
+    for f in &findings {
+        if let Some(a) = &f.anatomy {
+            anatomy.push(a.clone());
+        }
+    }
+    anatomy.sort_by(|a, b| b.matches('/').count().cmp(&a.matches('/').count()).then(a.cmp(b)));
+    anatomy.dedup();
+    let abnormal = findings.iter().any(|f| !f.negated);
+    SentenceGrounding {
+        sentence: sentence.trim().to_string(),
+        anatomy,
+        findings,
+        abnormal,
+    }
+}
+
+/// One sentence of one report section, as `report ground --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroundedSentence {
+    pub volume_id: String,
+    pub section: String,
+    #[serde(flatten)]
+    pub grounding: SentenceGrounding,
+}
+
+/// Reads a CT-RATE CSV (`VolumeName`, `Findings_EN`, `Impressions_EN`) and grounds every sentence, calling `emit`
+/// per sentence (streaming: one report in memory at a time). Returns the number of reports read.
+pub fn ground_csv(
+    ont: &Ontology,
+    path: &std::path::Path,
+    emit: &mut dyn FnMut(GroundedSentence),
+) -> Result<usize, ReportError> {
+    let err = |reason: String| ReportError::Input {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| err(e.to_string()))?;
+    let headers = rdr.headers().map_err(|e| err(e.to_string()))?.clone();
+    let col = |n: &str| headers.iter().position(|h| h.trim() == n);
+    let vol = col("VolumeName").ok_or_else(|| err("no VolumeName column".into()))?;
+    let sections: Vec<(&str, usize)> = [("findings", col("Findings_EN")), ("impressions", col("Impressions_EN"))]
+        .into_iter()
+        .filter_map(|(s, c)| c.map(|c| (s, c)))
+        .collect();
+    if sections.is_empty() {
+        return Err(err("neither Findings_EN nor Impressions_EN is a column".into()));
+    }
+    let mut n = 0;
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| err(e.to_string()))?;
+        let volume_id = rec.get(vol).unwrap_or("").trim().to_string();
+        n += 1;
+        for (section, c) in &sections {
+            for s in split_sentences(rec.get(*c).unwrap_or("")) {
+                emit(GroundedSentence {
+                    volume_id: volume_id.clone(),
+                    section: section.to_string(),
+                    grounding: ground_sentence(ont, &s),
+                });
+            }
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(s: &str) -> SentenceGrounding {
+        ground_sentence(&Ontology::embedded().unwrap(), s)
+    }
+
+    #[test]
+    fn negation_is_scoped_to_its_finding() {
+        let r = g("Pericardial effusion-thickening was not observed.");
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].finding, "pericardial effusion");
+        assert!(r.findings[0].negated && !r.abnormal);
+        let r = g("No pleural effusion was observed, but a 12 mm nodule is seen in the right upper lobe.");
+        let eff = r.findings.iter().find(|f| f.finding == "pleural effusion").unwrap();
+        let nod = r.findings.iter().find(|f| f.finding == "nodule").unwrap();
+        assert!(eff.negated && !nod.negated && r.abnormal);
+        assert_eq!(nod.size_mm, Some(12.0));
+        assert_eq!(eff.size_mm, None);
+        assert_eq!(nod.anatomy.as_deref(), Some("lung/right lung/right lung upper lobe"));
+    }
+
+    #[test]
+    fn sizes_anatomy_and_uncertainty() {
+        let r = g("A mass lesion measuring 3.8 x 2.1 cm is seen in the lower lobe of the left lung.");
+        let m = &r.findings[0];
+        assert_eq!((m.finding.as_str(), m.size_mm), ("mass", Some(38.0)));
+        assert_eq!(m.anatomy.as_deref(), Some("lung/left lung/left lung lower lobe"));
+        assert_eq!(r.anatomy[0], "lung/left lung/left lung lower lobe");
+        let r = g("Malignancy cannot be excluded for the 15x12 mm nodule in the RUL.");
+        let n = r.findings.iter().find(|f| f.finding == "nodule").unwrap();
+        assert!(n.uncertain && !n.negated, "{n:?}");
+        assert_eq!(n.size_mm, Some(15.0));
+        let r = g("Trachea and both main bronchi are open.");
+        assert!(!r.abnormal && r.anatomy.contains(&"trachea and bronchie".to_string()));
+    }
+
+    #[test]
+    fn sentences_split_like_a_radiologist_writes() {
+        let s = split_sentences(
+            "A 2.3 cm mass, e.g. a tumor, is seen. No effusion.\nHeart vs. lungs: normal. 3. Liver normal.",
+        );
+        assert_eq!(
+            s,
+            vec![
+                "A 2.3 cm mass, e.g. a tumor, is seen.",
+                "No effusion.",
+                "Heart vs. lungs: normal.",
+                "3. Liver normal."
+            ]
+        );
+    }
+}

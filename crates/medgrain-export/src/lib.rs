@@ -5,6 +5,7 @@
 
 mod arrow_build;
 pub mod read;
+pub mod reports;
 mod triplets;
 
 pub use triplets::{triplet_batch, TripletParquetWriter};

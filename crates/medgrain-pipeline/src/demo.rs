@@ -16,6 +16,7 @@ pub struct DemoSummary {
     pub synth: SynthSummary,
     pub synth_reused: bool,
     pub triplets: BuildSummary,
+    pub reports: crate::reports_recipe::ReportsSummary,
 }
 
 /// A model server to write the demo's descriptions instead of the template writer.
@@ -96,10 +97,17 @@ pub fn demo(
     };
     write_atomic(&cfg_path, cfg_text.as_bytes())?;
     let triplets = build(&loaded, out, opts)?;
+    let reports = crate::reports_recipe::build_grounded_reports(
+        &synth_dir.join("3d/reports.csv"),
+        &synth_dir.join("3d"),
+        "masks",
+        out,
+    )?;
     Ok(DemoSummary {
         synth,
         synth_reused: reuse,
         triplets,
+        reports,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod generator;
 pub mod inspect;
 pub mod process;
+pub mod reports_recipe;
 pub mod rois;
 pub mod run;
 pub mod source;

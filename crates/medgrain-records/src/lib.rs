@@ -163,3 +163,32 @@ pub struct ErrorRecord {
     pub stage: String,
     pub error: String,
 }
+
+/// One grounded-report row: a report sentence linked to an anatomy node (and, via further rows, its ancestors).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroundedRow {
+    pub volume_id: String,
+    /// "/"-joined path from the top region.
+    pub anatomy: String,
+    /// The top-level region.
+    pub region: String,
+    pub sentence: String,
+    pub abnormal: bool,
+    pub negated: bool,
+    /// Mask file relative to the input root, if one exists for the node (or its region).
+    pub mask_ref: Option<String>,
+}
+
+/// One grounded VQA pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VqaRow {
+    pub id: String,
+    pub volume_id: String,
+    pub anatomy: Option<String>,
+    /// "abnormality" | "presence" | "location" | "size" | "disorders".
+    pub question_type: String,
+    pub question: String,
+    pub answer: String,
+    pub template_id: String,
+    pub mask_ref: Option<String>,
+}

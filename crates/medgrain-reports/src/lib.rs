@@ -3,6 +3,7 @@
 //! and per-sentence extraction ([`ground_sentence`]) of findings with negation scoped to the right finding,
 //! uncertainty, sizes in millimetres and the anatomy each finding is reported in.
 
+pub mod grounded;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,13 @@ impl Ontology {
             phrases,
             finding_anatomy: spec.finding_anatomy,
         })
+    }
+
+    /// The node with this path (primary or an alternative parent's path).
+    pub fn node(&self, path: &str) -> Option<&AnatomyNode> {
+        self.nodes
+            .iter()
+            .find(|n| n.path == path || n.also.iter().any(|a| a == path))
     }
 
     /// The node a TotalSegmentator class attaches to (the most specific one listing it).

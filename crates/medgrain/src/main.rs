@@ -303,6 +303,16 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 &format!("  triplets from 2D images and CT slices (MedTrinity recipe, {writer}):"),
                 &d.triplets,
             );
+            let r = &d.reports;
+            println!("  grounded reports (RadGenome recipe, {} CT reports):", r.volumes);
+            println!(
+                "  sentences {} ({} abnormal) · grounded rows {} · VQA pairs {}",
+                r.sentences, r.abnormal_sentences, r.grounded_rows, r.vqa_rows
+            );
+            println!(
+                "  output    {0}/grounded_reports/ · {0}/vqa/ (Parquet and RadGenome-style CSV)",
+                out.display()
+            );
             println!("  next: medgrain inspect {}", out.display());
             Ok(if d.triplets.failed > 0 {
                 ExitCode::from(1)

@@ -1,0 +1,81 @@
+"""Grounded reports and VQA written by the demo's RadGenome recipe, against the synthetic 3D ground truth."""
+import csv
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+
+@pytest.fixture(scope="module")
+def truth(demo_dir):
+    return {json.loads(l)["volume"]: json.loads(l)
+            for l in (demo_dir / "synth/3d/ground_truth.jsonl").read_text().splitlines()}
+
+
+@pytest.fixture(scope="module")
+def grounded(demo_dir):
+    t = pq.read_table(demo_dir / "grounded_reports/part-00000.parquet")
+    assert t.column_names == ["volume_id", "anatomy", "region", "sentence", "abnormal", "negated", "mask_ref"]
+    return t.to_pylist()
+
+
+@pytest.fixture(scope="module")
+def vqa(demo_dir):
+    t = pq.read_table(demo_dir / "vqa/part-00000.parquet")
+    assert t.column_names == ["id", "volume_id", "anatomy", "question_type", "question", "answer", "template_id", "mask_ref"]
+    return t.to_pylist()
+
+
+def test_present_findings_are_grounded_with_masks(grounded, truth, demo_dir):
+    for volume, t in truth.items():
+        for f in t["findings"]:
+            if not f["present"]:
+                continue
+            rows = [r for r in grounded if r["volume_id"] == volume and r["anatomy"] == f["anatomy"] and r["abnormal"]]
+            assert rows, (volume, f)
+            for r in rows:
+                assert r["region"] == f["anatomy"].split("/")[0]
+                if r["mask_ref"]:
+                    assert (demo_dir / "synth/3d" / r["mask_ref"]).is_file()
+            if f["anatomy"].startswith("lung/"):
+                assert all(r["mask_ref"] and r["mask_ref"].startswith(f"masks/{volume[:-7]}/lung_") for r in rows)
+
+
+def test_negated_template_sentences_do_not_make_regions_abnormal(grounded, truth):
+    """RadGenome's pitfall: "Pericardial effusion-thickening was not observed" must not be a heart finding."""
+    for volume, t in truth.items():
+        has_pe = any(f["finding"] == "pericardial effusion" and f["present"] for f in t["findings"])
+        heart_abnormal = any(r["abnormal"] for r in grounded if r["volume_id"] == volume and r["anatomy"] == "heart")
+        assert heart_abnormal == has_pe, volume
+    negated = [r for r in grounded if "was not observed" in r["sentence"]]
+    assert negated and all(not r["abnormal"] and r["negated"] for r in negated)
+
+
+def test_vqa_answers_agree_with_ground_truth(vqa, truth):
+    assert {r["question_type"] for r in vqa} == {"abnormality", "presence", "location", "size", "disorders"}
+    for volume, t in truth.items():
+        mine = [r for r in vqa if r["volume_id"] == volume]
+        absent = {f["finding"] for f in t["findings"] if not f["present"]}
+        present = [f for f in t["findings"] if f["present"]]
+        for r in mine:
+            if r["question_type"] == "presence" and r["answer"] == "Yes":
+                assert not any(a in r["question"] for a in absent if all(a not in p["finding"] for p in present)), r
+        for f in present:
+            if f["size_mm"] is not None and f["finding"] != "pericardial effusion":
+                sizes = [r["answer"] for r in mine if r["question_type"] == "size" and r["anatomy"] == f["anatomy"]]
+                assert any(f"{f['size_mm']:.0f} mm" in s for s in sizes), (volume, f, sizes)
+        [disorders] = [r for r in mine if r["question_type"] == "disorders"]
+        for f in present:
+            assert f["finding"] in disorders["answer"]
+    for r in vqa:
+        assert r["template_id"].startswith(r["question_type"] + "-")
+    assert len({r["id"] for r in vqa}) == len(vqa)
+
+
+def test_radgenome_style_csvs(demo_dir, grounded, vqa):
+    with open(demo_dir / "grounded_reports/grounded_reports.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["Volumename", "Anatomy", "Sentence"] and len(rows) == len(grounded)
+    with open(demo_dir / "vqa/vqa.csv", newline="") as fh:
+        qa = list(csv.DictReader(fh))
+    assert list(qa[0]) == ["Volumename", "Anatomy", "Question", "Answer"] and len(qa) == len(vqa)

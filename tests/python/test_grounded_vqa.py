@@ -79,3 +79,11 @@ def test_radgenome_style_csvs(demo_dir, grounded, vqa):
     with open(demo_dir / "vqa/vqa.csv", newline="") as fh:
         qa = list(csv.DictReader(fh))
     assert list(qa[0]) == ["Volumename", "Anatomy", "Question", "Answer"] and len(qa) == len(vqa)
+
+
+def test_inspect_counts_them(medgrain_bin, demo_dir, grounded, vqa):
+    import subprocess
+    r = subprocess.run([medgrain_bin, "inspect", str(demo_dir), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ins = json.loads(r.stdout)
+    assert ins["grounded_report_rows"] == len(grounded) and ins["vqa_rows"] == len(vqa)

@@ -141,3 +141,13 @@ pub fn triplet_summaries(path: &Path) -> Result<Vec<TripletSummary>> {
     }
     Ok(out)
 }
+
+/// Rows of a Parquet file, from its footer (no data read).
+pub fn parquet_rows(path: &Path) -> Result<u64> {
+    let file = std::fs::File::open(path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(path, e))?;
+    Ok(builder.metadata().file_metadata().num_rows().max(0) as u64)
+}

@@ -21,6 +21,9 @@ pub struct Inspection {
     pub by_source: BTreeMap<String, u64>,
     pub failures: u64,
     pub failures_by_stage: BTreeMap<String, u64>,
+    /// Rows of `grounded_reports/*.parquet` and `vqa/*.parquet`, when present.
+    pub grounded_report_rows: u64,
+    pub vqa_rows: u64,
     pub samples: Vec<TripletSummary>,
 }
 
@@ -69,6 +72,8 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
         by_source: BTreeMap::new(),
         failures: 0,
         failures_by_stage: BTreeMap::new(),
+        grounded_report_rows: parquet_rows_in(&dir.join("grounded_reports"))?,
+        vqa_rows: parquet_rows_in(&dir.join("vqa"))?,
         samples: Vec::new(),
     };
     let mut shown_modalities = std::collections::BTreeSet::new();
@@ -101,6 +106,17 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
         }
     }
     Ok(ins)
+}
+
+fn parquet_rows_in(dir: &Path) -> Result<u64, PipelineError> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Ok(0) };
+    let mut n = 0;
+    for e in rd.flatten() {
+        if e.path().extension().is_some_and(|x| x == "parquet") {
+            n += medgrain_export::read::parquet_rows(&e.path())?;
+        }
+    }
+    Ok(n)
 }
 
 fn wrap(text: &str, width: usize, indent: &str) -> String {
@@ -149,6 +165,12 @@ impl Inspection {
         s.push_str(&counts("modality", &self.by_modality));
         s.push_str(&counts("organ", &self.by_organ));
         s.push_str(&counts("source", &self.by_source));
+        if self.grounded_report_rows + self.vqa_rows > 0 {
+            s.push_str(&format!(
+                "{:<10} {} grounded-report rows · {} VQA pairs\n",
+                "reports", self.grounded_report_rows, self.vqa_rows
+            ));
+        }
         if !self.failures_by_stage.is_empty() {
             s.push_str(&counts("failures", &self.failures_by_stage));
         }

@@ -174,6 +174,8 @@ pub fn parse_sizes(text: &str) -> Vec<Size> {
 }
 
 /// Words that end the scope of a negation or uncertainty cue.
+/// A comma followed by an article or "there" starts a new clause ("Although no effusion is seen, a nodule is
+/// present"); a bare comma does not, since findings are listed with commas ("No effusion, nodule or mass").
 const BREAKS: &[&str] = &[
     " but ",
     " however",
@@ -183,6 +185,10 @@ const BREAKS: &[&str] = &[
     "; ",
     ", and ",
     " except ",
+    ", a ",
+    ", an ",
+    ", the ",
+    ", there ",
 ];
 
 /// The clause around `[start, end)`: from the previous break to the next one.

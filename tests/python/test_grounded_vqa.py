@@ -22,7 +22,8 @@ def grounded(demo_dir):
 @pytest.fixture(scope="module")
 def vqa(demo_dir):
     t = pq.read_table(demo_dir / "vqa/part-00000.parquet")
-    assert t.column_names == ["id", "volume_id", "anatomy", "question_type", "question", "answer", "template_id", "mask_ref"]
+    assert t.column_names[:8] == ["id", "volume_id", "anatomy", "question_type", "question", "answer", "template_id",
+                                  "mask_ref"]
     return t.to_pylist()
 
 
@@ -87,3 +88,21 @@ def test_inspect_counts_them(medgrain_bin, demo_dir, grounded, vqa):
     assert r.returncode == 0, r.stderr
     ins = json.loads(r.stdout)
     assert ins["grounded_report_rows"] == len(grounded) and ins["vqa_rows"] == len(vqa)
+
+
+def test_size_answers_carry_mask_measurements(vqa, truth, demo_dir):
+    checked = 0
+    for volume, t in truth.items():
+        for f in t["findings"]:
+            if not (f["present"] and f["mask"]):
+                continue
+            rows = [r for r in vqa if r["volume_id"] == volume and r["question_type"] == "size"
+                    and r["anatomy"] == f["anatomy"] and f"{f['size_mm']:.0f} mm" in r["answer"]]
+            assert rows, (volume, f)
+            r = rows[0]
+            assert r["measured_mm"] is not None and (demo_dir / "synth/3d" / r["mask_ref"]).is_file()
+            if r["answer"].count("mm") == 1:  # one lesion of its kind in this place: compare directly
+                assert abs(r["measured_mm"] - f["size_mm"]) <= 1.8 + 1e-6, (f, r)
+                assert r["qc_flags"] == []  # report and mask agree on synthetic data
+            checked += 1
+    assert checked >= 4

@@ -1,6 +1,6 @@
 //! Grounded-report and VQA rows → Parquet (flat string/bool columns, SPEC column order).
 
-use crate::arrow_build::{bools, utf8};
+use crate::arrow_build::{bools, f64s, list, utf8};
 use crate::{ExportError, Result};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
@@ -73,6 +73,14 @@ pub fn write_vqa(path: &Path, rows: &[VqaRow]) -> Result<()> {
             ("answer", s(|r| Some(&r.answer))),
             ("template_id", s(|r| Some(&r.template_id))),
             ("mask_ref", s(|r| r.mask_ref.as_deref())),
+            ("measured_mm", f64s(rows.iter().map(|r| r.measured_mm))),
+            (
+                "qc_flags",
+                list(
+                    rows.iter().map(|r| r.qc_flags.len()),
+                    utf8(rows.iter().flat_map(|r| r.qc_flags.iter().map(|f| Some(f.as_str())))),
+                ),
+            ),
         ],
     )
 }

@@ -101,6 +101,7 @@ pub fn demo(
         &synth_dir.join("3d/reports.csv"),
         &synth_dir.join("3d"),
         "masks",
+        Some("lesions"),
         out,
     )?;
     Ok(DemoSummary {

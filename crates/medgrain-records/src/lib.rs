@@ -180,7 +180,7 @@ pub struct GroundedRow {
 }
 
 /// One grounded VQA pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VqaRow {
     pub id: String,
     pub volume_id: String,
@@ -191,4 +191,8 @@ pub struct VqaRow {
     pub answer: String,
     pub template_id: String,
     pub mask_ref: Option<String>,
+    /// For size questions with a lesion mask: the long axis measured on the mask (mm).
+    pub measured_mm: Option<f64>,
+    /// Checks of the answer against the masks, e.g. "size_disagrees_with_mask" (> 20 % apart).
+    pub qc_flags: Vec<String>,
 }

@@ -10,6 +10,15 @@ use crate::{GroundedSentence, Ontology};
 
 pub use medgrain_records::{GroundedRow, VqaRow};
 
+/// A lesion measured on its mask: finding name, the anatomy node that contains it, long axis, mask file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LesionFact {
+    pub finding: String,
+    pub anatomy: String,
+    pub long_axis_mm: f64,
+    pub mask_ref: String,
+}
+
 fn leaf(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -192,9 +201,10 @@ pub fn vqa_for_volume(
     volume_id: &str,
     sentences: &[GroundedSentence],
     mask_of: &dyn Fn(&str) -> Option<String>,
+    lesions: &[LesionFact],
 ) -> Vec<VqaRow> {
     let mut out = Vec::new();
-    let mut push =
+    let make =
         |qtype: &str, key: &str, templates: &[&str], fill: &[(&str, &str)], answer: String, anatomy: Option<String>| {
             let k = (fnv(&[volume_id, qtype, key]) % templates.len() as u64) as usize;
             let mut q = templates[k].to_string();
@@ -202,7 +212,7 @@ pub fn vqa_for_volume(
                 q = q.replace(&format!("{{{name}}}"), value);
             }
             let mask_ref = anatomy.as_deref().and_then(mask_of);
-            out.push(VqaRow {
+            VqaRow {
                 id: format!("{:016x}", fnv(&[volume_id, qtype, key, &q])),
                 volume_id: volume_id.to_string(),
                 anatomy,
@@ -211,7 +221,9 @@ pub fn vqa_for_volume(
                 answer,
                 template_id: format!("{qtype}-{k:02}"),
                 mask_ref,
-            });
+                measured_mm: None,
+                qc_flags: Vec::new(),
+            }
         };
     let findings: Vec<&crate::Finding> = sentences
         .iter()
@@ -239,12 +251,33 @@ pub fn vqa_for_volume(
         if *negated {
             // "No" only when the finding is stated nowhere in this report as present.
             if !groups.keys().any(|(f2, _, neg)| f2 == finding && !neg) {
-                push("presence", &key, PRESENCE, &fill, "No".into(), Some(anatomy.clone()));
+                out.push(make(
+                    "presence",
+                    &key,
+                    PRESENCE,
+                    &fill,
+                    "No".into(),
+                    Some(anatomy.clone()),
+                ));
             }
             continue;
         }
-        push("presence", &key, PRESENCE, &fill, "Yes".into(), Some(anatomy.clone()));
-        push("location", &key, LOCATION, &fill, region.clone(), Some(anatomy.clone()));
+        out.push(make(
+            "presence",
+            &key,
+            PRESENCE,
+            &fill,
+            "Yes".into(),
+            Some(anatomy.clone()),
+        ));
+        out.push(make(
+            "location",
+            &key,
+            LOCATION,
+            &fill,
+            region.clone(),
+            Some(anatomy.clone()),
+        ));
         let mut mm: Vec<f64> = sizes.iter().flatten().copied().collect();
         mm.sort_by(|a, b| b.total_cmp(a));
         mm.dedup();
@@ -254,7 +287,30 @@ pub fn vqa_for_volume(
                 .map(|v| format!("{v:.0} mm"))
                 .collect::<Vec<_>>()
                 .join(" and ");
-            push("size", &key, SIZE, &fill, answer, Some(anatomy.clone()));
+            let mut row = make("size", &key, SIZE, &fill, answer, Some(anatomy.clone()));
+            // Lesion masks of the same finding in the same place: the measured size, and a flag when the report's
+            // size and the mask's disagree by more than 20 %.
+            let mut measured: Vec<&LesionFact> = lesions
+                .iter()
+                .filter(|l| l.finding == *finding && l.anatomy == *anatomy)
+                .collect();
+            measured.sort_by(|a, b| b.long_axis_mm.total_cmp(&a.long_axis_mm));
+            if let Some(first) = measured.first() {
+                row.measured_mm = Some(first.long_axis_mm);
+                row.mask_ref = Some(first.mask_ref.clone());
+                let disagree = mm.iter().any(|r| {
+                    let closest = measured
+                        .iter()
+                        .map(|l| l.long_axis_mm)
+                        .min_by(|a, b| (a - r).abs().total_cmp(&(b - r).abs()))
+                        .unwrap_or(*r);
+                    (r - closest).abs() > 0.2 * closest
+                });
+                if disagree {
+                    row.qc_flags.push("size_disagrees_with_mask".into());
+                }
+            }
+            out.push(row);
         }
     }
     // Abnormality per top-level region mentioned.
@@ -281,14 +337,14 @@ pub fn vqa_for_volume(
         } else {
             format!("Yes: {}", dedup_join(&bad))
         };
-        push(
+        out.push(make(
             "abnormality",
             &region,
             ABNORMALITY,
             &[("region", region.as_str())],
             answer,
             Some(region.clone()),
-        );
+        ));
     }
     // Case-level disorders.
     let present: Vec<&str> = findings
@@ -301,7 +357,7 @@ pub fn vqa_for_volume(
     } else {
         dedup_join(&present)
     };
-    push("disorders", "case", DISORDERS, &[], answer, None);
+    out.push(make("disorders", "case", DISORDERS, &[], answer, None));
     out
 }
 
@@ -359,7 +415,13 @@ mod tests {
             gs("No pleural effusion was observed."),
             gs("A 12 mm nodule is seen in the left lower lobe."),
         ];
-        let q = vqa_for_volume("v", &s, &|_| None);
+        let lesion = LesionFact {
+            finding: "nodule".into(),
+            anatomy: "lung/left lung/left lung lower lobe".into(),
+            long_axis_mm: 16.0,
+            mask_ref: "lesions/v/01_nodule.nii.gz".into(),
+        };
+        let q = vqa_for_volume("v", &s, &|_| None, std::slice::from_ref(&lesion));
         let presence: Vec<(&str, &str)> = q
             .iter()
             .filter(|r| r.question_type == "presence")
@@ -369,7 +431,12 @@ mod tests {
             .iter()
             .any(|(q, a)| q.contains("pleural effusion") && *a == "No"));
         assert!(presence.iter().any(|(q, a)| q.contains("nodule") && *a == "Yes"));
-        assert!(q.iter().any(|r| r.question_type == "size" && r.answer == "12 mm"));
+        let size = q.iter().find(|r| r.question_type == "size").unwrap();
+        assert_eq!(size.answer, "12 mm");
+        assert_eq!(size.measured_mm, Some(16.0));
+        assert_eq!(size.mask_ref.as_deref(), Some("lesions/v/01_nodule.nii.gz"));
+        // 12 vs 16 mm: 25 % apart.
+        assert_eq!(size.qc_flags, vec!["size_disagrees_with_mask".to_string()]);
         assert!(q
             .iter()
             .any(|r| r.question_type == "location" && r.answer == "left lung lower lobe"));

@@ -306,8 +306,8 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             let r = &d.reports;
             println!("  grounded reports (RadGenome recipe, {} CT reports):", r.volumes);
             println!(
-                "  sentences {} ({} abnormal) · grounded rows {} · VQA pairs {}",
-                r.sentences, r.abnormal_sentences, r.grounded_rows, r.vqa_rows
+                "  sentences {} ({} abnormal) · grounded rows {} · VQA pairs {} · lesion masks measured {} · size disagreements {}",
+                r.sentences, r.abnormal_sentences, r.grounded_rows, r.vqa_rows, r.lesions_measured, r.size_disagreements
             );
             println!(
                 "  output    {0}/grounded_reports/ · {0}/vqa/ (Parquet and RadGenome-style CSV)",

@@ -106,10 +106,7 @@ fn lesion_facts(ont: &Ontology, root: &Path, masks_dir: &str, lesions_dir: &str,
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let finding = name
-            .trim_end_matches(".nii.gz")
-            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '_')
-            .replace('_', " ");
+        let finding = crate::volume_source::mask_name(&lf);
         if let Some(long) = m.long_axis_mm {
             out.push(LesionFact {
                 finding,

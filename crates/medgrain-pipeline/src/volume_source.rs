@@ -37,7 +37,7 @@ pub struct NiftiVolumeSource {
 const CACHED_VOLUMES: usize = 4;
 
 /// "02_pleural_effusion" → "pleural effusion"; "lung_upper_lobe_left" → "lung upper lobe left".
-fn mask_name(path: &Path) -> String {
+pub(crate) fn mask_name(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

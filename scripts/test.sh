@@ -36,4 +36,6 @@ echo "== cargo test"
 cargo test --release --workspace
 echo "== python consumer and reference tests (against the binary cargo test built)"
 TARGET="${CARGO_TARGET_DIR:-target}"
-MEDGRAIN_BIN="$(cd "$TARGET" && pwd)/release/medgrain" "$VENV/bin/python" -m pytest tests/python -q
+# Everything is local: keep Hugging Face libraries from looking for a hub this machine cannot reach.
+HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+  MEDGRAIN_BIN="$(cd "$TARGET" && pwd)/release/medgrain" "$VENV/bin/python" -m pytest tests/python -q

@@ -106,3 +106,25 @@ def test_size_answers_carry_mask_measurements(vqa, truth, demo_dir):
                 assert r["qc_flags"] == []  # report and mask agree on synthetic data
             checked += 1
     assert checked >= 4
+
+
+def test_grounded_reports_recipe_from_a_config(medgrain_bin, demo_dir, tmp_path, grounded, vqa):
+    import subprocess
+    cfg = tmp_path / "reports.toml"
+    d3 = demo_dir / "synth/3d"
+    cfg.write_text(f"""
+recipe = "grounded-reports"
+[reports]
+csv = "{d3 / 'reports.csv'}"
+root = "{d3}"
+masks = "masks"
+lesions = "lesions"
+""")
+    out = tmp_path / "out"
+    r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(out / "grounded_reports/part-00000.parquet").to_pylist() == grounded
+    assert pq.read_table(out / "vqa/part-00000.parquet").to_pylist() == vqa
+    cfg.write_text('recipe = "grounded-reports"\n')
+    r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "[reports]" in r.stderr

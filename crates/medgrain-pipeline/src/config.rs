@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BuildConfig {
-    /// "triplets" (MedTrinity recipe).
+    /// "triplets" (MedTrinity recipe) or "grounded-reports" (RadGenome recipe).
     #[serde(default = "default_recipe")]
     pub recipe: String,
     #[serde(default)]
@@ -19,6 +19,27 @@ pub struct BuildConfig {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub generator: GeneratorConfig,
+    /// The inputs of `recipe = "grounded-reports"`.
+    pub reports: Option<ReportsConfig>,
+}
+
+/// `[reports]`: a CT-RATE CSV and the masks of its volumes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// CT-RATE CSV (`VolumeName`, `Findings_EN`, `Impressions_EN`).
+    pub csv: PathBuf,
+    /// The input root that mask paths (and `mask_ref`) are relative to.
+    pub root: PathBuf,
+    /// Organ masks: `ROOT/masks/{volume stem}/{class}.nii.gz` (TotalSegmentator layout).
+    #[serde(default = "default_masks_dir")]
+    pub masks: String,
+    /// Lesion masks, optional: `ROOT/lesions/{volume stem}/*.nii.gz`, finding name from the file name.
+    pub lesions: Option<String>,
+}
+
+fn default_masks_dir() -> String {
+    "masks".into()
 }
 
 fn default_recipe() -> String {
@@ -429,11 +450,23 @@ pub fn validate_generator(g: &GeneratorConfig, path: &Path) -> Result<(), Pipeli
 }
 
 fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
-    if c.recipe != "triplets" {
-        return Err(config_err(
-            path,
-            format!("recipe = {:?}: supported recipes are \"triplets\"", c.recipe),
-        ));
+    match c.recipe.as_str() {
+        "triplets" => {}
+        "grounded-reports" => {
+            if c.reports.is_none() {
+                return Err(config_err(
+                    path,
+                    "recipe = \"grounded-reports\" needs a [reports] table (csv, root)",
+                ));
+            }
+            return Ok(());
+        }
+        other => {
+            return Err(config_err(
+                path,
+                format!("recipe = {other:?}: supported recipes are \"triplets\" and \"grounded-reports\""),
+            ))
+        }
     }
     if c.output.shard_size == 0 {
         return Err(config_err(path, "output.shard_size must be at least 1"));

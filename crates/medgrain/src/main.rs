@@ -327,6 +327,28 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
         } => {
             let loaded = config::load(&path)?;
             let out = out_dir(&loaded, out)?;
+            if let (Some(r), "grounded-reports") = (&loaded.config.reports, loaded.config.recipe.as_str()) {
+                let lesions = r.lesions.as_deref();
+                let root = loaded.resolve(&r.root);
+                let s = medgrain_pipeline::reports_recipe::build_grounded_reports(
+                    &loaded.resolve(&r.csv),
+                    &root,
+                    &r.masks,
+                    lesions,
+                    &out,
+                )?;
+                println!(
+                    "medgrain build {} → {} (grounded reports)",
+                    path.display(),
+                    out.display()
+                );
+                println!(
+                    "  reports {} · sentences {} ({} abnormal) · grounded rows {} · VQA pairs {} · lesion masks measured {} · size disagreements {}",
+                    s.volumes, s.sentences, s.abnormal_sentences, s.grounded_rows, s.vqa_rows, s.lesions_measured, s.size_disagreements
+                );
+                println!("  output    {0}/grounded_reports/ · {0}/vqa/", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             let s = medgrain_pipeline::build(&loaded, &out, &BuildOptions { force, progress })?;
             print_build(&format!("medgrain build {} → {}", path.display(), out.display()), &s);
             Ok(if s.failed > 0 {

@@ -47,36 +47,24 @@ pub const FINDINGS: &[&str] = &[
     "stenosis",
 ];
 
-/// `word` occurs in `text` outside a negation ("no", "not", "without", "absent", "free of", "rule out" in the
-/// five words before it).
+/// `word` (a stem: "malignan" matches "malignancy") starts a word of `text` outside a negation, with negation
+/// scoped per sentence and clause by the report-grounding rules (`medgrain_reports::text::is_negated`).
 fn mentions_affirmed(text: &str, word: &str) -> bool {
-    let mut from = 0;
-    while let Some(pos) = text[from..].find(word) {
-        let start = from + pos;
-        let before_ok = start == 0 || !text.as_bytes()[start - 1].is_ascii_alphanumeric();
-        if before_ok {
-            // The five words before it, stopping at a sentence boundary (a negation does not cross it).
-            let mut window: Vec<&str> = Vec::new();
-            for w in text[..start].split_whitespace().rev().take(5) {
-                if w.ends_with(['.', ';', '!', '?']) {
-                    break;
-                }
-                window.push(w);
-            }
-            let negated = window.iter().any(|w| {
-                let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-                matches!(
-                    w,
-                    "no" | "not" | "without" | "absent" | "free" | "exclude" | "excluded" | "nor" | "neither"
-                )
-            });
-            if !negated {
+    medgrain_reports::split_sentences(text).iter().any(|sentence| {
+        let lower = sentence.to_lowercase();
+        let bytes = lower.as_bytes();
+        let mut from = 0;
+        while let Some(pos) = lower[from..].find(word) {
+            let start = from + pos;
+            let end = start + word.len();
+            let word_start = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
+            if word_start && !medgrain_reports::text::is_negated(&lower, start, end) {
                 return true;
             }
+            from = end;
         }
-        from = start + word.len();
-    }
-    false
+        false
+    })
 }
 
 /// Checks `description` and `sections` against `facts`.

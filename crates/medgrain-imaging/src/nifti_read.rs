@@ -107,6 +107,22 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
+    /// A signed integer of `w` bytes (2, 4 or 8).
+    fn int(&self, o: usize, w: usize) -> i64 {
+        match w {
+            2 => self.i16(o) as i64,
+            4 => self.i32(o) as i64,
+            _ => self.i64(o),
+        }
+    }
+    /// A float of `w` bytes (4 or 8).
+    fn float(&self, o: usize, w: usize) -> f64 {
+        if w == 4 {
+            self.f32(o)
+        } else {
+            self.f64(o)
+        }
+    }
     fn i16(&self, o: usize) -> i16 {
         let a = [self.b[o], self.b[o + 1]];
         if self.le {
@@ -168,101 +184,119 @@ pub fn parse_header(b: &[u8], path: &Path) -> Result<NiftiHeader> {
         (_, 540) => (2, false),
         _ => return Err(invalid(path, "not a NIfTI file (sizeof_hdr is neither 348 nor 540)")),
     };
+    let l = if version == 1 { &NIFTI1 } else { &NIFTI2 };
+    if b.len() < l.header_len {
+        return Err(invalid(path, format!("truncated NIfTI-{version} header")));
+    }
+    let magic = &b[l.magic_at..l.magic_at + 4];
+    if !l.magics.contains(&magic) {
+        return Err(invalid(path, format!("bad NIfTI-{version} magic {magic:?}")));
+    }
     let f = Fields { b, le };
-    let h = if version == 1 {
-        let magic = &b[344..348];
-        if magic != b"n+1\0" && magic != b"ni1\0" {
-            return Err(invalid(path, format!("bad NIfTI-1 magic {magic:?}")));
+    let ndim = f.int(l.dim_at, l.dim_w);
+    if !(1..=7).contains(&ndim) {
+        return Err(invalid(path, format!("dim[0] = {ndim} is outside 1..=7")));
+    }
+    let mut shape = Vec::new();
+    for k in 1..=ndim as usize {
+        let d = f.int(l.dim_at + l.dim_w * k, l.dim_w);
+        if d < 1 || d > u32::MAX as i64 {
+            return Err(invalid(
+                path,
+                format!("dim[{k}] = {d} is out of range (must be at least 1)"),
+            ));
         }
-        let ndim = f.i16(40);
-        if !(1..=7).contains(&ndim) {
-            return Err(invalid(path, format!("dim[0] = {ndim} is outside 1..=7")));
-        }
-        let mut shape = Vec::new();
-        for k in 1..=ndim as usize {
-            let d = f.i16(40 + 2 * k);
-            if d < 1 {
-                return Err(invalid(path, format!("dim[{k}] = {d} is not positive")));
-            }
-            shape.push(d as usize);
-        }
-        let mut pixdim = [0.0; 8];
-        for (k, p) in pixdim.iter_mut().enumerate() {
-            *p = f.f32(76 + 4 * k);
-        }
-        let mut srow = [[0.0; 4]; 3];
-        for (r, row) in srow.iter_mut().enumerate() {
-            for (c, v) in row.iter_mut().enumerate() {
-                *v = f.f32(280 + 16 * r + 4 * c);
-            }
-        }
-        NiftiHeader {
-            version,
-            little_endian: le,
-            shape,
-            datatype: f.i16(70),
-            bitpix: f.i16(72),
-            pixdim,
-            vox_offset: f.f32(108),
-            scl_slope: f.f32(112),
-            scl_inter: f.f32(116),
-            qform_code: f.i16(252),
-            sform_code: f.i16(254),
-            quatern: [f.f32(256), f.f32(260), f.f32(264)],
-            qoffset: [f.f32(268), f.f32(272), f.f32(276)],
-            srow,
-            descrip: String::from_utf8_lossy(&b[148..228]).trim_end_matches('\0').to_string(),
-        }
-    } else {
-        if b.len() < 540 {
-            return Err(invalid(path, "truncated NIfTI-2 header"));
-        }
-        let magic = &b[4..8];
-        if magic != b"n+2\0" && magic != b"ni2\0" {
-            return Err(invalid(path, format!("bad NIfTI-2 magic {magic:?}")));
-        }
-        let ndim = f.i64(16);
-        if !(1..=7).contains(&ndim) {
-            return Err(invalid(path, format!("dim[0] = {ndim} is outside 1..=7")));
-        }
-        let mut shape = Vec::new();
-        for k in 1..=ndim as usize {
-            let d = f.i64(16 + 8 * k);
-            if d < 1 || d > u32::MAX as i64 {
-                return Err(invalid(path, format!("dim[{k}] = {d} is out of range")));
-            }
-            shape.push(d as usize);
-        }
-        let mut pixdim = [0.0; 8];
-        for (k, p) in pixdim.iter_mut().enumerate() {
-            *p = f.f64(104 + 8 * k);
-        }
-        let mut srow = [[0.0; 4]; 3];
-        for (r, row) in srow.iter_mut().enumerate() {
-            for (c, v) in row.iter_mut().enumerate() {
-                *v = f.f64(400 + 32 * r + 8 * c);
-            }
-        }
-        NiftiHeader {
-            version,
-            little_endian: le,
-            shape,
-            datatype: f.i16(12),
-            bitpix: f.i16(14),
-            pixdim,
-            vox_offset: f.i64(168) as f64,
-            scl_slope: f.f64(176),
-            scl_inter: f.f64(184),
-            qform_code: f.i32(344) as i16,
-            sform_code: f.i32(348) as i16,
-            quatern: [f.f64(352), f.f64(360), f.f64(368)],
-            qoffset: [f.f64(376), f.f64(384), f.f64(392)],
-            srow,
-            descrip: String::from_utf8_lossy(&b[240..320]).trim_end_matches('\0').to_string(),
-        }
-    };
-    Ok(h)
+        shape.push(d as usize);
+    }
+    let fw = l.float_w;
+    let three = |at: usize| [f.float(at, fw), f.float(at + fw, fw), f.float(at + 2 * fw, fw)];
+    Ok(NiftiHeader {
+        version,
+        little_endian: le,
+        shape,
+        datatype: f.int(l.datatype_at, 2) as i16,
+        bitpix: f.int(l.bitpix_at, 2) as i16,
+        pixdim: std::array::from_fn(|k| f.float(l.pixdim_at + fw * k, fw)),
+        vox_offset: if version == 1 {
+            f.float(l.vox_offset_at, 4)
+        } else {
+            f.int(l.vox_offset_at, 8) as f64
+        },
+        scl_slope: f.float(l.slope_at, fw),
+        scl_inter: f.float(l.slope_at + fw, fw),
+        qform_code: f.int(l.qform_at, l.code_w) as i16,
+        sform_code: f.int(l.qform_at + l.code_w, l.code_w) as i16,
+        quatern: three(l.quatern_at),
+        qoffset: three(l.quatern_at + 3 * fw),
+        srow: std::array::from_fn(|r| std::array::from_fn(|c| f.float(l.srow_at + fw * (4 * r + c), fw))),
+        descrip: String::from_utf8_lossy(&b[l.descrip_at..l.descrip_at + 80])
+            .trim_end_matches('\0')
+            .to_string(),
+    })
 }
+
+/// Byte offsets of the header fields medgrain reads (NIfTI-1 and NIfTI-2 standards).
+struct Layout {
+    header_len: usize,
+    magic_at: usize,
+    magics: [&'static [u8]; 2],
+    dim_at: usize,
+    /// Width of dim[] entries: 2 (int16) or 8 (int64).
+    dim_w: usize,
+    /// Width of float fields: 4 (float32) or 8 (float64).
+    float_w: usize,
+    datatype_at: usize,
+    bitpix_at: usize,
+    pixdim_at: usize,
+    vox_offset_at: usize,
+    /// scl_slope, then scl_inter.
+    slope_at: usize,
+    /// qform_code, then sform_code.
+    qform_at: usize,
+    code_w: usize,
+    /// quatern_b/c/d, then qoffset_x/y/z.
+    quatern_at: usize,
+    srow_at: usize,
+    descrip_at: usize,
+}
+
+const NIFTI1: Layout = Layout {
+    header_len: 348,
+    magic_at: 344,
+    magics: [b"n+1\0", b"ni1\0"],
+    dim_at: 40,
+    dim_w: 2,
+    float_w: 4,
+    datatype_at: 70,
+    bitpix_at: 72,
+    pixdim_at: 76,
+    vox_offset_at: 108,
+    slope_at: 112,
+    qform_at: 252,
+    code_w: 2,
+    quatern_at: 256,
+    srow_at: 280,
+    descrip_at: 148,
+};
+
+const NIFTI2: Layout = Layout {
+    header_len: 540,
+    magic_at: 4,
+    magics: [b"n+2\0", b"ni2\0"],
+    dim_at: 16,
+    dim_w: 8,
+    float_w: 8,
+    datatype_at: 12,
+    bitpix_at: 14,
+    pixdim_at: 104,
+    vox_offset_at: 168,
+    slope_at: 176,
+    qform_at: 344,
+    code_w: 4,
+    quatern_at: 352,
+    srow_at: 400,
+    descrip_at: 240,
+};
 
 /// Bytes per voxel for a datatype code, with the variant constructor name.
 fn voxel_size(datatype: i16) -> Option<usize> {

@@ -344,6 +344,32 @@ fn decode_voxels(datatype: i16, raw: &[u8], le: bool) -> Option<Voxels> {
     })
 }
 
+/// Parses the header at the start of a (possibly gzip-compressed) NIfTI byte stream; reads at most 540 bytes of
+/// it (extensions are skipped later through vox_offset).
+fn header_of(mut r: impl Read, path: &Path) -> Result<NiftiHeader> {
+    let mut head = [0u8; 2];
+    let n = read_up_to(&mut r, &mut head).map_err(|e| invalid(path, e.to_string()))?;
+    let mut header_bytes = vec![0u8; 540];
+    header_bytes[..n].copy_from_slice(&head[..n]);
+    let rest = if head[..n] == [0x1f, 0x8b] {
+        let mut dec = MultiGzDecoder::new(std::io::Cursor::new(head).chain(r));
+        let k = read_up_to(&mut dec, &mut header_bytes).map_err(|e| invalid(path, format!("gzip: {e}")))?;
+        return parse_header(&header_bytes[..k], path);
+    } else {
+        read_up_to(&mut r, &mut header_bytes[n..]).map_err(|e| invalid(path, e.to_string()))?
+    };
+    parse_header(&header_bytes[..n + rest], path)
+}
+
+/// Reads only the header of a `.nii` or `.nii.gz` file (no voxel data is read or decompressed).
+pub fn read_nifti_header(path: &Path) -> Result<NiftiHeader> {
+    let file = std::fs::File::open(path).map_err(|source| ImagingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    header_of(std::io::BufReader::new(file), path)
+}
+
 /// Reads a `.nii` or `.nii.gz` file (gzip detected by content).
 pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
     let file_bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
@@ -351,17 +377,7 @@ pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
         source,
     })?;
     let gz = file_bytes.starts_with(&[0x1f, 0x8b]);
-    // Header first (at most 540 bytes + extensions are skipped via vox_offset).
-    let mut header_bytes = vec![0u8; 540];
-    let header_len = if gz {
-        let mut dec = MultiGzDecoder::new(&file_bytes[..]);
-        read_up_to(&mut dec, &mut header_bytes).map_err(|e| invalid(path, format!("gzip: {e}")))?
-    } else {
-        let n = file_bytes.len().min(540);
-        header_bytes[..n].copy_from_slice(&file_bytes[..n]);
-        n
-    };
-    let header = parse_header(&header_bytes[..header_len], path)?;
+    let header = header_of(&file_bytes[..], path)?;
     let vsize = voxel_size(header.datatype)
         .ok_or_else(|| invalid(path, format!("unsupported NIfTI datatype code {}", header.datatype)))?;
     let count = header
@@ -627,6 +643,7 @@ mod tests {
         )
         .unwrap();
         let img = read_nifti(&p).unwrap();
+        assert_eq!(read_nifti_header(&p).unwrap(), img.header);
         assert_eq!(img.header.shape, vec![2, 3, 4]);
         assert_eq!(img.voxels, Voxels::I16(vals));
         assert_eq!(img.header.best_affine(), a);

@@ -9,7 +9,7 @@
 use crate::config::{LoadedConfig, SourceConfig};
 use crate::source::{LoadedSample, SampleError, SampleMeta, SampleRef, SampleSource, SliceGeometry};
 use crate::PipelineError;
-use medgrain_imaging::nifti_read::{read_nifti, NiftiImage};
+use medgrain_imaging::nifti_read::{read_nifti, read_nifti_header, NiftiImage};
 use medgrain_imaging::render::{apply_window, ct_window, percentile_window, Plane, SliceLayout};
 use medgrain_imaging::{LabelMap, PixelData, Raster};
 use medgrain_records::SliceRef;
@@ -84,15 +84,23 @@ impl NiftiVolumeSource {
         files
     }
 
-    fn read(&self, rel: &str) -> Result<Arc<Volume>, SampleError> {
+    /// Reads a volume and its masks; `with_values = false` (listing) reads only the volume's header, since slice
+    /// selection needs the geometry and the masks, not the intensities.
+    fn read(&self, rel: &str, with_values: bool) -> Result<Arc<Volume>, SampleError> {
         if let Ok(guard) = self.cache.lock() {
             if let Some((_, v)) = guard.iter().find(|(k, _)| k == rel) {
                 return Ok(v.clone());
             }
         }
         let path = self.root.join(rel);
-        let img: NiftiImage = read_nifti(&path).map_err(|e| SampleError::new("image", e.to_string()))?;
-        let shape: [usize; 3] = match img.header.shape.as_slice() {
+        let image_err = |e: medgrain_imaging::ImagingError| SampleError::new("image", e.to_string());
+        let (header, voxels) = if with_values {
+            let img: NiftiImage = read_nifti(&path).map_err(image_err)?;
+            (img.header, Some(img.voxels))
+        } else {
+            (read_nifti_header(&path).map_err(image_err)?, None)
+        };
+        let shape: [usize; 3] = match header.shape.as_slice() {
             [x, y, z] => [*x, *y, *z],
             [x, y, z, 1, ..] => [*x, *y, *z],
             other => {
@@ -103,14 +111,16 @@ impl NiftiVolumeSource {
             }
         };
         let n = shape.iter().product::<usize>();
-        let scale = img.header.scaling();
-        let values: Vec<f64> = img
-            .voxels
-            .values()
-            .take(n)
-            .map(|v| scale.map_or(v, |(s, i)| v * s + i))
-            .collect();
-        let affine = img.header.best_affine();
+        let scale = header.scaling();
+        let values: Vec<f64> = voxels
+            .map(|v| {
+                v.values()
+                    .take(n)
+                    .map(|x| scale.map_or(x, |(s, i)| x * s + i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let affine = header.best_affine();
         let mut masks = Vec::new();
         for mp in self.mask_files(rel) {
             let m = read_nifti(&mp).map_err(|e| SampleError::new("mask", e.to_string()))?;
@@ -134,6 +144,9 @@ impl NiftiVolumeSource {
             values,
             masks,
         });
+        if !with_values {
+            return Ok(v); // a listing read is not a complete volume: keep it out of the cache
+        }
         if let Ok(mut guard) = self.cache.lock() {
             if guard.len() >= CACHED_VOLUMES {
                 guard.remove(0);
@@ -200,7 +213,7 @@ impl SampleSource for NiftiVolumeSource {
         let (vols, unreadable) = crate::source::list_files(&self.root, &self.cfg.images, &self.cfg.name)?;
         let mut out = Vec::new();
         for rel in vols {
-            match self.read(&rel) {
+            match self.read(&rel, false) {
                 Ok(v) => {
                     for s in self.slices_of(&v) {
                         out.push(SampleRef {
@@ -232,7 +245,7 @@ impl SampleSource for NiftiVolumeSource {
         if let Some(e) = &sample.listing_error {
             return Err(e.clone());
         }
-        let v = self.read(&sample.rel_path)?;
+        let v = self.read(&sample.rel_path, true)?;
         let s = sample.slice.as_ref().map(|s| s.index.max(0) as usize).unwrap_or(0);
         let layout = SliceLayout::new(self.plane, v.shape, &v.affine);
         if s >= layout.slices {

@@ -12,19 +12,27 @@ def truth(demo_dir):
             for l in (demo_dir / "synth/3d/ground_truth.jsonl").read_text().splitlines()}
 
 
+def read_parts(d):
+    """Every shard's Parquet part, in shard order, as one list of rows."""
+    parts = sorted(d.glob("part-*.parquet"))
+    assert parts, d
+    tables = [pq.read_table(p) for p in parts]
+    return tables[0].column_names, [r for t in tables for r in t.to_pylist()]
+
+
 @pytest.fixture(scope="module")
 def grounded(demo_dir):
-    t = pq.read_table(demo_dir / "grounded_reports/part-00000.parquet")
-    assert t.column_names == ["volume_id", "anatomy", "region", "sentence", "abnormal", "negated", "mask_ref"]
-    return t.to_pylist()
+    names, rows = read_parts(demo_dir / "grounded_reports")
+    assert names == ["volume_id", "anatomy", "region", "sentence", "abnormal", "negated", "mask_ref"]
+    return rows
 
 
 @pytest.fixture(scope="module")
 def vqa(demo_dir):
-    t = pq.read_table(demo_dir / "vqa/part-00000.parquet")
-    assert t.column_names[:8] == ["id", "volume_id", "anatomy", "question_type", "question", "answer", "template_id",
-                                  "mask_ref"]
-    return t.to_pylist()
+    names, rows = read_parts(demo_dir / "vqa")
+    assert names[:8] == ["id", "volume_id", "anatomy", "question_type", "question", "answer", "template_id",
+                         "mask_ref"]
+    return rows
 
 
 def test_present_findings_are_grounded_with_masks(grounded, truth, demo_dir):
@@ -123,8 +131,8 @@ lesions = "lesions"
     out = tmp_path / "out"
     r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert pq.read_table(out / "grounded_reports/part-00000.parquet").to_pylist() == grounded
-    assert pq.read_table(out / "vqa/part-00000.parquet").to_pylist() == vqa
+    assert read_parts(out / "grounded_reports")[1] == grounded
+    assert read_parts(out / "vqa")[1] == vqa
     cfg.write_text('recipe = "grounded-reports"\n')
     r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "[reports]" in r.stderr

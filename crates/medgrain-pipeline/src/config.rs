@@ -36,6 +36,15 @@ pub struct ReportsConfig {
     pub masks: String,
     /// Lesion masks, optional: `ROOT/lesions/{volume stem}/*.nii.gz`, finding name from the file name.
     pub lesions: Option<String>,
+    /// CT volumes, optional: `ROOT/volumes/{VolumeName}`; enables organ and lesion HU in the structured findings.
+    pub volumes: Option<String>,
+    /// Reports per shard (unit of parallel work and of resume).
+    #[serde(default = "default_shard_volumes")]
+    pub shard_volumes: usize,
+}
+
+fn default_shard_volumes() -> usize {
+    64
 }
 
 fn default_masks_dir() -> String {

@@ -17,6 +17,8 @@ pub struct DemoSummary {
     pub synth_reused: bool,
     pub triplets: BuildSummary,
     pub reports: crate::reports_recipe::ReportsSummary,
+    /// One CT report (findings section) and the structured findings measured on its masks, shown side by side.
+    pub example: Option<(String, String, String)>,
 }
 
 /// A model server to write the demo's descriptions instead of the template writer.
@@ -97,19 +99,41 @@ pub fn demo(
     };
     write_atomic(&cfg_path, cfg_text.as_bytes())?;
     let triplets = build(&loaded, out, opts)?;
-    let reports = crate::reports_recipe::build_grounded_reports(
-        &synth_dir.join("3d/reports.csv"),
-        &synth_dir.join("3d"),
-        "masks",
-        Some("lesions"),
-        out,
-    )?;
+    let job = crate::reports_recipe::ReportsJob {
+        csv: synth_dir.join("3d/reports.csv"),
+        root: synth_dir.join("3d"),
+        masks: "masks".into(),
+        lesions: Some("lesions".into()),
+        volumes: Some("volumes".into()),
+        shard_volumes: 4,
+        top_level_files: false,
+    };
+    let reports = crate::reports_recipe::build_grounded_reports(&job, out)?;
+    let example = example_volume(&job, out);
     Ok(DemoSummary {
         synth,
         synth_reused: reuse,
         triplets,
         reports,
+        example,
     })
+}
+
+/// The first volume that has measured lesions: (volume, its findings text, its structured findings block).
+fn example_volume(job: &crate::reports_recipe::ReportsJob, out: &Path) -> Option<(String, String, String)> {
+    let text = std::fs::read_to_string(out.join("structured_findings/part-00000.jsonl")).ok()?;
+    let block = text.lines().find_map(|l| {
+        let v: medgrain_records::VolumeFindings = serde_json::from_str(l).ok()?;
+        v.organs.iter().any(|o| !o.lesions.is_empty()).then_some(v)
+    })?;
+    let mut report = None;
+    medgrain_reports::read_reports(&job.csv, &mut |r| {
+        if r.volume_id == block.volume_id && report.is_none() {
+            report = Some(r.findings);
+        }
+    })
+    .ok()?;
+    Some((block.volume_id, report?, block.summary))
 }
 
 #[cfg(test)]

@@ -1,18 +1,51 @@
 //! The grounded-reports recipe (RadGenome-Chest CT): ground every sentence of a CT-RATE CSV, write grounded-report
-//! rows (sentence × anatomy node and its ancestors, with the node's mask file) and rule-based VQA pairs, as
-//! Parquet (`OUT/grounded_reports/`, `OUT/vqa/`) and as CSVs with RadGenome's column names.
+//! rows (sentence × anatomy node and its ancestors, with the node's mask file), rule-based VQA pairs, and RadGPT-style
+//! structured findings measured on the masks (organ volume and HU, lesions with size, volume and attenuation) with
+//! the report/mask contradictions in `qc.flags`.
+//!
+//! Streaming and resumable: the CSV is read one row at a time and cut into shards of `shard_volumes` reports; each
+//! shard is processed in parallel (rayon, per volume) and written as `grounded_reports/part-NNNNN.parquet`,
+//! `vqa/part-NNNNN.parquet`, `structured_findings/part-NNNNN.jsonl` plus a completion marker
+//! (`.medgrain/shards/reports-NNNNN.json`) that records a hash of the shard's rows and of the recipe settings. A rerun
+//! keeps every shard whose marker matches and redoes the rest. The RadGenome-style CSVs
+//! (`grounded_reports/grounded_reports.csv`, `vqa/vqa.csv`) are assembled from per-shard parts at the end.
 
-use crate::run::{io_err, write_atomic};
+use crate::run::{io_err, sha256_hex, write_atomic};
 use crate::PipelineError;
 use medgrain_export::reports::{write_grounded, write_vqa};
 use medgrain_imaging::nifti_read::read_nifti;
-use medgrain_records::{GroundedRow, VqaRow};
-use medgrain_reports::grounded::{grounded_rows, vqa_for_volume, LesionFact};
-use medgrain_reports::{ground_csv, GroundedSentence, Ontology};
-use std::path::Path;
+use medgrain_records::{ErrorRecord, GroundedRow, LesionFindings, OrganFindings, Qc, VolumeFindings, VqaRow};
+use medgrain_reports::grounded::{grounded_rows, report_mask_flags, vqa_for_volume, LesionFact};
+use medgrain_reports::{read_reports, GroundedSentence, Ontology, ReportRecord};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Version of the recipe's output; part of every shard key, so a change of the rules redoes old shards.
+const RECIPE_VERSION: &str = "grounded-reports-v2";
+
+/// Inputs and settings of one run of the recipe.
+#[derive(Debug, Clone)]
+pub struct ReportsJob {
+    /// CT-RATE CSV (`VolumeName`, `Findings_EN`, `Impressions_EN`, optional `ClinicalInformation_EN`, `Technique_EN`).
+    pub csv: PathBuf,
+    /// The input root that mask paths (and `mask_ref`) are relative to.
+    pub root: PathBuf,
+    /// Organ masks: `root/masks/{volume stem}/{class}.nii.gz`.
+    pub masks: String,
+    /// Lesion masks, optional: `root/lesions/{volume stem}/*.nii.gz`, finding name from the file name.
+    pub lesions: Option<String>,
+    /// CT volumes, optional: `root/volumes/{VolumeName}`; enables HU figures.
+    pub volumes: Option<String>,
+    /// Reports per shard.
+    pub shard_volumes: usize,
+    /// Write `manifest.json`, `stats.json` and `errors.jsonl` at the top of `out` (a run of this recipe alone);
+    /// otherwise under `out/grounded_reports/` with errors appended to `out/errors.jsonl` (the demo, after triplets).
+    pub top_level_files: bool,
+}
 
 /// What the recipe wrote.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReportsSummary {
     pub volumes: usize,
     pub sentences: usize,
@@ -21,6 +54,33 @@ pub struct ReportsSummary {
     pub vqa_rows: usize,
     pub lesions_measured: usize,
     pub size_disagreements: usize,
+    /// Volumes whose masks contradict their report (any `qc.flags`).
+    pub volumes_flagged: usize,
+    pub errors: usize,
+    pub shards: usize,
+    pub shards_resumed: usize,
+}
+
+impl ReportsSummary {
+    fn add(&mut self, o: &ReportsSummary) {
+        self.volumes += o.volumes;
+        self.sentences += o.sentences;
+        self.abnormal_sentences += o.abnormal_sentences;
+        self.grounded_rows += o.grounded_rows;
+        self.vqa_rows += o.vqa_rows;
+        self.lesions_measured += o.lesions_measured;
+        self.size_disagreements += o.size_disagreements;
+        self.volumes_flagged += o.volumes_flagged;
+        self.errors += o.errors;
+    }
+}
+
+/// Completion marker of one shard.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShardMarker {
+    key: String,
+    counts: ReportsSummary,
+    errors: Vec<ErrorRecord>,
 }
 
 fn csv_field(s: &str) -> String {
@@ -31,47 +91,161 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Lesion masks of one volume (`root/lesions_dir/{stem}/*.nii.gz`, finding name from the file name), each measured
-/// (long axis) and placed in the anatomy node of the organ mask that holds most of it. Unreadable masks are skipped
-/// with a warning: they only enrich the VQA sizes.
-fn lesion_facts(ont: &Ontology, root: &Path, masks_dir: &str, lesions_dir: &str, stem: &str) -> Vec<LesionFact> {
-    let list = |dir: &Path| -> Vec<std::path::PathBuf> {
-        let mut v: Vec<_> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.to_string_lossy().ends_with(".nii.gz"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
-    let lesion_files = list(&root.join(lesions_dir).join(stem));
-    if lesion_files.is_empty() {
-        return Vec::new();
-    }
-    let organs: Vec<(String, Vec<bool>)> = list(&root.join(masks_dir).join(stem))
-        .into_iter()
-        .filter_map(|p| {
-            let class = p.file_name()?.to_string_lossy().trim_end_matches(".nii.gz").to_string();
-            let img = read_nifti(&p).ok()?;
-            Some((class, img.voxels.values().map(|v| v > 0.0).collect()))
+fn nifti_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".nii.gz") || p.to_string_lossy().ends_with(".nii"))
+                .collect()
         })
-        .collect();
-    let mut out = Vec::new();
-    for lf in lesion_files {
-        let img = match read_nifti(&lf) {
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn class_of(p: &Path) -> String {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    name.trim_end_matches(".gz").trim_end_matches(".nii").to_string()
+}
+
+/// Everything one volume contributes.
+struct VolumeOutput {
+    grounded: Vec<GroundedRow>,
+    vqa: Vec<VqaRow>,
+    findings: VolumeFindings,
+    counts: ReportsSummary,
+    errors: Vec<ErrorRecord>,
+}
+
+fn shape3(shape: &[usize]) -> Option<[usize; 3]> {
+    match shape {
+        [x, y, z] => Some([*x, *y, *z]),
+        [x, y, z, rest @ ..] if rest.iter().all(|&d| d == 1) => Some([*x, *y, *z]),
+        _ => None,
+    }
+}
+
+/// Organ masks (as one label volume), CT statistics per organ, and every lesion measured and placed.
+fn measure_volume(
+    ont: &Ontology,
+    job: &ReportsJob,
+    report: &ReportRecord,
+    stem: &str,
+    errors: &mut Vec<ErrorRecord>,
+) -> (Vec<OrganFindings>, Vec<LesionFindings>) {
+    let mut err = |path: &Path, stage: &str, e: String| {
+        errors.push(ErrorRecord {
+            source: "reports".into(),
+            source_path: path.strip_prefix(&job.root).unwrap_or(path).display().to_string(),
+            stage: stage.into(),
+            error: e,
+        })
+    };
+    let ct = job.volumes.as_ref().and_then(|d| {
+        let p = job.root.join(d).join(&report.volume_id);
+        if !p.is_file() {
+            return None;
+        }
+        match read_nifti(&p) {
+            Ok(img) => Some(img),
+            Err(e) => {
+                err(&p, "volume", e.to_string());
+                None
+            }
+        }
+    });
+    let ct_values: Option<Vec<f64>> = ct.as_ref().map(|img| img.voxels.values().collect());
+    let ct_shape = ct.as_ref().and_then(|img| shape3(&img.header.shape));
+    let mut grid: Option<([usize; 3], [[f64; 4]; 4])> = ct
+        .as_ref()
+        .and_then(|img| Some((shape3(&img.header.shape)?, img.header.best_affine())));
+    let mut labels: Vec<u16> = Vec::new();
+    let mut organs: Vec<OrganFindings> = Vec::new();
+    for p in nifti_files(&job.root.join(&job.masks).join(stem)) {
+        let img = match read_nifti(&p) {
             Ok(i) => i,
             Err(e) => {
-                tracing::warn!("skipping lesion mask: {e}");
+                err(&p, "mask", e.to_string());
                 continue;
             }
         };
-        let shape: [usize; 3] = match img.header.shape.as_slice() {
-            [x, y, z, ..] => [*x, *y, *z],
-            _ => continue,
+        let Some(shape) = shape3(&img.header.shape) else {
+            err(&p, "mask", format!("not a 3D mask: shape {:?}", img.header.shape));
+            continue;
         };
+        match grid {
+            Some((s, _)) if s != shape => {
+                err(
+                    &p,
+                    "mask",
+                    format!("mask grid {shape:?} differs from the volume's {s:?}"),
+                );
+                continue;
+            }
+            None => grid = Some((shape, img.header.best_affine())),
+            _ => {}
+        }
+        if labels.is_empty() {
+            labels = vec![0; shape.iter().product()];
+        }
+        let k = organs.len() as u16 + 1;
+        let affine = img.header.best_affine();
+        let voxel_mm3 = medgrain_roi::measure::voxel_volume_mm3(&affine);
+        let (mut n, mut sum, mut sum2) = (0usize, 0.0f64, 0.0f64);
+        for (i, v) in img.voxels.values().enumerate() {
+            if v > 0.0 {
+                n += 1;
+                if let Some(l) = labels.get_mut(i) {
+                    if *l == 0 {
+                        *l = k;
+                    }
+                }
+                if let Some(h) = ct_values
+                    .as_ref()
+                    .filter(|_| ct_shape == Some(shape))
+                    .and_then(|c| c.get(i))
+                {
+                    sum += h;
+                    sum2 += h * h;
+                }
+            }
+        }
+        let with_hu = ct_values.is_some() && ct_shape == Some(shape) && n > 0;
+        let mean = sum / n.max(1) as f64;
+        let class = class_of(&p);
+        organs.push(OrganFindings {
+            anatomy: ont.node_for_class(&class).map(|n| n.path.clone()),
+            class,
+            volume_ml: n as f64 * voxel_mm3 / 1000.0,
+            mean_hu: with_hu.then_some(mean),
+            std_hu: with_hu.then(|| (sum2 / n as f64 - mean * mean).max(0.0).sqrt()),
+            lesions: Vec::new(),
+        });
+    }
+    let mut lesions = Vec::new();
+    let Some(dir) = &job.lesions else {
+        return (organs, lesions);
+    };
+    for p in nifti_files(&job.root.join(dir).join(stem)) {
+        let img = match read_nifti(&p) {
+            Ok(i) => i,
+            Err(e) => {
+                err(&p, "lesion", e.to_string());
+                continue;
+            }
+        };
+        let Some(shape) = shape3(&img.header.shape) else {
+            err(&p, "lesion", format!("not a 3D mask: shape {:?}", img.header.shape));
+            continue;
+        };
+        if grid.is_some_and(|(s, _)| s != shape) {
+            err(&p, "lesion", "lesion mask grid differs from the volume's".into());
+            continue;
+        }
         let voxels: Vec<usize> = img
             .voxels
             .values()
@@ -82,115 +256,392 @@ fn lesion_facts(ont: &Ontology, root: &Path, masks_dir: &str, lesions_dir: &str,
         if voxels.is_empty() {
             continue;
         }
-        let best = organs
-            .iter()
-            .map(|(c, m)| {
-                (
-                    c,
-                    voxels.iter().filter(|&&i| m.get(i).copied().unwrap_or(false)).count(),
-                )
-            })
-            .max_by_key(|(_, n)| *n)
-            .filter(|(_, n)| *n > 0);
-        let Some(node) = best.and_then(|(c, _)| ont.node_for_class(c)) else {
-            continue;
-        };
+        let finding = crate::volume_source::mask_name(&p);
+        // The organ holding most of the lesion, else the finding's usual place (an effusion lies outside the lung).
+        let mut votes = vec![0usize; organs.len() + 1];
+        for &i in &voxels {
+            if let Some(&l) = labels.get(i) {
+                votes[l as usize] += 1;
+            }
+        }
+        let best = (1..votes.len()).filter(|&k| votes[k] > 0).max_by_key(|&k| votes[k]);
+        let anatomy = best
+            .and_then(|k| organs[k - 1].anatomy.clone())
+            .or_else(|| ont.usual_anatomy(&finding).map(str::to_string))
+            .unwrap_or_else(|| "others".into());
         let affine = img.header.best_affine();
+        let image = ct_values.as_deref().filter(|_| ct_shape == Some(shape));
         let m = medgrain_roi::measure::measure_component(
             &voxels,
             medgrain_roi::measure::Grid { shape, affine: &affine },
-            None,
+            image,
             10.0,
         );
-        let name = lf
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let finding = crate::volume_source::mask_name(&lf);
-        if let Some(long) = m.long_axis_mm {
-            out.push(LesionFact {
-                finding,
-                anatomy: node.path.clone(),
-                long_axis_mm: long,
-                mask_ref: format!("{lesions_dir}/{stem}/{name}"),
-            });
-        }
+        let rel = p.strip_prefix(&job.root).unwrap_or(&p).display().to_string();
+        let lesion = LesionFindings {
+            finding,
+            anatomy,
+            measurements: m,
+            mask_ref: rel,
+            reported: String::new(),
+            reported_size_mm: None,
+        };
+        lesions.push(lesion);
     }
-    out
+    (organs, lesions)
 }
 
-/// Runs the recipe: `reports` (CT-RATE CSV), organ masks found as `root/masks_dir/{volume stem}/{class}.nii.gz`,
-/// lesion masks (optional) as `root/lesions_dir/{volume stem}/*.nii.gz`.
-pub fn build_grounded_reports(
-    reports: &Path,
-    root: &Path,
-    masks_dir: &str,
-    lesions_dir: Option<&str>,
-    out: &Path,
-) -> Result<ReportsSummary, PipelineError> {
-    let ont = Ontology::embedded().map_err(|e| PipelineError::Internal(e.to_string()))?;
-    let mut by_volume: Vec<(String, Vec<GroundedSentence>)> = Vec::new();
-    ground_csv(&ont, reports, &mut |g| match by_volume.last_mut() {
-        Some((v, list)) if *v == g.volume_id => list.push(g),
-        _ => by_volume.push((g.volume_id.clone(), vec![g])),
-    })
-    .map_err(|e| PipelineError::Usage(e.to_string()))?;
-    let mut summary = ReportsSummary {
-        volumes: by_volume.len(),
+fn organ_block(organs: &mut [OrganFindings], lesions: &[LesionFindings]) -> String {
+    for l in lesions {
+        if let Some(o) = organs
+            .iter_mut()
+            .find(|o| o.anatomy.as_deref() == Some(l.anatomy.as_str()))
+        {
+            o.lesions.push(l.clone());
+        }
+    }
+    let mut lines = Vec::new();
+    for o in organs.iter() {
+        let mut line = format!("{}: {:.0} ml", o.class.replace('_', " "), o.volume_ml);
+        if let Some(h) = o.mean_hu {
+            line.push_str(&format!(", mean {h:.0} HU"));
+        }
+        for (k, l) in o.lesions.iter().enumerate() {
+            line.push_str(&format!("; lesion {}: {}", k + 1, lesion_text(l)));
+        }
+        lines.push(line);
+    }
+    for l in lesions
+        .iter()
+        .filter(|l| !organs.iter().any(|o| o.anatomy.as_deref() == Some(l.anatomy.as_str())))
+    {
+        lines.push(format!(
+            "{}: {}",
+            l.anatomy.rsplit('/').next().unwrap_or(&l.anatomy),
+            lesion_text(l)
+        ));
+    }
+    lines.join("\n")
+}
+
+fn lesion_text(l: &LesionFindings) -> String {
+    let m = &l.measurements;
+    let mut s = l.finding.clone();
+    if let (Some(a), Some(b)) = (m.long_axis_mm, m.short_axis_mm) {
+        s.push_str(&format!(", {a:.0} × {b:.0} mm"));
+    }
+    if let Some(v) = m.volume_mm3 {
+        s.push_str(&format!(", {:.1} ml", v / 1000.0));
+    }
+    if let Some(h) = m.mean_hu {
+        s.push_str(&format!(", mean {h:.0} HU"));
+    }
+    if let Some(a) = &m.attenuation {
+        s.push_str(&format!(", {a}"));
+    }
+    s.push_str(&format!(" (report: {})", l.reported));
+    s
+}
+
+fn process_volume(ont: &Ontology, job: &ReportsJob, report: &ReportRecord) -> VolumeOutput {
+    let sentences: Vec<GroundedSentence> = report.ground(ont);
+    let stem = report
+        .volume_id
+        .trim_end_matches(".gz")
+        .trim_end_matches(".nii")
+        .to_string();
+    let mask_of = |path: &str| -> Option<String> {
+        let node = ont.node(path)?;
+        node.totalseg.iter().find_map(|class| {
+            let rel = format!("{}/{stem}/{class}.nii.gz", job.masks);
+            job.root.join(&rel).is_file().then_some(rel)
+        })
+    };
+    let mut counts = ReportsSummary {
+        volumes: 1,
         ..Default::default()
     };
-    let mut grounded: Vec<GroundedRow> = Vec::new();
-    let mut vqa: Vec<VqaRow> = Vec::new();
-    for (volume, sentences) in &by_volume {
-        let stem = volume.trim_end_matches(".gz").trim_end_matches(".nii");
-        let mask_of = |path: &str| -> Option<String> {
-            let node = ont.node(path)?;
-            node.totalseg.iter().find_map(|class| {
-                let rel = format!("{masks_dir}/{stem}/{class}.nii.gz");
-                root.join(&rel).is_file().then_some(rel)
-            })
-        };
-        for g in sentences {
-            summary.sentences += 1;
-            summary.abnormal_sentences += usize::from(g.grounding.abnormal);
-            grounded.extend(grounded_rows(g, &mask_of));
-        }
-        let lesions = lesions_dir
-            .map(|d| lesion_facts(&ont, root, masks_dir, d, stem))
-            .unwrap_or_default();
-        summary.lesions_measured += lesions.len();
-        vqa.extend(vqa_for_volume(volume, sentences, &mask_of, &lesions));
+    let mut grounded = Vec::new();
+    for g in &sentences {
+        counts.sentences += 1;
+        counts.abnormal_sentences += usize::from(g.grounding.abnormal);
+        grounded.extend(grounded_rows(g, &mask_of));
     }
-    summary.grounded_rows = grounded.len();
-    summary.vqa_rows = vqa.len();
-    summary.size_disagreements = vqa.iter().filter(|r| !r.qc_flags.is_empty()).count();
-    for dir in ["grounded_reports", "vqa"] {
+    let mut errors = Vec::new();
+    let (mut organs, mut lesions) = measure_volume(ont, job, report, &stem, &mut errors);
+    let flags = report_mask_flags(&sentences, &mut lesions, job.lesions.is_some());
+    let facts: Vec<LesionFact> = lesions
+        .iter()
+        .filter_map(|l| {
+            Some(LesionFact {
+                finding: l.finding.clone(),
+                anatomy: l.anatomy.clone(),
+                long_axis_mm: l.measurements.long_axis_mm?,
+                mask_ref: l.mask_ref.clone(),
+            })
+        })
+        .collect();
+    counts.lesions_measured = facts.len();
+    let vqa = vqa_for_volume(&report.volume_id, &sentences, &mask_of, &facts);
+    counts.size_disagreements = vqa.iter().filter(|r| !r.qc_flags.is_empty()).count();
+    counts.grounded_rows = grounded.len();
+    counts.vqa_rows = vqa.len();
+    counts.volumes_flagged = usize::from(!flags.is_empty());
+    counts.errors = errors.len();
+    let summary = organ_block(&mut organs, &lesions);
+    VolumeOutput {
+        grounded,
+        vqa,
+        findings: VolumeFindings {
+            volume_id: report.volume_id.clone(),
+            clinical_information: report.clinical_information.clone(),
+            technique: report.technique.clone(),
+            organs,
+            summary,
+            qc: Qc {
+                passed: flags.is_empty(),
+                flags,
+            },
+        },
+        counts,
+        errors,
+    }
+}
+
+fn part_name(k: usize, ext: &str) -> String {
+    format!("part-{k:05}.{ext}")
+}
+
+fn marker_path(out: &Path, k: usize) -> PathBuf {
+    out.join(".medgrain/shards").join(format!("reports-{k:05}.json"))
+}
+
+struct Run<'a> {
+    ont: Ontology,
+    job: &'a ReportsJob,
+    out: &'a Path,
+    settings: String,
+    shard: usize,
+    total: ReportsSummary,
+    errors: Vec<ErrorRecord>,
+}
+
+impl Run<'_> {
+    fn shard_key(&self, reports: &[ReportRecord]) -> Result<String, PipelineError> {
+        let rows = serde_json::to_string(reports).map_err(|e| PipelineError::Internal(e.to_string()))?;
+        Ok(sha256_hex([RECIPE_VERSION, self.settings.as_str(), rows.as_str()]))
+    }
+
+    fn paths(&self, k: usize) -> [PathBuf; 5] {
+        let o = self.out;
+        [
+            o.join("grounded_reports").join(part_name(k, "parquet")),
+            o.join("vqa").join(part_name(k, "parquet")),
+            o.join("structured_findings").join(part_name(k, "jsonl")),
+            o.join(".medgrain/parts").join(format!("grounded-{k:05}.csv")),
+            o.join(".medgrain/parts").join(format!("vqa-{k:05}.csv")),
+        ]
+    }
+
+    fn flush(&mut self, reports: &[ReportRecord]) -> Result<(), PipelineError> {
+        let k = self.shard;
+        self.shard += 1;
+        let key = self.shard_key(reports)?;
+        let paths = self.paths(k);
+        if let Some(m) = std::fs::read(marker_path(self.out, k))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ShardMarker>(&b).ok())
+            .filter(|m| m.key == key && paths.iter().all(|p| p.is_file()))
+        {
+            self.total.add(&m.counts);
+            self.total.shards_resumed += 1;
+            self.errors.extend(m.errors);
+            return Ok(());
+        }
+        let outputs: Vec<VolumeOutput> = reports
+            .par_iter()
+            .map(|r| process_volume(&self.ont, self.job, r))
+            .collect();
+        let mut counts = ReportsSummary::default();
+        let (mut grounded, mut vqa, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        let mut jsonl = String::new();
+        for o in outputs {
+            counts.add(&o.counts);
+            grounded.extend(o.grounded);
+            vqa.extend(o.vqa);
+            errors.extend(o.errors);
+            jsonl.push_str(&serde_json::to_string(&o.findings).map_err(|e| PipelineError::Internal(e.to_string()))?);
+            jsonl.push('\n');
+        }
+        let tmp = |p: &Path| p.with_extension("parquet.tmp");
+        write_grounded(&tmp(&paths[0]), &grounded)?;
+        std::fs::rename(tmp(&paths[0]), &paths[0]).map_err(|e| io_err(&paths[0], e))?;
+        write_vqa(&tmp(&paths[1]), &vqa)?;
+        std::fs::rename(tmp(&paths[1]), &paths[1]).map_err(|e| io_err(&paths[1], e))?;
+        write_atomic(&paths[2], jsonl.as_bytes())?;
+        let mut g_csv = String::new();
+        for r in &grounded {
+            g_csv.push_str(&format!(
+                "{},{},{}\n",
+                csv_field(&r.volume_id),
+                csv_field(&r.anatomy),
+                csv_field(&r.sentence)
+            ));
+        }
+        write_atomic(&paths[3], g_csv.as_bytes())?;
+        let mut v_csv = String::new();
+        for r in &vqa {
+            v_csv.push_str(&format!(
+                "{},{},{},{}\n",
+                csv_field(&r.volume_id),
+                csv_field(r.anatomy.as_deref().unwrap_or("")),
+                csv_field(&r.question),
+                csv_field(&r.answer)
+            ));
+        }
+        write_atomic(&paths[4], v_csv.as_bytes())?;
+        let marker = ShardMarker {
+            key,
+            counts: counts.clone(),
+            errors: errors.clone(),
+        };
+        let bytes = serde_json::to_vec(&marker).map_err(|e| PipelineError::Internal(e.to_string()))?;
+        write_atomic(&marker_path(self.out, k), &bytes)?;
+        tracing::info!(
+            "reports shard {k}: {} volumes, {} grounded rows, {} VQA pairs",
+            counts.volumes,
+            counts.grounded_rows,
+            counts.vqa_rows
+        );
+        self.total.add(&counts);
+        self.errors.extend(errors);
+        Ok(())
+    }
+}
+
+/// Concatenates the per-shard CSV parts under one header (streaming, one part in memory at a time).
+fn assemble_csv(out: &Path, dest: &Path, header: &str, prefix: &str, shards: usize) -> Result<(), PipelineError> {
+    use std::io::Write;
+    let tmp = dest.with_extension("csv.tmp");
+    let f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    let mut w = std::io::BufWriter::new(f);
+    w.write_all(header.as_bytes()).map_err(|e| io_err(&tmp, e))?;
+    for k in 0..shards {
+        let p = out.join(".medgrain/parts").join(format!("{prefix}-{k:05}.csv"));
+        let bytes = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
+        w.write_all(&bytes).map_err(|e| io_err(&tmp, e))?;
+    }
+    w.flush().map_err(|e| io_err(&tmp, e))?;
+    drop(w);
+    std::fs::rename(&tmp, dest).map_err(|e| io_err(dest, e))
+}
+
+/// Runs the recipe (see the module docs).
+pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSummary, PipelineError> {
+    let ont = Ontology::embedded().map_err(|e| PipelineError::Internal(e.to_string()))?;
+    for dir in [
+        "grounded_reports",
+        "vqa",
+        "structured_findings",
+        ".medgrain/parts",
+        ".medgrain/shards",
+    ] {
         let d = out.join(dir);
         std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
     }
-    write_grounded(&out.join("grounded_reports/part-00000.parquet"), &grounded)?;
-    write_vqa(&out.join("vqa/part-00000.parquet"), &vqa)?;
-    // RadGenome-style CSVs so existing loaders read them.
-    let mut g_csv = String::from("Volumename,Anatomy,Sentence\n");
-    for r in &grounded {
-        g_csv.push_str(&format!(
-            "{},{},{}\n",
-            csv_field(&r.volume_id),
-            csv_field(&r.anatomy),
-            csv_field(&r.sentence)
-        ));
+    let settings = serde_json::json!({
+        "masks": job.masks, "lesions": job.lesions, "volumes": job.volumes,
+        "root": job.root, "shard_volumes": job.shard_volumes,
+    })
+    .to_string();
+    let mut run = Run {
+        ont,
+        job,
+        out,
+        settings,
+        shard: 0,
+        total: ReportsSummary::default(),
+        errors: Vec::new(),
+    };
+    let size = job.shard_volumes.max(1);
+    let mut buffer: Vec<ReportRecord> = Vec::with_capacity(size);
+    let mut failure: Option<PipelineError> = None;
+    read_reports(&job.csv, &mut |r| {
+        if failure.is_some() {
+            return;
+        }
+        buffer.push(r);
+        if buffer.len() == size {
+            if let Err(e) = run.flush(&buffer) {
+                failure = Some(e);
+            }
+            buffer.clear();
+        }
+    })
+    .map_err(|e| PipelineError::Usage(e.to_string()))?;
+    if let Some(e) = failure {
+        return Err(e);
     }
-    write_atomic(&out.join("grounded_reports/grounded_reports.csv"), g_csv.as_bytes())?;
-    let mut v_csv = String::from("Volumename,Anatomy,Question,Answer\n");
-    for r in &vqa {
-        v_csv.push_str(&format!(
-            "{},{},{},{}\n",
-            csv_field(&r.volume_id),
-            csv_field(r.anatomy.as_deref().unwrap_or("")),
-            csv_field(&r.question),
-            csv_field(&r.answer)
-        ));
+    if !buffer.is_empty() || run.shard == 0 {
+        run.flush(&buffer)?;
     }
-    write_atomic(&out.join("vqa/vqa.csv"), v_csv.as_bytes())?;
-    Ok(summary)
+    let shards = run.shard;
+    // Parts of an earlier, longer run are not part of this dataset.
+    let mut k = shards;
+    while marker_path(out, k).exists() {
+        for p in run.paths(k) {
+            let _ = std::fs::remove_file(p);
+        }
+        let _ = std::fs::remove_file(marker_path(out, k));
+        k += 1;
+    }
+    assemble_csv(
+        out,
+        &out.join("grounded_reports/grounded_reports.csv"),
+        "Volumename,Anatomy,Sentence\n",
+        "grounded",
+        shards,
+    )?;
+    assemble_csv(
+        out,
+        &out.join("vqa/vqa.csv"),
+        "Volumename,Anatomy,Question,Answer\n",
+        "vqa",
+        shards,
+    )?;
+    let mut total = run.total.clone();
+    total.shards = shards;
+    let errors = std::mem::take(&mut run.errors);
+    let mut err_lines = String::new();
+    for e in &errors {
+        err_lines.push_str(&serde_json::to_string(e).map_err(|e| PipelineError::Internal(e.to_string()))?);
+        err_lines.push('\n');
+    }
+    let manifest = serde_json::json!({
+        "tool": "medgrain",
+        "version": env!("CARGO_PKG_VERSION"),
+        "recipe": "grounded-reports",
+        "recipe_version": RECIPE_VERSION,
+        "inputs": {"csv": job.csv, "root": job.root, "masks": job.masks, "lesions": job.lesions, "volumes": job.volumes},
+        "shard_plan": {"shard_volumes": size, "shards": shards},
+        "counts": total,
+    });
+    let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    if job.top_level_files {
+        write_atomic(&out.join("manifest.json"), &manifest)?;
+        write_atomic(&out.join("errors.jsonl"), err_lines.as_bytes())?;
+    } else {
+        write_atomic(&out.join("grounded_reports/manifest.json"), &manifest)?;
+        if !err_lines.is_empty() {
+            use std::io::Write;
+            let p = out.join("errors.jsonl");
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .map_err(|e| io_err(&p, e))?;
+            f.write_all(err_lines.as_bytes()).map_err(|e| io_err(&p, e))?;
+        }
+    }
+    Ok(total)
 }

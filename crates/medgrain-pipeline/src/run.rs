@@ -80,7 +80,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineErro
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
 }
 
-fn sha256_hex(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
+pub(crate) fn sha256_hex(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_ref());

@@ -196,3 +196,45 @@ pub struct VqaRow {
     /// Checks of the answer against the masks, e.g. "size_disagrees_with_mask" (> 20 % apart).
     pub qc_flags: Vec<String>,
 }
+
+/// RadGPT-style facts measured on the masks of one CT volume (`OUT/structured_findings/*.jsonl`, one per volume):
+/// a block per organ mask with its lesions, the report's context columns, and the contradictions found between the
+/// report and the masks in `qc.flags`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeFindings {
+    pub volume_id: String,
+    pub clinical_information: Option<String>,
+    pub technique: Option<String>,
+    pub organs: Vec<OrganFindings>,
+    /// The block as text, one line per organ ("liver: 1,520 ml, mean 58 HU; 1 lesion: ...").
+    pub summary: String,
+    pub qc: Qc,
+}
+
+/// One organ mask of a volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrganFindings {
+    /// The mask's class name (TotalSegmentator), e.g. "liver".
+    pub class: String,
+    /// The anatomy node the class attaches to, when the ontology knows it.
+    pub anatomy: Option<String>,
+    pub volume_ml: f64,
+    /// Mean and standard deviation of the CT under the mask (HU); null without a readable CT of the same grid.
+    pub mean_hu: Option<f64>,
+    pub std_hu: Option<f64>,
+    pub lesions: Vec<LesionFindings>,
+}
+
+/// One lesion mask, measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LesionFindings {
+    pub finding: String,
+    /// The anatomy node of the organ that holds most of the lesion.
+    pub anatomy: String,
+    pub measurements: Measurements,
+    pub mask_ref: String,
+    /// What the report says of it: "present" | "negated" | "not mentioned".
+    pub reported: String,
+    /// The report's size for it (mm), when it gives one.
+    pub reported_size_mm: Option<f64>,
+}

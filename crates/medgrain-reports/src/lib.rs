@@ -103,6 +103,11 @@ impl Ontology {
             .max_by_key(|n| n.depth())
     }
 
+    /// Where a finding usually sits when the text names no place (e.g. "pleural effusion" → "pleura").
+    pub fn usual_anatomy(&self, finding: &str) -> Option<&str> {
+        self.finding_anatomy.get(finding).map(String::as_str)
+    }
+
     /// Every ancestor path of `path`, itself included, most specific first.
     pub fn ancestors(path: &str) -> Vec<String> {
         let parts: Vec<&str> = path.split('/').collect();
@@ -331,13 +336,37 @@ pub struct GroundedSentence {
     pub grounding: SentenceGrounding,
 }
 
-/// Reads a CT-RATE CSV (`VolumeName`, `Findings_EN`, `Impressions_EN`) and grounds every sentence, calling `emit`
-/// per sentence (streaming: one report in memory at a time). Returns the number of reports read.
-pub fn ground_csv(
-    ont: &Ontology,
-    path: &std::path::Path,
-    emit: &mut dyn FnMut(GroundedSentence),
-) -> Result<usize, ReportError> {
+/// One row of a CT-RATE reports CSV. `clinical_information` and `technique` are kept as context (they are not
+/// grounded: they describe the request and the acquisition, not the patient's anatomy).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ReportRecord {
+    pub volume_id: String,
+    pub findings: String,
+    pub impressions: String,
+    pub clinical_information: Option<String>,
+    pub technique: Option<String>,
+}
+
+impl ReportRecord {
+    /// Every sentence of the findings and impressions sections, grounded.
+    pub fn ground(&self, ont: &Ontology) -> Vec<GroundedSentence> {
+        [("findings", &self.findings), ("impressions", &self.impressions)]
+            .into_iter()
+            .flat_map(|(section, text)| {
+                split_sentences(text).into_iter().map(move |s| GroundedSentence {
+                    volume_id: self.volume_id.clone(),
+                    section: section.to_string(),
+                    grounding: ground_sentence(ont, &s),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reads a CT-RATE CSV (`VolumeName`, `Findings_EN`, `Impressions_EN`, optional `ClinicalInformation_EN`,
+/// `Technique_EN`; other columns ignored), calling `emit` per report (streaming: one row in memory at a time).
+/// Returns the number of reports read. A malformed row is an error naming its line.
+pub fn read_reports(path: &std::path::Path, emit: &mut dyn FnMut(ReportRecord)) -> Result<usize, ReportError> {
     let err = |reason: String| ReportError::Input {
         path: path.display().to_string(),
         reason,
@@ -349,29 +378,36 @@ pub fn ground_csv(
     let headers = rdr.headers().map_err(|e| err(e.to_string()))?.clone();
     let col = |n: &str| headers.iter().position(|h| h.trim() == n);
     let vol = col("VolumeName").ok_or_else(|| err("no VolumeName column".into()))?;
-    let sections: Vec<(&str, usize)> = [("findings", col("Findings_EN")), ("impressions", col("Impressions_EN"))]
-        .into_iter()
-        .filter_map(|(s, c)| c.map(|c| (s, c)))
-        .collect();
-    if sections.is_empty() {
+    let (findings, impressions) = (col("Findings_EN"), col("Impressions_EN"));
+    if findings.is_none() && impressions.is_none() {
         return Err(err("neither Findings_EN nor Impressions_EN is a column".into()));
     }
+    let (clinical, technique) = (col("ClinicalInformation_EN"), col("Technique_EN"));
     let mut n = 0;
     for rec in rdr.records() {
         let rec = rec.map_err(|e| err(e.to_string()))?;
-        let volume_id = rec.get(vol).unwrap_or("").trim().to_string();
+        let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).unwrap_or("").trim().to_string();
+        let opt = |c: Option<usize>| Some(get(c)).filter(|s| !s.is_empty());
         n += 1;
-        for (section, c) in &sections {
-            for s in split_sentences(rec.get(*c).unwrap_or("")) {
-                emit(GroundedSentence {
-                    volume_id: volume_id.clone(),
-                    section: section.to_string(),
-                    grounding: ground_sentence(ont, &s),
-                });
-            }
-        }
+        emit(ReportRecord {
+            volume_id: get(Some(vol)),
+            findings: get(findings),
+            impressions: get(impressions),
+            clinical_information: opt(clinical),
+            technique: opt(technique),
+        });
     }
     Ok(n)
+}
+
+/// Reads a CT-RATE CSV and grounds every sentence, calling `emit` per sentence (streaming). Returns the number of
+/// reports read.
+pub fn ground_csv(
+    ont: &Ontology,
+    path: &std::path::Path,
+    emit: &mut dyn FnMut(GroundedSentence),
+) -> Result<usize, ReportError> {
+    read_reports(path, &mut |r| r.ground(ont).into_iter().for_each(&mut *emit))
 }
 
 #[cfg(test)]

@@ -47,6 +47,13 @@ fn norm(v: [f64; 3]) -> f64 {
     (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
 }
 
+/// Volume of one voxel (mm³): |det| of the affine's 3×3 part, so oblique grids are measured correctly.
+pub fn voxel_volume_mm3(affine: &[[f64; 4]; 4]) -> f64 {
+    let col = |j: usize| [affine[0][j], affine[1][j], affine[2][j]];
+    let (a, b, c) = (col(0), col(1), col(2));
+    (a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0])).abs()
+}
+
 /// Measures one component given as flat voxel indices (x fastest). `image` (same grid) enables HU figures.
 pub fn measure_component(voxels: &[usize], grid: Grid<'_>, image: Option<&[f64]>, iso_band_hu: f64) -> Measurements {
     let [nx, ny, _] = grid.shape;
@@ -134,11 +141,7 @@ pub fn measure_component(voxels: &[usize], grid: Grid<'_>, image: Option<&[f64]>
         }
         None => (None, None),
     };
-    let voxel_volume = {
-        let (a, b, c) = (grid.column(0), grid.column(1), grid.column(2));
-        (a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]))
-            .abs()
-    };
+    let voxel_volume = voxel_volume_mm3(grid.affine);
     let (mut mean_hu, mut std_hu, mut attenuation) = (None, None, None);
     if let Some(img) = image {
         let n = voxels.len() as f64;

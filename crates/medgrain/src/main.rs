@@ -310,9 +310,23 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 r.sentences, r.abnormal_sentences, r.grounded_rows, r.vqa_rows, r.lesions_measured, r.size_disagreements
             );
             println!(
-                "  output    {0}/grounded_reports/ · {0}/vqa/ (Parquet and RadGenome-style CSV)",
+                "  shards {} ({} resumed) · volumes with report/mask contradictions {} · errors {}",
+                r.shards, r.shards_resumed, r.volumes_flagged, r.errors
+            );
+            println!(
+                "  output    {0}/grounded_reports/ · {0}/vqa/ (Parquet and RadGenome-style CSV) · {0}/structured_findings/",
                 out.display()
             );
+            if let Some((volume, report, block)) = &d.example {
+                println!("\n  {volume} — report (findings):");
+                for s in medgrain_reports::split_sentences(report) {
+                    println!("    {s}");
+                }
+                println!("  {volume} — measured on its masks:");
+                for line in block.lines() {
+                    println!("    {line}");
+                }
+            }
             println!("  next: medgrain inspect {}", out.display());
             Ok(if d.triplets.failed > 0 {
                 ExitCode::from(1)
@@ -328,15 +342,16 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             let loaded = config::load(&path)?;
             let out = out_dir(&loaded, out)?;
             if let (Some(r), "grounded-reports") = (&loaded.config.reports, loaded.config.recipe.as_str()) {
-                let lesions = r.lesions.as_deref();
-                let root = loaded.resolve(&r.root);
-                let s = medgrain_pipeline::reports_recipe::build_grounded_reports(
-                    &loaded.resolve(&r.csv),
-                    &root,
-                    &r.masks,
-                    lesions,
-                    &out,
-                )?;
+                let job = medgrain_pipeline::reports_recipe::ReportsJob {
+                    csv: loaded.resolve(&r.csv),
+                    root: loaded.resolve(&r.root),
+                    masks: r.masks.clone(),
+                    lesions: r.lesions.clone(),
+                    volumes: r.volumes.clone(),
+                    shard_volumes: r.shard_volumes,
+                    top_level_files: true,
+                };
+                let s = medgrain_pipeline::reports_recipe::build_grounded_reports(&job, &out)?;
                 println!(
                     "medgrain build {} → {} (grounded reports)",
                     path.display(),
@@ -346,8 +361,19 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                     "  reports {} · sentences {} ({} abnormal) · grounded rows {} · VQA pairs {} · lesion masks measured {} · size disagreements {}",
                     s.volumes, s.sentences, s.abnormal_sentences, s.grounded_rows, s.vqa_rows, s.lesions_measured, s.size_disagreements
                 );
-                println!("  output    {0}/grounded_reports/ · {0}/vqa/", out.display());
-                return Ok(ExitCode::SUCCESS);
+                println!(
+                    "  shards {} ({} resumed) · volumes with report/mask contradictions {} · errors {}",
+                    s.shards, s.shards_resumed, s.volumes_flagged, s.errors
+                );
+                println!(
+                    "  output    {0}/grounded_reports/ · {0}/vqa/ · {0}/structured_findings/",
+                    out.display()
+                );
+                return Ok(if s.errors > 0 {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
             }
             let s = medgrain_pipeline::build(&loaded, &out, &BuildOptions { force, progress })?;
             print_build(&format!("medgrain build {} → {}", path.display(), out.display()), &s);

@@ -368,6 +368,110 @@ fn dedup_join(items: &[&str]) -> String {
     v.join(", ")
 }
 
+/// Findings that are one kind of focal lesion for the purpose of matching a report to lesion masks: a radiologist's
+/// "nodule" may be a mask's "mass", and "lesion" covers them all.
+fn kind(finding: &str) -> &str {
+    match finding {
+        "nodule" | "mass" | "hypodense lesion" | "cyst" | "lesion" => "focal lesion",
+        f => f,
+    }
+}
+
+/// Whether two anatomy paths can name the same place: equal, or one inside the other.
+fn compatible(a: &str, b: &str) -> bool {
+    under(a, b) || under(b, a)
+}
+
+fn side_of(path: &str) -> Option<&'static str> {
+    if path.contains("right") {
+        Some("right")
+    } else if path.contains("left") {
+        Some("left")
+    } else {
+        None
+    }
+}
+
+/// Checks a report against the lesion masks of its volume (RadGPT-style). Sets each lesion's `reported`
+/// ("present" | "negated" | "not mentioned") and `reported_size_mm`, and returns the contradictions as QC flags:
+/// - `unreported_lesion:F@R` — a mask of finding F in region R that the report never states;
+/// - `negated_but_masked:F@R` — the report negates F, yet a mask of it exists;
+/// - `laterality_mismatch:F@R` — the report states F only on the other side;
+/// - `location_mismatch:F@R` — the report states F only in another region;
+/// - `size_mismatch:F@R` — the report's size and the mask's long axis differ by more than 20 %;
+/// - `reported_without_mask:F@R` — (when `lesion_masks_given`) a stated, certain focal lesion (nodule, mass,
+///   lesion, cyst) with no mask of its kind at that place. Effusions are not checked this way: lesion-mask
+///   collections rarely segment them.
+pub fn report_mask_flags(
+    sentences: &[GroundedSentence],
+    lesions: &mut [medgrain_records::LesionFindings],
+    lesion_masks_given: bool,
+) -> Vec<String> {
+    let stated: Vec<&crate::Finding> = sentences.iter().flat_map(|s| s.grounding.findings.iter()).collect();
+    let mut flags = Vec::new();
+    for l in lesions.iter_mut() {
+        let tag = format!("{}@{}", l.finding, leaf(&l.anatomy));
+        let at = |f: &crate::Finding| f.anatomy.as_deref().is_none_or(|a| compatible(a, &l.anatomy));
+        let same_kind = |f: &crate::Finding| kind(&f.finding) == kind(&l.finding);
+        // Stated here (any word of its kind); stated only elsewhere (its own word); negated here or by name.
+        let here: Vec<&&crate::Finding> = stated.iter().filter(|f| same_kind(f) && !f.negated && at(f)).collect();
+        let present: Vec<&&crate::Finding> = stated.iter().filter(|f| f.finding == l.finding && !f.negated).collect();
+        let negated = stated
+            .iter()
+            .any(|f| f.negated && (f.finding == l.finding || (same_kind(f) && at(f))));
+        if !here.is_empty() {
+            l.reported = "present".into();
+            let measured = l.measurements.long_axis_mm;
+            l.reported_size_mm = here.iter().filter_map(|f| f.size_mm).min_by(|a, b| {
+                let d = |x: f64| measured.map_or(0.0, |m| (x - m).abs());
+                d(*a).total_cmp(&d(*b))
+            });
+            if let (Some(r), Some(m)) = (l.reported_size_mm, measured) {
+                if (m - r).abs() > 0.2 * r {
+                    flags.push(format!("size_mismatch:{tag}"));
+                }
+            }
+        } else if !present.is_empty() {
+            l.reported = "present".into();
+            let other_side = present.iter().any(|f| {
+                let a = f.anatomy.as_deref().unwrap_or("");
+                matches!((side_of(a), side_of(&l.anatomy)), (Some(x), Some(y)) if x != y)
+            });
+            flags.push(format!(
+                "{}:{tag}",
+                if other_side {
+                    "laterality_mismatch"
+                } else {
+                    "location_mismatch"
+                }
+            ));
+        } else if negated {
+            l.reported = "negated".into();
+            flags.push(format!("negated_but_masked:{tag}"));
+        } else {
+            l.reported = "not mentioned".into();
+            flags.push(format!("unreported_lesion:{tag}"));
+        }
+    }
+    if lesion_masks_given {
+        for f in stated.iter().filter(|f| !f.negated && !f.uncertain) {
+            let k = kind(&f.finding);
+            if k != "focal lesion" {
+                continue;
+            }
+            let place = f.anatomy.as_deref().unwrap_or("lung");
+            let covered = lesions
+                .iter()
+                .any(|l| kind(&l.finding) == k && compatible(place, &l.anatomy));
+            let tag = format!("reported_without_mask:{}@{}", f.finding, leaf(place));
+            if !covered && !flags.contains(&tag) {
+                flags.push(tag);
+            }
+        }
+    }
+    flags
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,108 +618,4 @@ mod tests {
             .iter()
             .any(|r| r.question_type == "abnormality" && r.anatomy.as_deref() == Some("pleura") && r.answer == "No"));
     }
-}
-
-/// Findings that are one kind of focal lesion for the purpose of matching a report to lesion masks: a radiologist's
-/// "nodule" may be a mask's "mass", and "lesion" covers them all.
-fn kind(finding: &str) -> &str {
-    match finding {
-        "nodule" | "mass" | "hypodense lesion" | "cyst" | "lesion" => "focal lesion",
-        f => f,
-    }
-}
-
-/// Whether two anatomy paths can name the same place: equal, or one inside the other.
-fn compatible(a: &str, b: &str) -> bool {
-    under(a, b) || under(b, a)
-}
-
-fn side_of(path: &str) -> Option<&'static str> {
-    if path.contains("right") {
-        Some("right")
-    } else if path.contains("left") {
-        Some("left")
-    } else {
-        None
-    }
-}
-
-/// Checks a report against the lesion masks of its volume (RadGPT-style). Sets each lesion's `reported`
-/// ("present" | "negated" | "not mentioned") and `reported_size_mm`, and returns the contradictions as QC flags:
-/// - `unreported_lesion:F@R` — a mask of finding F in region R that the report never states;
-/// - `negated_but_masked:F@R` — the report negates F, yet a mask of it exists;
-/// - `laterality_mismatch:F@R` — the report states F only on the other side;
-/// - `location_mismatch:F@R` — the report states F only in another region;
-/// - `size_mismatch:F@R` — the report's size and the mask's long axis differ by more than 20 %;
-/// - `reported_without_mask:F@R` — (when `lesion_masks_given`) a stated, certain focal lesion (nodule, mass,
-///   lesion, cyst) with no mask of its kind at that place. Effusions are not checked this way: lesion-mask
-///   collections rarely segment them.
-pub fn report_mask_flags(
-    sentences: &[GroundedSentence],
-    lesions: &mut [medgrain_records::LesionFindings],
-    lesion_masks_given: bool,
-) -> Vec<String> {
-    let stated: Vec<&crate::Finding> = sentences.iter().flat_map(|s| s.grounding.findings.iter()).collect();
-    let mut flags = Vec::new();
-    for l in lesions.iter_mut() {
-        let tag = format!("{}@{}", l.finding, leaf(&l.anatomy));
-        let at = |f: &crate::Finding| f.anatomy.as_deref().is_none_or(|a| compatible(a, &l.anatomy));
-        let same_kind = |f: &crate::Finding| kind(&f.finding) == kind(&l.finding);
-        // Stated here (any word of its kind); stated only elsewhere (its own word); negated here or by name.
-        let here: Vec<&&crate::Finding> = stated.iter().filter(|f| same_kind(f) && !f.negated && at(f)).collect();
-        let present: Vec<&&crate::Finding> = stated.iter().filter(|f| f.finding == l.finding && !f.negated).collect();
-        let negated = stated
-            .iter()
-            .any(|f| f.negated && (f.finding == l.finding || (same_kind(f) && at(f))));
-        if !here.is_empty() {
-            l.reported = "present".into();
-            let measured = l.measurements.long_axis_mm;
-            l.reported_size_mm = here.iter().filter_map(|f| f.size_mm).min_by(|a, b| {
-                let d = |x: f64| measured.map_or(0.0, |m| (x - m).abs());
-                d(*a).total_cmp(&d(*b))
-            });
-            if let (Some(r), Some(m)) = (l.reported_size_mm, measured) {
-                if (m - r).abs() > 0.2 * r {
-                    flags.push(format!("size_mismatch:{tag}"));
-                }
-            }
-        } else if !present.is_empty() {
-            l.reported = "present".into();
-            let other_side = present.iter().any(|f| {
-                let a = f.anatomy.as_deref().unwrap_or("");
-                matches!((side_of(a), side_of(&l.anatomy)), (Some(x), Some(y)) if x != y)
-            });
-            flags.push(format!(
-                "{}:{tag}",
-                if other_side {
-                    "laterality_mismatch"
-                } else {
-                    "location_mismatch"
-                }
-            ));
-        } else if negated {
-            l.reported = "negated".into();
-            flags.push(format!("negated_but_masked:{tag}"));
-        } else {
-            l.reported = "not mentioned".into();
-            flags.push(format!("unreported_lesion:{tag}"));
-        }
-    }
-    if lesion_masks_given {
-        for f in stated.iter().filter(|f| !f.negated && !f.uncertain) {
-            let k = kind(&f.finding);
-            if k != "focal lesion" {
-                continue;
-            }
-            let place = f.anatomy.as_deref().unwrap_or("lung");
-            let covered = lesions
-                .iter()
-                .any(|l| kind(&l.finding) == k && compatible(place, &l.anatomy));
-            let tag = format!("reported_without_mask:{}@{}", f.finding, leaf(place));
-            if !covered && !flags.contains(&tag) {
-                flags.push(tag);
-            }
-        }
-    }
-    flags
 }

@@ -95,12 +95,27 @@ impl Ontology {
             .find(|n| n.path == path || n.also.iter().any(|a| a == path))
     }
 
-    /// The node a TotalSegmentator class attaches to (the most specific one listing it).
+    /// The node a mask class attaches to: the most specific node listing it as a TotalSegmentator class, else (SAT
+    /// and other natural-language names such as "left kidney" or "Right lung upper lobe") the node whose name or
+    /// report phrasing equals it, case and underscores aside.
     pub fn node_for_class(&self, class: &str) -> Option<&AnatomyNode> {
         self.nodes
             .iter()
             .filter(|n| n.totalseg.iter().any(|c| c == class))
             .max_by_key(|n| n.depth())
+            .or_else(|| {
+                let name = class.trim().to_lowercase().replace('_', " ");
+                let by_leaf = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.path.rsplit('/').next() == Some(name.as_str()));
+                by_leaf.or_else(|| {
+                    self.phrases
+                        .iter()
+                        .find(|(p, _)| *p == name)
+                        .map(|(_, i)| &self.nodes[*i])
+                })
+            })
     }
 
     /// Where a finding usually sits when the text names no place (e.g. "pleural effusion" → "pleura").
@@ -128,6 +143,8 @@ pub const FINDINGS: &[(&str, &[&str])] = &[
             "pericardial effusion",
             "pericardial fluid",
             "pericardial effusion-thickening",
+            "pericardial thickening-effusion",
+            "pericardial thickening or effusion",
         ],
     ),
     (
@@ -243,70 +260,124 @@ pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
     // "effusion" alone right after "pericardial" is already the pericardial one; a bare "lesion" inside a longer
     // known finding phrase was consumed by the longest match.
     finding_hits.dedup_by(|a, b| a.index == b.index && a.start == b.start);
+    // "pleural or pericardial effusion": one phrase, two findings.
+    for cue in [
+        "pleural or pericardial effusion",
+        "pleural and pericardial effusion",
+        "pleural and pericardial effusions",
+    ] {
+        let mut from = 0;
+        while let Some(p) = lower[from..].find(cue) {
+            let start = from + p;
+            if let Some(i) = FINDINGS.iter().position(|(n, _)| *n == "pleural effusion") {
+                finding_hits.push(Match {
+                    start,
+                    end: start + "pleural".len(),
+                    index: i,
+                });
+            }
+            from = start + cue.len();
+        }
+    }
+    finding_hits.sort_by_key(|m| m.start);
+    // Anatomy words inside a finding's own phrase ("pleural" in "pleural effusion") place that finding only.
+    let anatomy_hits: Vec<Match> = anatomy_hits
+        .into_iter()
+        .filter(|a| !finding_hits.iter().any(|f| a.start >= f.start && a.end <= f.end))
+        .collect();
     let sizes = parse_sizes(&lower);
+    // Distance in bytes, plus a penalty when a clause break stands between (a place across "and a 4 mm nodule in
+    // …" or a ";" belongs to the other statement).
+    let gap = |a: (usize, usize), b: (usize, usize)| -> usize {
+        let (lo, hi) = if a.0 >= b.1 { (b.1, a.0) } else { (a.1, b.0.max(a.1)) };
+        let between = &lower[lo..hi];
+        let crosses = [";", ",", " and ", " but ", " whereas ", " while "]
+            .iter()
+            .any(|b| between.contains(b));
+        (hi - lo) + if crosses { 60 } else { 0 }
+    };
     let mut findings: Vec<Finding> = Vec::new();
     for hit in &finding_hits {
         let name = FINDINGS[hit.index].0;
         let negated = text::is_negated(&lower, hit.start, hit.end);
         let uncertain = text::is_uncertain(&lower, hit.start, hit.end);
-        // The nearest anatomy mention in the sentence, else the finding's usual place.
+        let laterality = text::laterality_near(&lower, hit.start, hit.end);
+        // The nearest anatomy mention in the sentence, else the finding's usual place (on the stated side).
         let nearest = anatomy_hits
             .iter()
-            .filter(|a| !(a.start >= hit.start && a.end <= hit.end))
-            .min_by_key(|a| {
-                if a.start >= hit.end {
-                    a.start - hit.end
-                } else {
-                    hit.start.saturating_sub(a.end)
-                }
-            })
+            .min_by_key(|a| gap((a.start, a.end), (hit.start, hit.end)))
             .map(|a| ont.nodes[a.index].path.clone());
+        let usual = || {
+            let u = ont.finding_anatomy.get(name).cloned();
+            match (u.as_deref(), laterality.as_deref()) {
+                (Some("lung"), Some(side @ ("left" | "right"))) => Some(format!("lung/{side} lung")),
+                _ => u,
+            }
+        };
         let anatomy = match (name, nearest) {
-            // Where the finding's own phrase names its anatomy (pleural/pericardial), keep it.
+            // Where the finding's own phrase names its anatomy (pleural/pericardial/cardiac), keep it.
             (
-                "pleural effusion" | "pneumothorax" | "pleural thickening" | "pericardial effusion" | "lymphadenopathy",
+                "pleural effusion"
+                | "pneumothorax"
+                | "pleural thickening"
+                | "pericardial effusion"
+                | "cardiomegaly"
+                | "lymphadenopathy"
+                | "hiatal hernia",
                 _,
             ) => ont.finding_anatomy.get(name).cloned(),
             (_, Some(n)) => Some(n),
-            (_, None) => ont.finding_anatomy.get(name).cloned(),
+            (_, None) => usual(),
         };
-        let size_mm = sizes
-            .iter()
-            .min_by_key(|s| {
-                if s.start >= hit.end {
-                    s.start - hit.end
-                } else {
-                    hit.start.saturating_sub(s.end)
-                }
-            })
-            .map(|s| s.mm);
-        // Sizes belong to one finding: attach only to the finding closest to them.
-        let laterality = text::laterality_near(&lower, hit.start, hit.end);
         findings.push(Finding {
             finding: name.to_string(),
             negated,
             uncertain,
-            size_mm,
+            size_mm: None,
             anatomy,
             laterality,
         });
     }
-    // A size attaches to the finding nearest to it only.
+    // Each size belongs to one finding: the one it describes ("a 3 mm calcified nodule" → the head noun
+    // "nodule"; "a nodule measuring 1.8 cm with ground-glass" → "nodule"), else the nearest.
     for s in &sizes {
-        let owner = finding_hits
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, h)| {
-                if s.start >= h.end {
-                    s.start - h.end
-                } else {
-                    h.start.saturating_sub(s.end)
-                }
-            })
-            .map(|(i, _)| i);
-        for (i, f) in findings.iter_mut().enumerate() {
-            if Some(i) != owner && f.size_mm == Some(s.mm) {
-                f.size_mm = None;
+        let measuring = finding_hits.iter().rposition(|h| {
+            h.end <= s.start && {
+                let between = lower[h.end..s.start].trim();
+                [
+                    "measuring",
+                    "measures",
+                    "measured",
+                    "of",
+                    "measuring up to",
+                    "measuring approximately",
+                    "up to",
+                ]
+                .iter()
+                .any(|w| between == *w || between.ends_with(&format!(" {w}")) && !between.contains([',', ';']))
+                    && between.split_whitespace().count() <= 4
+            }
+        });
+        let owner = measuring.or_else(|| {
+            finding_hits
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, h)| gap((s.start, s.end), (h.start, h.end)))
+                .map(|(i, _)| i)
+        });
+        // A finding word right before another ("calcified nodule") is an adjective of it.
+        let owner = owner.map(|mut i| {
+            while i + 1 < finding_hits.len()
+                && finding_hits[i].start > s.end
+                && lower[finding_hits[i].end..finding_hits[i + 1].start].trim().is_empty()
+            {
+                i += 1;
+            }
+            i
+        });
+        if let Some(i) = owner {
+            if findings[i].size_mm.is_none() {
+                findings[i].size_mm = Some(s.mm);
             }
         }
     }
@@ -446,6 +517,34 @@ mod tests {
         assert_eq!(n.size_mm, Some(15.0));
         let r = g("Trachea and both main bronchi are open.");
         assert!(!r.abnormal && r.anatomy.contains(&"trachea and bronchie".to_string()));
+    }
+
+    #[test]
+    fn mask_classes_attach_to_the_most_specific_node() {
+        let ont = Ontology::embedded().unwrap();
+        let path = |c: &str| ont.node_for_class(c).map(|n| n.path.as_str());
+        assert_eq!(path("rib_left_5"), Some("bone/rib/left rib/left rib 5"));
+        assert_eq!(path("vertebrae_T12"), Some("bone/spine/thoracic spine/T12 vertebra"));
+        assert_eq!(path("kidney_right"), Some("abdomen/kidney/right kidney"));
+        // SAT-style names
+        assert_eq!(path("left kidney"), Some("abdomen/kidney/left kidney"));
+        assert_eq!(
+            path("Right lung upper lobe"),
+            Some("lung/right lung/right lung upper lobe")
+        );
+        assert_eq!(path("no such organ"), None);
+        let r = g("Degenerative changes are seen in the T12 vertebra; the 5th rib on the left is fractured.");
+        assert!(
+            r.anatomy
+                .contains(&"bone/spine/thoracic spine/T12 vertebra".to_string()),
+            "{:?}",
+            r.anatomy
+        );
+        assert!(
+            r.anatomy.contains(&"bone/rib/left rib/left rib 5".to_string()),
+            "{:?}",
+            r.anatomy
+        );
     }
 
     #[test]

@@ -258,6 +258,46 @@ const POST_NEGATION: &[&str] = &[
     "was excluded",
     "were excluded",
     "is excluded",
+    "not evident",
+    "not apparent",
+    "no longer",
+    "resolved",
+    "disappeared",
+];
+
+/// Phrases that contain a negation word but negate nothing about the finding ("no significant change in the mass").
+const PSEUDO_NEGATION: &[&str] = &[
+    "no significant interval change",
+    "no significant change",
+    "no interval change",
+    "no change",
+    "not changed",
+    "not significantly changed",
+];
+
+/// Verbs that end a list of findings: a post-negation cue after one of them belongs to another statement.
+const VERBS: &[&str] = &[
+    " is ",
+    " are ",
+    " was ",
+    " were ",
+    " seen",
+    " observed",
+    " noted",
+    " present",
+    " detected",
+    " shows ",
+];
+
+const AUXILIARIES: &[&str] = &[
+    " is",
+    " are",
+    " was",
+    " were",
+    " has been",
+    " have been",
+    " has",
+    " have",
 ];
 
 /// Whether the finding at `[start, end)` is negated. Negation cues before it count up to the clause start;
@@ -267,7 +307,7 @@ pub fn is_negated(text: &str, start: usize, end: usize) -> bool {
     let (lo, hi) = clause(text, start, end);
     // Blank out uncertainty phrases so their "not" does not read as negation.
     let mut c = text[lo..hi].to_string();
-    for u in UNCERTAIN {
+    for u in UNCERTAIN.iter().chain(PSEUDO_NEGATION) {
         while let Some(p) = c.find(u) {
             c.replace_range(p..p + u.len(), &" ".repeat(u.len()));
         }
@@ -277,9 +317,22 @@ pub fn is_negated(text: &str, start: usize, end: usize) -> bool {
     if PRE_NEGATION.iter().any(|cue| before.contains(&format!(" {cue}"))) {
         return true;
     }
+    // A cue after the finding negates it when only list material (other findings, commas, "and"/"or",
+    // places) stands between them: "nodules, consolidation and effusion were not observed".
     let after = &c[e..];
-    let after = after.split(',').next().unwrap_or(after);
-    POST_NEGATION.iter().any(|cue| after.contains(cue))
+    let Some(cue_at) = POST_NEGATION.iter().filter_map(|cue| after.find(cue)).min() else {
+        return false;
+    };
+    let mut between = format!(" {} ", after[..cue_at].trim_end());
+    for aux in AUXILIARIES {
+        if between.trim_end().ends_with(aux) {
+            let keep = between.trim_end().len() - aux.len();
+            between.truncate(keep);
+            between.push(' ');
+            break;
+        }
+    }
+    !VERBS.iter().any(|v| between.contains(v))
 }
 
 /// Whether an uncertainty cue shares the finding's clause.
@@ -344,6 +397,14 @@ mod tests {
         let t = "a nodule is seen; pneumothorax was not observed";
         assert!(!is_negated(t, 2, 8));
         assert!(is_negated(t, 18, 29));
+        let t = "nodules, consolidation and pleural effusion were not observed";
+        assert!(is_negated(t, 0, 7) && is_negated(t, 9, 22) && is_negated(t, 27, 43));
+        let t = "a nodule is seen in the rul and effusion was not observed";
+        assert!(!is_negated(t, 2, 8));
+        let t = "no significant change in the left upper lobe mass";
+        assert!(!is_negated(t, 45, 49));
+        let t = "the previously seen consolidation has resolved";
+        assert!(is_negated(t, 20, 33));
         let t = "malignancy cannot be excluded";
         assert!(!is_negated(t, 0, 10) && is_uncertain(t, 0, 10));
     }

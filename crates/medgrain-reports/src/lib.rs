@@ -8,7 +8,7 @@ pub mod text;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use text::{find_phrases, parse_sizes, Match};
+use text::{parse_sizes, Match, PhraseSet};
 
 /// Errors of report processing.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,7 @@ pub struct Ontology {
     pub nodes: Vec<AnatomyNode>,
     /// (lower-case phrase, node index), longest phrases first.
     phrases: Vec<(String, usize)>,
+    phrase_set: PhraseSet,
     finding_anatomy: BTreeMap<String, String>,
 }
 
@@ -81,9 +82,12 @@ impl Ontology {
             });
         }
         phrases.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        let list: Vec<(&str, usize)> = phrases.iter().map(|(p, i)| (p.as_str(), *i)).collect();
+        let phrase_set = PhraseSet::new(&list);
         Ok(Ontology {
             nodes,
             phrases,
+            phrase_set,
             finding_anatomy: spec.finding_anatomy,
         })
     }
@@ -130,8 +134,7 @@ impl Ontology {
     }
 
     fn anatomy_matches(&self, lower: &str) -> Vec<Match> {
-        let list: Vec<(&str, usize)> = self.phrases.iter().map(|(p, i)| (p.as_str(), *i)).collect();
-        find_phrases(lower, &list)
+        self.phrase_set.find(lower)
     }
 }
 
@@ -251,12 +254,16 @@ pub fn split_sentences(text: &str) -> Vec<String> {
 pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
     let lower = sentence.to_lowercase();
     let anatomy_hits = ont.anatomy_matches(&lower);
-    let finding_list: Vec<(&str, usize)> = FINDINGS
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (_, ps))| ps.iter().map(move |p| (*p, i)))
-        .collect();
-    let mut finding_hits = find_phrases(&lower, &finding_list);
+    static FINDING_SET: std::sync::OnceLock<PhraseSet> = std::sync::OnceLock::new();
+    let finding_set = FINDING_SET.get_or_init(|| {
+        let list: Vec<(&str, usize)> = FINDINGS
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, ps))| ps.iter().map(move |p| (*p, i)))
+            .collect();
+        PhraseSet::new(&list)
+    });
+    let mut finding_hits = finding_set.find(&lower);
     // "effusion" alone right after "pericardial" is already the pericardial one; a bare "lesion" inside a longer
     // known finding phrase was consumed by the longest match.
     finding_hits.dedup_by(|a, b| a.index == b.index && a.start == b.start);

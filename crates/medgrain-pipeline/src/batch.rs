@@ -128,11 +128,12 @@ pub fn export(loaded: &LoadedConfig, out: &Path, limits: BatchLimits) -> Result<
         files: Vec::new(),
     };
     let mut summary = ExportSummary::default();
+    let knowledge = crate::knowledge::Knowledge::open(loaded)?;
     for scfg in &loaded.config.sources {
         let source = open_source(scfg, loaded)?;
         for sample in source.list()? {
             summary.samples += 1;
-            let body = prepare(source.as_ref(), &sample).and_then(|p| {
+            let body = prepare(source.as_ref(), &sample, knowledge.as_ref()).and_then(|p| {
                 generator
                     .request_body(&p.facts())
                     .map(|(b, k)| (p.record.id.clone(), b, k))

@@ -21,6 +21,27 @@ pub struct BuildConfig {
     pub generator: GeneratorConfig,
     /// The inputs of `recipe = "grounded-reports"`.
     pub reports: Option<ReportsConfig>,
+    /// Retrieval of knowledge passages for triplets (optional).
+    pub knowledge: Option<KnowledgeConfig>,
+}
+
+/// `[knowledge]`: a knowledge base built by `medgrain kb build`, searched once per sample.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    /// The knowledge base folder.
+    pub kb: PathBuf,
+    /// Passages kept per sample.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// "bm25" | "dense" | "hybrid"; default: hybrid when the KB has embeddings and the model is found, else bm25.
+    pub mode: Option<String>,
+    /// all-MiniLM-L6-v2 folder; default `MEDGRAIN_EMBED_MODEL`.
+    pub embed_model: Option<PathBuf>,
+}
+
+fn default_top_k() -> usize {
+    3
 }
 
 /// `[reports]`: a CT-RATE CSV and the masks of its volumes.

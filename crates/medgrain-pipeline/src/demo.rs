@@ -98,6 +98,7 @@ pub fn demo(
         }
     };
     write_atomic(&cfg_path, cfg_text.as_bytes())?;
+    build_starter_kb(out)?;
     let triplets = build(&loaded, out, opts)?;
     let job = crate::reports_recipe::ReportsJob {
         csv: synth_dir.join("3d/reports.csv"),
@@ -117,6 +118,25 @@ pub fn demo(
         reports,
         example,
     })
+}
+
+/// The starter knowledge base shipped with medgrain (`source: "medgrain-starter"`).
+pub const STARTER_KB: &str = include_str!("../../medgrain-knowledge/data/starter_kb.jsonl");
+
+/// Writes the starter corpus to `OUT/kb-corpus/` and builds `OUT/kb` from it, fresh each time (it is small): with
+/// the embedding model when `MEDGRAIN_EMBED_MODEL` names it, else BM25 only.
+fn build_starter_kb(out: &Path) -> Result<(), PipelineError> {
+    let corpus = out.join("kb-corpus");
+    std::fs::create_dir_all(&corpus).map_err(|e| io_err(&corpus, e))?;
+    let file = corpus.join("starter_kb.jsonl");
+    write_atomic(&file, STARTER_KB.as_bytes())?;
+    let kb = out.join("kb");
+    if kb.exists() {
+        std::fs::remove_dir_all(&kb).map_err(|e| io_err(&kb, e))?;
+    }
+    let s = medgrain_knowledge::build(&[file], &kb, &Default::default(), &mut |_, _, _| {})?;
+    tracing::info!(chunks = s.chunks, dense = s.dense, "starter knowledge base built");
+    Ok(())
 }
 
 /// The first volume that has measured lesions: (volume, its findings text, its structured findings block).

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod generator;
 pub mod inspect;
+pub mod knowledge;
 pub mod process;
 pub mod reports_recipe;
 pub mod rois;
@@ -38,6 +39,8 @@ pub enum PipelineError {
     Export(#[from] medgrain_export::ExportError),
     #[error("synthetic corpus: {0}")]
     Synth(#[from] medgrain_synth::SynthError),
+    #[error("knowledge base: {0}")]
+    Knowledge(#[from] medgrain_knowledge::KnowledgeError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -47,6 +50,7 @@ impl PipelineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             PipelineError::Config { .. } | PipelineError::Usage(_) => 2,
+            PipelineError::Knowledge(medgrain_knowledge::KnowledgeError::Usage(_)) => 2,
             _ => 1,
         }
     }

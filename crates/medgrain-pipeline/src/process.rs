@@ -154,7 +154,12 @@ impl Prepared {
 }
 
 /// Loads a sample and extracts its ROIs and caption: everything before the description.
-pub fn prepare(source: &dyn SampleSource, sample: &SampleRef) -> Result<Prepared, SampleError> {
+/// With `knowledge`, the record's `knowledge` column is filled from the knowledge base.
+pub fn prepare(
+    source: &dyn SampleSource,
+    sample: &SampleRef,
+    knowledge: Option<&crate::knowledge::Knowledge>,
+) -> Result<Prepared, SampleError> {
     let loaded = source.load(sample)?;
     let raster = &loaded.raster;
     let (w, h) = (raster.width as usize, raster.height as usize);
@@ -213,6 +218,10 @@ pub fn prepare(source: &dyn SampleSource, sample: &SampleRef) -> Result<Prepared
         },
         qc: Default::default(),
     };
+    let mut record = record;
+    if let Some(k) = knowledge {
+        k.attach(&mut record)?;
+    }
     Ok(Prepared {
         record,
         colour,
@@ -226,7 +235,7 @@ pub fn build_record(
     sample: &SampleRef,
     generator: &dyn Generator,
 ) -> Result<TripletRecord, SampleError> {
-    let prepared = prepare(source, sample)?;
+    let prepared = prepare(source, sample, None)?;
     let generated = generator.generate(&prepared.facts());
     prepared.finish(generated)
 }

@@ -125,15 +125,28 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, SampleError>) -> Result<T, SampleErr
     })
 }
 
+/// What every shard of one build shares.
+struct ShardContext<'a> {
+    config_hash: &'a str,
+    out: &'a Path,
+    generator: &'a dyn Generator,
+    knowledge: Option<&'a crate::knowledge::Knowledge>,
+    bar: &'a ProgressBar,
+}
+
 fn process_shard(
     k: usize,
     shard: &[Planned<'_>],
     plan_hash: &str,
-    config_hash: &str,
-    out: &Path,
-    generator: &dyn Generator,
-    bar: &ProgressBar,
+    cx: &ShardContext<'_>,
 ) -> Result<ShardMarker, PipelineError> {
+    let ShardContext {
+        config_hash,
+        out,
+        generator,
+        knowledge,
+        bar,
+    } = *cx;
     let mut rows: Vec<TripletRecord> = Vec::with_capacity(shard.len());
     let mut errors = Vec::new();
     let mut stats = Stats::default();
@@ -151,7 +164,7 @@ fn process_shard(
     // Stage 1: load and measure every sample (CPU).
     let mut prepared: Vec<(&Planned<'_>, Prepared)> = Vec::with_capacity(shard.len());
     for p in shard {
-        match guarded(|| prepare(p.source, &p.sample)) {
+        match guarded(|| prepare(p.source, &p.sample, knowledge)) {
             Ok(r) => prepared.push((p, r)),
             Err(e) => {
                 record_error(p, e, &mut stats);
@@ -216,7 +229,11 @@ fn read_marker(out: &Path, k: usize) -> Option<ShardMarker> {
 pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<BuildSummary, PipelineError> {
     let started = Instant::now();
     let cfg = &loaded.config;
-    let chash = config_hash(loaded)?;
+    let knowledge = crate::knowledge::Knowledge::open(loaded)?;
+    let chash = match &knowledge {
+        Some(k) => sha256_hex([config_hash(loaded)?, k.fingerprint()]),
+        None => config_hash(loaded)?,
+    };
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let manifest_path = out.join("manifest.json");
     if opts.force {
@@ -304,15 +321,17 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         .num_threads(shard_workers(&cfg.generator, shard_size))
         .build()
         .map_err(|e| PipelineError::Internal(format!("thread pool: {e}")))?;
+    let cx = ShardContext {
+        config_hash: &chash,
+        out,
+        generator: generator.as_ref(),
+        knowledge: knowledge.as_ref(),
+        bar: &bar,
+    };
     let done: Vec<(usize, Result<ShardMarker, PipelineError>)> = pool.install(|| {
         pending
             .par_iter()
-            .map(|&k| {
-                (
-                    k,
-                    process_shard(k, shards[k], &plan_hashes[k], &chash, out, generator.as_ref(), &bar),
-                )
-            })
+            .map(|&k| (k, process_shard(k, shards[k], &plan_hashes[k], &cx)))
             .collect()
     });
     bar.finish_and_clear();

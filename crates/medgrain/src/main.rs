@@ -168,7 +168,12 @@ enum KbAction {
     /// Retrieve passages: {"query", "hits": [{"id", "title", "source", "score", "text"}]}.
     Search {
         kb: PathBuf,
-        query: String,
+        /// The query (or give --queries).
+        #[arg(required_unless_present = "queries")]
+        query: Option<String>,
+        /// A file with one query per line: one JSON object per query, in order (model loaded once).
+        #[arg(long, conflicts_with = "query")]
+        queries: Option<PathBuf>,
         /// JSON output (the default form is text).
         #[arg(long)]
         json: bool,
@@ -624,6 +629,7 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 KbAction::Search {
                     kb,
                     query,
+                    queries,
                     json,
                     top,
                     mode,
@@ -644,20 +650,29 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 None if base.dense() => medgrain_knowledge::Mode::Hybrid,
                 None => medgrain_knowledge::Mode::Bm25,
             };
-            let hits = base.search(&query, top, mode)?;
-            if json {
-                println!("{}", serde_json::json!({"query": query, "hits": hits}));
-            } else {
-                for (i, h) in hits.iter().enumerate() {
-                    println!(
-                        "{}. [{:.4}] {} — {} ({})\n   {}",
-                        i + 1,
-                        h.score,
-                        h.id,
-                        h.title,
-                        h.source,
-                        h.text
-                    );
+            let list: Vec<String> = match (&query, &queries) {
+                (Some(q), _) => vec![q.clone()],
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| PipelineError::Io {
+                        path: f.clone(),
+                        source: e,
+                    })?
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
+            for query in list {
+                let hits = base.search(&query, top, mode)?;
+                if json {
+                    println!("{}", serde_json::json!({"query": query, "hits": hits}));
+                } else {
+                    println!("{query}");
+                    for (i, h) in hits.iter().enumerate() {
+                        println!("{}. [{:.4}] {} — {} ({})", i + 1, h.score, h.id, h.title, h.source);
+                        println!("   {}", h.text);
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -296,20 +296,38 @@ pub fn build(
                 }
             }
         });
-        // Embed in batches, write chunk lines, offsets, vectors, and index.
-        for batch in new_chunks.chunks(32) {
+        // Embed in blocks of 1,024 chunks, each sorted by length into batches of 32 (little padding), then write
+        // chunk lines, offsets, vectors and index entries in the original order.
+        for block in new_chunks.chunks(1024) {
+            let mut vectors: Vec<Vec<f32>> = Vec::new();
             if let Some(e) = &embedder {
-                let texts: Vec<String> = batch.iter().map(passage_text).collect();
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                for v in e.embed(&refs)? {
+                let texts: Vec<String> = block.iter().map(passage_text).collect();
+                let mut order: Vec<usize> = (0..texts.len()).collect();
+                order.sort_by_key(|&i| (texts[i].len(), i));
+                vectors = vec![Vec::new(); texts.len()];
+                // candle runs these small matrix products on one thread: batches go to the cores instead.
+                use rayon::prelude::*;
+                let done: Vec<Result<Vec<Vec<f32>>, KnowledgeError>> = order
+                    .par_chunks(32)
+                    .map(|batch| {
+                        let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+                        e.embed(&refs)
+                    })
+                    .collect();
+                for (batch, vs) in order.chunks(32).zip(done) {
+                    for (&i, v) in batch.iter().zip(vs?) {
+                        vectors[i] = v;
+                    }
+                }
+            }
+            for (j, c) in block.iter().enumerate() {
+                if let Some(v) = vectors.get(j) {
                     for x in v {
                         vec_w
                             .write_all(&x.to_le_bytes())
                             .map_err(|e| KnowledgeError::io(&vec_path, e))?;
                     }
                 }
-            }
-            for c in batch {
                 let ord = manifest.chunks as u64;
                 let mut line = serde_json::to_vec(c).map_err(|e| KnowledgeError::Index(e.to_string()))?;
                 line.push(b'\n');

@@ -109,8 +109,19 @@ pub struct BuildSummary {
     pub reports: Vec<FileReport>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 of a file's content, streamed.
+fn file_sha256(path: &Path) -> Result<String, KnowledgeError> {
+    let mut f = std::fs::File::open(path).map_err(|e| KnowledgeError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| KnowledgeError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn text_key(text: &str) -> u64 {
@@ -220,7 +231,7 @@ pub fn build(
         out.join("chunks.idx"),
         out.join("vectors.f32"),
     );
-    let mut offsets = read_offsets(&idx_path, manifest.chunks)?;
+    let offsets = read_offsets(&idx_path, manifest.chunks)?;
     let end = match offsets.last() {
         Some(&last) => last + line_len(&chunks_path, last)?,
         None => 0,
@@ -247,7 +258,6 @@ pub fn build(
             manifest.chunks
         )));
     }
-    let mut writer = bm25.writer()?;
     let open_append = |p: &Path| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -256,12 +266,15 @@ pub fn build(
             .map(std::io::BufWriter::new)
             .map_err(|e| KnowledgeError::io(p, e))
     };
-    let (mut chunks_w, mut idx_w, mut vec_w) = (
-        open_append(&chunks_path)?,
-        open_append(&idx_path)?,
-        open_append(&vec_path)?,
-    );
-    let mut pos = end;
+    let mut sink = Sink {
+        embedder: embedder.as_ref(),
+        chunks_w: open_append(&chunks_path)?,
+        idx_w: open_append(&idx_path)?,
+        vec_w: open_append(&vec_path)?,
+        paths: [chunks_path.clone(), idx_path.clone(), vec_path.clone()],
+        writer: bm25.writer()?,
+        pos: end,
+    };
     let mut summary = BuildSummary {
         dense: embedder.is_some(),
         ..Default::default()
@@ -277,85 +290,57 @@ pub fn build(
     };
     for (fi, path) in files.iter().enumerate() {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| KnowledgeError::io(path, e))?;
-        let hash = sha256_hex(&bytes);
+        let hash = file_sha256(path)?;
         if known.contains(&hash) || manifest.files.iter().any(|f| f.sha256 == hash) {
             summary.files_already_ingested += 1;
             continue;
         }
-        let mut new_chunks: Vec<Chunk> = Vec::new();
+        // Chunks go out in blocks of 1,024 while the file is read (memory stays flat for huge files): each block is
+        // embedded in length-sorted batches of 32 (little padding), then written in the original order.
+        let mut pending: Vec<Chunk> = Vec::new();
+        let mut file_chunks = 0usize;
+        let mut failure: Option<KnowledgeError> = None;
         let report = ingest::read_file(path, &name, &mut |doc| {
             summary.documents += 1;
             manifest.documents += 1;
             for c in chunk_document(&doc, chunk_opts, counter) {
                 if seen.insert(text_key(&c.text)) {
-                    new_chunks.push(c);
+                    pending.push(c);
                 } else {
                     summary.duplicates += 1;
                     manifest.duplicates += 1;
                 }
             }
+            if pending.len() >= 1024 && failure.is_none() {
+                file_chunks += pending.len();
+                if let Err(e) = sink.write_block(&pending, &mut manifest, &mut summary) {
+                    failure = Some(e);
+                }
+                pending.clear();
+            }
         });
-        // Embed in blocks of 1,024 chunks, each sorted by length into batches of 32 (little padding), then write
-        // chunk lines, offsets, vectors and index entries in the original order.
-        for block in new_chunks.chunks(1024) {
-            let mut vectors: Vec<Vec<f32>> = Vec::new();
-            if let Some(e) = &embedder {
-                let texts: Vec<String> = block.iter().map(passage_text).collect();
-                let mut order: Vec<usize> = (0..texts.len()).collect();
-                order.sort_by_key(|&i| (texts[i].len(), i));
-                vectors = vec![Vec::new(); texts.len()];
-                // candle runs these small matrix products on one thread: batches go to the cores instead.
-                use rayon::prelude::*;
-                let done: Vec<Result<Vec<Vec<f32>>, KnowledgeError>> = order
-                    .par_chunks(32)
-                    .map(|batch| {
-                        let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-                        e.embed(&refs)
-                    })
-                    .collect();
-                for (batch, vs) in order.chunks(32).zip(done) {
-                    for (&i, v) in batch.iter().zip(vs?) {
-                        vectors[i] = v;
-                    }
-                }
-            }
-            for (j, c) in block.iter().enumerate() {
-                if let Some(v) = vectors.get(j) {
-                    for x in v {
-                        vec_w
-                            .write_all(&x.to_le_bytes())
-                            .map_err(|e| KnowledgeError::io(&vec_path, e))?;
-                    }
-                }
-                let ord = manifest.chunks as u64;
-                let mut line = serde_json::to_vec(c).map_err(|e| KnowledgeError::Index(e.to_string()))?;
-                line.push(b'\n');
-                chunks_w
-                    .write_all(&line)
-                    .map_err(|e| KnowledgeError::io(&chunks_path, e))?;
-                idx_w
-                    .write_all(&pos.to_le_bytes())
-                    .map_err(|e| KnowledgeError::io(&idx_path, e))?;
-                offsets.push(pos);
-                pos += line.len() as u64;
-                writer.add(ord, &c.title, &c.text)?;
-                manifest.chunks += 1;
-                manifest.tokens += c.tokens;
-                summary.tokens += c.tokens;
-                summary.chunks += 1;
-            }
+        if let Some(e) = failure {
+            return Err(e);
         }
+        file_chunks += pending.len();
+        sink.write_block(&pending, &mut manifest, &mut summary)?;
         summary.files_read += 1;
         summary.problems += report.problem_count();
         on_file(&report, fi + 1, total_files);
         manifest.files.push(FileEntry {
             sha256: hash,
-            chunks: new_chunks.len(),
+            chunks: file_chunks,
             report: report.clone(),
         });
         summary.reports.push(report);
     }
+    let Sink {
+        mut chunks_w,
+        mut idx_w,
+        mut vec_w,
+        writer,
+        ..
+    } = sink;
     for (w, p) in [
         (&mut chunks_w, &chunks_path),
         (&mut idx_w, &idx_path),
@@ -371,6 +356,78 @@ pub fn build(
     std::fs::rename(&tmp, out.join("kb.json")).map_err(|e| KnowledgeError::io(out, e))?;
     summary.total_chunks = manifest.chunks;
     Ok(summary)
+}
+
+/// Where a build writes: the chunk lines, their offsets, the vectors and the BM25 index.
+struct Sink<'a> {
+    embedder: Option<&'a Embedder>,
+    chunks_w: std::io::BufWriter<std::fs::File>,
+    idx_w: std::io::BufWriter<std::fs::File>,
+    vec_w: std::io::BufWriter<std::fs::File>,
+    paths: [PathBuf; 3],
+    writer: bm25::Bm25Writer,
+    pos: u64,
+}
+
+impl Sink<'_> {
+    fn write_block(
+        &mut self,
+        block: &[Chunk],
+        manifest: &mut Manifest,
+        summary: &mut BuildSummary,
+    ) -> Result<(), KnowledgeError> {
+        let [chunks_path, idx_path, vec_path] = &self.paths;
+        let (chunks_w, idx_w, vec_w) = (&mut self.chunks_w, &mut self.idx_w, &mut self.vec_w);
+        let writer = &mut self.writer;
+        let embedder = &self.embedder;
+        let pos = &mut self.pos;
+        let mut vectors: Vec<Vec<f32>> = Vec::new();
+        if let Some(e) = &embedder {
+            let texts: Vec<String> = block.iter().map(passage_text).collect();
+            let mut order: Vec<usize> = (0..texts.len()).collect();
+            order.sort_by_key(|&i| (texts[i].len(), i));
+            vectors = vec![Vec::new(); texts.len()];
+            // candle runs these small matrix products on one thread: batches go to the cores instead.
+            use rayon::prelude::*;
+            let done: Vec<Result<Vec<Vec<f32>>, KnowledgeError>> = order
+                .par_chunks(32)
+                .map(|batch| {
+                    let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+                    e.embed(&refs)
+                })
+                .collect();
+            for (batch, vs) in order.chunks(32).zip(done) {
+                for (&i, v) in batch.iter().zip(vs?) {
+                    vectors[i] = v;
+                }
+            }
+        }
+        for (j, c) in block.iter().enumerate() {
+            if let Some(v) = vectors.get(j) {
+                for x in v {
+                    vec_w
+                        .write_all(&x.to_le_bytes())
+                        .map_err(|e| KnowledgeError::io(vec_path, e))?;
+                }
+            }
+            let ord = manifest.chunks as u64;
+            let mut line = serde_json::to_vec(c).map_err(|e| KnowledgeError::Index(e.to_string()))?;
+            line.push(b'\n');
+            chunks_w
+                .write_all(&line)
+                .map_err(|e| KnowledgeError::io(chunks_path, e))?;
+            idx_w
+                .write_all(&pos.to_le_bytes())
+                .map_err(|e| KnowledgeError::io(idx_path, e))?;
+            *pos += line.len() as u64;
+            writer.add(ord, &c.title, &c.text)?;
+            manifest.chunks += 1;
+            manifest.tokens += c.tokens;
+            summary.tokens += c.tokens;
+            summary.chunks += 1;
+        }
+        Ok(())
+    }
 }
 
 /// The text embedded for a passage: title and text, as indexed for BM25.
@@ -401,6 +458,24 @@ fn read_offsets(path: &Path, n: usize) -> Result<Vec<u64>, KnowledgeError> {
         .chunks_exact(8)
         .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
         .collect())
+}
+
+/// Reads `n` little-endian f32 values in 1 MiB pieces (peak memory: the vectors, not twice their size).
+fn read_vectors(path: &Path, n: usize) -> Result<Vec<f32>, KnowledgeError> {
+    let mut f = std::fs::File::open(path).map_err(|e| KnowledgeError::io(path, e))?;
+    let mut out = Vec::with_capacity(n);
+    let mut buf = vec![0u8; 1 << 20];
+    while out.len() < n {
+        let want = ((n - out.len()) * 4).min(buf.len());
+        f.read_exact(&mut buf[..want])
+            .map_err(|e| KnowledgeError::Usage(format!("{}: truncated vectors ({e}); rebuild", path.display())))?;
+        out.extend(
+            buf[..want]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    }
+    Ok(out)
 }
 
 fn line_len(path: &Path, offset: u64) -> Result<u64, KnowledgeError> {
@@ -475,20 +550,7 @@ impl KnowledgeBase {
             match dense::model_dir(model) {
                 Some(md) => {
                     let p = dir.join("vectors.f32");
-                    let bytes = std::fs::read(&p).map_err(|e| KnowledgeError::io(&p, e))?;
-                    let need = 4 * m.dim * manifest.chunks;
-                    if bytes.len() < need {
-                        return Err(KnowledgeError::Usage(format!(
-                            "{}: truncated vectors; rebuild",
-                            p.display()
-                        )));
-                    }
-                    vectors = Some(
-                        bytes[..need]
-                            .chunks_exact(4)
-                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                            .collect(),
-                    );
+                    vectors = Some(read_vectors(&p, m.dim * manifest.chunks)?);
                     embedder = Some(Embedder::load(&md)?);
                 }
                 None => tracing::warn!(

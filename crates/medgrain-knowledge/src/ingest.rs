@@ -118,6 +118,18 @@ pub fn read_file(path: &Path, name: &str, emit: &mut dyn FnMut(Document)) -> Fil
             return report;
         }
     };
+    // PubMed baseline files and large JSONL dumps come gzip'd.
+    let bytes = if name.ends_with(".gz") {
+        use std::io::Read;
+        let mut out = Vec::new();
+        if let Err(e) = flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out) {
+            report.problem("unreadable", format!("gzip: {e}"));
+            return report;
+        }
+        out
+    } else {
+        bytes
+    };
     match format {
         "jsonl" => read_jsonl(&bytes, name, &mut report, emit),
         "pubmed-xml" => read_pubmed(&bytes, &mut report, emit),
@@ -398,6 +410,17 @@ mod tests {
         );
         assert!(docs.is_empty());
         assert_eq!(r.problems["invalid_xml"], 1, "{r:?}");
+    }
+
+    #[test]
+    fn gzip_inputs_are_read() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"{\"id\":\"z\",\"text\":\"Gzip passage.\"}\n").unwrap();
+        let (docs, r) = read("c.jsonl.gz", &gz.finish().unwrap());
+        assert_eq!((docs.len(), r.format.as_str()), (1, "jsonl"));
+        let (docs, r) = read("bad.jsonl.gz", b"not gzip");
+        assert!(docs.is_empty() && r.problems["unreadable"] == 1);
     }
 
     #[test]

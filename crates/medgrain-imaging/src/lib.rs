@@ -2,6 +2,7 @@
 //! encoding PNG, reading NIfTI-1/2 ([`nifti_read`]) and writing NIfTI-1 volumes, and [`probe`] summaries. Pixels are never altered on read; conversions for display
 //! (luminance, 8-bit) are explicit functions.
 
+pub mod dicom;
 mod nifti;
 pub mod nifti_read;
 pub mod probe;

@@ -38,10 +38,35 @@ pub fn probe(path: &Path) -> Result<Value> {
         source,
     })?;
     if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        return Err(ImagingError::Unsupported {
-            path: path.to_path_buf(),
-            reason: "DICOM is not supported yet".into(),
-        });
+        drop(bytes);
+        let d = crate::dicom::read_dicom(path)?;
+        let raw = stats(d.values.iter().copied());
+        let scaled = match d.rescale {
+            Some((s, i)) => stats(d.values.iter().map(|v| v * s + i)),
+            None => raw.clone(),
+        };
+        let affine = d.affine();
+        let orientation: Option<String> = affine.and_then(|a| axcodes(&a).iter().copied().collect::<Option<String>>());
+        return Ok(json!({
+            "path": path.display().to_string(),
+            "format": "dicom",
+            "shape": d.shape(),
+            "dtype": d.dtype(),
+            "raw": raw,
+            "scaled": scaled,
+            "spacing_mm": d.pixel_spacing,
+            "affine": affine,
+            "orientation": orientation,
+            "modality": d.modality,
+            "transfer_syntax": d.transfer_syntax,
+            "transfer_syntax_name": d.transfer_syntax_name,
+            "photometric": d.photometric,
+            "frames": d.frames,
+            "bits_allocated": d.bits_allocated,
+            "bits_stored": d.bits_stored,
+            "rescale": d.rescale.map(|(s, i)| json!({"slope": s, "intercept": i})),
+            "window": d.window.map(|(c, w)| json!({"center": c, "width": w})),
+        }));
     }
     if is_nifti(&bytes) {
         let img = read_nifti(path)?;

@@ -1,0 +1,143 @@
+"""`medgrain probe` on every DICOM file with pixel data in pydicom's own test set, against pydicom (with pylibjpeg,
+pylibjpeg-openjpeg, pylibjpeg-libjpeg and pyjpegls) computed in the same run: shape, raw and scaled (modality LUT)
+min/max/sum, pixel spacing. Exact for lossless and uncompressed transfer syntaxes; lossy JPEG within a stated
+tolerance. Files one side cannot read are listed, and the list is asserted so a fix or a regression shows."""
+import json
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.pixels import apply_modality_lut
+
+ROOT = Path(pydicom.__file__).parent / "data/test_files"
+LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.81"}
+# What medgrain cannot decode yet (and why), asserted exactly:
+OURS_FAIL = {
+    "JPEGLSNearLossless_08.dcm": "JPEG-LS (CharLS not built: needs cmake)",
+    "JPEGLSNearLossless_16.dcm": "JPEG-LS",
+    "MR_small_jpeg_ls_lossless.dcm": "JPEG-LS",
+    "SC_rgb_jls_lossy_line.dcm": "JPEG-LS",
+    "SC_rgb_jls_lossy_sample.dcm": "JPEG-LS",
+    "JPGExtended.dcm": "12-bit JPEG (jpeg-decoder has no 12-bit support)",
+    "SC_rgb_rle_32bit.dcm": "RLE with 32 bits allocated (dicom-rs)",
+    "SC_rgb_rle_32bit_2frame.dcm": "RLE with 32 bits allocated",
+    "rtdose_rle.dcm": "RLE with 32 bits allocated",
+    "rtdose_rle_1frame.dcm": "RLE with 32 bits allocated",
+    "SC_ybr_full_422_uncompressed.dcm": "native YBR_FULL_422 (dicom-rs)",
+    "SC_rgb_jpeg.dcm": "JPEG stream dicom-rs rejects",
+}
+# Lossy files where the decoders disagree beyond the tolerance (Adobe APP14 'no colour transform' RGB JPEG):
+KNOWN_DIFFERENT = {"SC_jpeg_no_color_transform.dcm"}
+
+
+def pixel_files():
+    out = []
+    for p in sorted(ROOT.rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in (".dcm", ""):
+            continue
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=False)
+        except Exception:
+            continue
+        if "PixelData" in ds:
+            out.append((p, ds))
+    return out
+
+
+@pytest.fixture(scope="module")
+def compared(medgrain_bin):
+    files = pixel_files()
+    assert len(files) >= 80, len(files)
+    rows = []
+    for p, ds in files:
+        warnings.simplefilter("ignore")
+        try:
+            ref = ds.pixel_array
+            ref_err = None
+        except Exception as e:  # listed, not hidden
+            ref, ref_err = None, f"{type(e).__name__}: {e}"
+        r = subprocess.run([medgrain_bin, "-q", "probe", str(p), "--json"], capture_output=True, text=True)
+        ours = json.loads(r.stdout.splitlines()[0])
+        assert ("error" in ours) == (r.returncode == 1), (p, r.returncode)
+        ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+        rows.append({"name": str(p.relative_to(ROOT)), "ds": ds, "ref": ref, "ref_err": ref_err, "ours": ours, "ts": ts})
+    return rows
+
+
+def test_lossless_files_match_pydicom_exactly(compared):
+    exact = 0
+    for row in compared:
+        ours, ref = row["ours"], row["ref"]
+        if ref is None or "error" in ours or row["ts"] in LOSSY:
+            continue
+        assert ours["shape"] == list(ref.shape), row["name"]
+        raw = ref.astype(np.float64)
+        assert ours["raw"]["min"] == raw.min() and ours["raw"]["max"] == raw.max(), row["name"]
+        assert ours["raw"]["sum"] == raw.sum(), row["name"]
+        ds = row["ds"]
+        if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+            scaled = np.asarray(apply_modality_lut(ref, ds), dtype=np.float64)
+            assert ours["scaled"]["min"] == pytest.approx(scaled.min(), abs=1e-9), row["name"]
+            assert ours["scaled"]["sum"] == pytest.approx(scaled.sum(), rel=1e-12), row["name"]
+        if "PixelSpacing" in ds:
+            assert ours["spacing_mm"] == [float(x) for x in ds.PixelSpacing], row["name"]
+        assert ours["transfer_syntax"] == row["ts"]
+        exact += 1
+    print(f"\n{exact} lossless/uncompressed files equal to pydicom")
+    assert exact >= 60
+
+
+def test_lossy_files_within_tolerance(compared):
+    checked = 0
+    for row in compared:
+        ours, ref = row["ours"], row["ref"]
+        if ref is None or "error" in ours or row["ts"] not in LOSSY:
+            continue
+        assert ours["shape"] == list(ref.shape), row["name"]
+        mean_ours = ours["raw"]["sum"] / ref.size
+        mean_ref = float(ref.astype(np.float64).mean())
+        # Tolerance: mean within 1 % of the dtype range (JPEG decoders may round and upsample chroma differently).
+        tol = 0.01 * (2 ** ds_bits(row["ds"]) - 1)
+        ok = abs(mean_ours - mean_ref) <= tol
+        print(f"{row['name']}: mean {mean_ours:.3f} vs pydicom {mean_ref:.3f} ({'ok' if ok else 'DIFFERENT'})")
+        assert ok == (row["name"] not in KNOWN_DIFFERENT), row["name"]
+        checked += 1
+    assert checked >= 10
+
+
+def ds_bits(ds):
+    return int(ds.get("BitsStored", ds.BitsAllocated))
+
+
+def test_files_only_one_side_reads_are_listed(compared):
+    ours_fail = {r["name"]: r["ours"]["error"] for r in compared if "error" in r["ours"] and r["ref"] is not None}
+    theirs_fail = {r["name"]: r["ref_err"] for r in compared if r["ref"] is None and "error" not in r["ours"]}
+    both_fail = [r["name"] for r in compared if r["ref"] is None and "error" in r["ours"]]
+    print("\nmedgrain cannot read (pydicom can):")
+    for k, v in ours_fail.items():
+        print(f"  {k}: {OURS_FAIL.get(k, '?')} — {v[-120:]}")
+    print("pydicom cannot read (medgrain can):", theirs_fail or "none")
+    print("neither reads:", both_fail or "none")
+    assert set(ours_fail) == set(OURS_FAIL)
+    # the error names the transfer syntax for codec gaps
+    for k, v in ours_fail.items():
+        if "JPEG-LS" in OURS_FAIL[k] or "RLE" in OURS_FAIL[k]:
+            assert "transfer syntax 1.2.840.10008" in v, (k, v)
+    assert not theirs_fail
+
+
+def test_truncated_and_non_dicom_files_are_error_lines(medgrain_bin, tmp_path):
+    good = ROOT / "CT_small.dcm"
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(good.read_bytes()[:5000])
+    fake = tmp_path / "fake.dcm"
+    fake.write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 64)
+    r = subprocess.run([medgrain_bin, "-q", "probe", str(cut), str(good), str(fake), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    lines = [json.loads(l) for l in r.stdout.splitlines()]
+    assert "error" in lines[0] and "error" not in lines[1] and "error" in lines[2]
+    assert lines[1]["modality"] == "CT" and lines[1]["rescale"]["intercept"] == -1024

@@ -92,13 +92,7 @@ pub fn check(facts: &SampleFacts<'_>, description: &str, sections: &Sections) ->
             }
         }
     }
-    if let Some(region) = facts.organ.and_then(vocab::organ_region) {
-        for (other, words) in ORGAN_REGIONS.iter().filter(|(r, _)| *r != region) {
-            if words.iter().any(|w| mentions(&text, w)) {
-                flags.push(format!("contradicts_organ:{other}"));
-            }
-        }
-    }
+    flags.extend(organ_contradictions(facts, &text));
     // A single lateralised ROI: the text must not put it on the other side.
     if let [roi] = facts.rois {
         if let Some(side) = roi.side.as_deref() {
@@ -112,7 +106,27 @@ pub fn check(facts: &SampleFacts<'_>, description: &str, sections: &Sections) ->
     if abnormal && facts.rois.is_empty() {
         flags.push("note:disease_without_roi".to_string());
     }
-    // Findings named as present that the record does not support (neither a recorded disease nor an ROI label).
+    flags.extend(unsupported_findings(facts, &text));
+    let passed = flags.iter().all(|f| f.starts_with("note:"));
+    Qc { passed, flags }
+}
+
+/// `contradicts_organ:REGION` for every other body region `text` names (the record's organ is known).
+pub(crate) fn organ_contradictions(facts: &SampleFacts<'_>, text: &str) -> Vec<String> {
+    let Some(region) = facts.organ.and_then(vocab::organ_region) else {
+        return Vec::new();
+    };
+    ORGAN_REGIONS
+        .iter()
+        .filter(|(r, _)| *r != region)
+        .filter(|(_, words)| words.iter().any(|w| mentions(text, w)))
+        .map(|(other, _)| format!("contradicts_organ:{other}"))
+        .collect()
+}
+
+/// `finding_not_in_metadata:F` for findings `text` names as present that the record does not support (neither a
+/// recorded disease nor an ROI label contains them).
+pub(crate) fn unsupported_findings(facts: &SampleFacts<'_>, text: &str) -> Vec<String> {
     let known: String = facts
         .diseases
         .iter()
@@ -121,17 +135,12 @@ pub fn check(facts: &SampleFacts<'_>, description: &str, sections: &Sections) ->
         .collect::<Vec<_>>()
         .join(" ")
         .to_ascii_lowercase();
-    for finding in FINDINGS {
-        let stem = &finding[..finding.len().min(7)];
-        if known.contains(stem) {
-            continue;
-        }
-        if mentions_affirmed(&text, finding) {
-            flags.push(format!("finding_not_in_metadata:{finding}"));
-        }
-    }
-    let passed = flags.iter().all(|f| f.starts_with("note:"));
-    Qc { passed, flags }
+    FINDINGS
+        .iter()
+        .filter(|finding| !known.contains(&finding[..finding.len().min(7)]))
+        .filter(|finding| mentions_affirmed(text, finding))
+        .map(|finding| format!("finding_not_in_metadata:{finding}"))
+        .collect()
 }
 
 #[cfg(test)]

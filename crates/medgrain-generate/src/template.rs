@@ -273,20 +273,11 @@ impl TemplateWriter {
 }
 
 /// A sentence of a retrieved passage that supports the local–global statement: it names one of the recorded
-/// diagnoses, and every finding word it affirms is recorded for this sample (so the text never claims a finding
-/// the record lacks). Passages are tried best first; none qualifies → no knowledge sentence.
+/// diagnoses, and the QC finds nothing in it (no finding the record lacks, no other body region). Passages are tried best first; none qualifies → no knowledge sentence.
 fn supporting_knowledge(f: &SampleFacts<'_>, abnormal: &[&str]) -> Option<(String, String)> {
     if abnormal.is_empty() {
         return None;
     }
-    let recorded: String = f
-        .diseases
-        .iter()
-        .map(String::as_str)
-        .chain(f.rois.iter().map(|r| r.label.as_str()))
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
     for k in f.knowledge {
         for sentence in medgrain_reports::split_sentences(&k.text) {
             let lower = sentence.to_lowercase();
@@ -296,10 +287,10 @@ fn supporting_knowledge(f: &SampleFacts<'_>, abnormal: &[&str]) -> Option<(Strin
                 let list: Vec<(&str, usize)> = forms.iter().map(|f| (f.as_str(), 0)).collect();
                 !medgrain_reports::text::find_phrases(&lower, &list).is_empty()
             });
-            let only_recorded = crate::qc::FINDINGS
-                .iter()
-                .all(|w| !lower.contains(w) || recorded.contains(w));
-            if names_diagnosis && only_recorded {
+            // The QC's own rules judge the sentence, so a quoted passage never fails QC.
+            let consistent = crate::qc::unsupported_findings(f, &lower).is_empty()
+                && crate::qc::organ_contradictions(f, &lower).is_empty();
+            if names_diagnosis && consistent {
                 let id = k.id.split('#').next().unwrap_or(&k.id).to_string();
                 return Some((id, sentence));
             }

@@ -129,6 +129,13 @@ fn shape3(shape: &[usize]) -> Option<[usize; 3]> {
     }
 }
 
+/// A mask file and its 3D shape.
+fn read_mask(p: &Path) -> Result<(medgrain_imaging::nifti_read::NiftiImage, [usize; 3]), String> {
+    let img = read_nifti(p).map_err(|e| e.to_string())?;
+    let shape = shape3(&img.header.shape).ok_or_else(|| format!("not a 3D mask: shape {:?}", img.header.shape))?;
+    Ok((img, shape))
+}
+
 /// Organ masks (as one label volume), CT statistics per organ, and every lesion measured and placed.
 fn measure_volume(
     ont: &Ontology,
@@ -166,16 +173,12 @@ fn measure_volume(
     let mut labels: Vec<u16> = Vec::new();
     let mut organs: Vec<OrganFindings> = Vec::new();
     for p in nifti_files(&job.root.join(&job.masks).join(stem)) {
-        let img = match read_nifti(&p) {
-            Ok(i) => i,
+        let (img, shape) = match read_mask(&p) {
+            Ok(x) => x,
             Err(e) => {
-                err(&p, "mask", e.to_string());
+                err(&p, "mask", e);
                 continue;
             }
-        };
-        let Some(shape) = shape3(&img.header.shape) else {
-            err(&p, "mask", format!("not a 3D mask: shape {:?}", img.header.shape));
-            continue;
         };
         match grid {
             Some((s, _)) if s != shape => {
@@ -231,16 +234,12 @@ fn measure_volume(
         return (organs, lesions);
     };
     for p in nifti_files(&job.root.join(dir).join(stem)) {
-        let img = match read_nifti(&p) {
-            Ok(i) => i,
+        let (img, shape) = match read_mask(&p) {
+            Ok(x) => x,
             Err(e) => {
-                err(&p, "lesion", e.to_string());
+                err(&p, "lesion", e);
                 continue;
             }
-        };
-        let Some(shape) = shape3(&img.header.shape) else {
-            err(&p, "lesion", format!("not a 3D mask: shape {:?}", img.header.shape));
-            continue;
         };
         if grid.is_some_and(|(s, _)| s != shape) {
             err(&p, "lesion", "lesion mask grid differs from the volume's".into());

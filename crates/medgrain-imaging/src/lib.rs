@@ -3,6 +3,7 @@
 //! (luminance, 8-bit) are explicit functions.
 
 pub mod dicom;
+pub mod dicom_series;
 mod nifti;
 pub mod nifti_read;
 pub mod probe;

@@ -31,6 +31,55 @@ fn is_nifti(head: &[u8]) -> bool {
         || (head.len() >= 8 && (&head[4..8] == b"n+2\0" || &head[4..8] == b"ni2\0"))
 }
 
+/// Probes a path: a file gives one object; a folder gives one object per DICOM series in it (files grouped by
+/// SeriesInstanceUID, slices ordered by position) followed by one error object per unreadable DICOM file.
+pub fn probe_path(path: &Path) -> Vec<Result<Value>> {
+    if !path.is_dir() {
+        return vec![probe(path)];
+    }
+    let (volumes, errors) = match crate::dicom_series::read_series_dir(path) {
+        Ok(x) => x,
+        Err(e) => return vec![Err(e)],
+    };
+    if volumes.is_empty() && errors.is_empty() {
+        return vec![Err(ImagingError::InvalidVolume {
+            path: path.to_path_buf(),
+            reason: "no DICOM files in this folder".into(),
+        })];
+    }
+    let mut out: Vec<Result<Value>> = volumes
+        .into_iter()
+        .map(|v| {
+            v.map(|v| {
+                let st = stats(v.values.iter().copied());
+                let orientation: Option<String> = axcodes(&v.affine).iter().copied().collect::<Option<String>>();
+                json!({
+                    "path": path.display().to_string(),
+                    "format": "dicom-series",
+                    "series_uid": v.series_uid,
+                    "shape": v.shape,
+                    "dtype": "float64",
+                    "raw": st,
+                    "scaled": st,
+                    "spacing_mm": v.spacing,
+                    "affine": v.affine,
+                    "orientation": orientation,
+                    "modality": v.modality,
+                    "transfer_syntax": null,
+                    "photometric": null,
+                    "frames": v.shape[2],
+                    "slice_positions_mm": v.positions,
+                    "gaps": v.gaps.iter().map(|(i, d)| json!({"before_slice": i, "step_mm": d})).collect::<Vec<_>>(),
+                    "irregular_spacing": v.irregular,
+                    "files": v.files.iter().map(|f| f.strip_prefix(path).unwrap_or(f).display().to_string()).collect::<Vec<_>>(),
+                })
+            })
+        })
+        .collect();
+    out.extend(errors.into_iter().map(Err));
+    out
+}
+
 /// Probes one file.
 pub fn probe(path: &Path) -> Result<Value> {
     let bytes = std::fs::read(path).map_err(|source| ImagingError::Io {

@@ -99,6 +99,7 @@ enum Command {
     },
     /// Facts about images and volumes (NIfTI-1/2, PNG, JPEG, TIFF), one JSON object per line.
     Probe {
+        /// Files, or folders of DICOM files (one line per series: slices ordered by position, gaps reported).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// JSON lines (the only output form).
@@ -534,14 +535,16 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
         Command::Probe { files, json: _ } => {
             let mut failed = false;
             for f in &files {
-                let line = match medgrain_imaging::probe::probe(f) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        failed = true;
-                        serde_json::json!({"path": f.display().to_string(), "error": e.to_string()})
-                    }
-                };
-                println!("{line}");
+                for r in medgrain_imaging::probe::probe_path(f) {
+                    let line = match r {
+                        Ok(v) => v,
+                        Err(e) => {
+                            failed = true;
+                            serde_json::json!({"path": f.display().to_string(), "error": e.to_string()})
+                        }
+                    };
+                    println!("{line}");
+                }
             }
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }

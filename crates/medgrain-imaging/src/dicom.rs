@@ -101,8 +101,20 @@ fn err(path: &Path, reason: impl std::fmt::Display) -> ImagingError {
     }
 }
 
-/// Reads and decodes one DICOM file.
+/// Reads and decodes one DICOM file. A panic inside the DICOM libraries on a malformed file (mutation testing
+/// found one in a codec) becomes an error for this file.
 pub fn read_dicom(path: &Path) -> Result<DicomImage> {
+    std::panic::catch_unwind(|| read_dicom_inner(path)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(err(path, format!("the DICOM decoder failed on malformed data ({msg})")))
+    })
+}
+
+fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
     let obj = OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| err(path, format!("not a readable DICOM file: {e}")))?;

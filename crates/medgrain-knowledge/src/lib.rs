@@ -206,6 +206,17 @@ pub fn build(
             None
         }
     };
+    if let (Some(Some(m)), Some(e)) = (previous.as_ref().map(|p| p.model.as_ref()), embedder.as_ref()) {
+        if m.dim != e.dim {
+            return Err(KnowledgeError::Usage(format!(
+                "{} holds {}-dimensional embeddings; the model in {} gives {}: use the model the KB was built with",
+                out.display(),
+                m.dim,
+                model_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+                e.dim
+            )));
+        }
+    }
     let mut manifest = previous.unwrap_or(Manifest {
         format: FORMAT,
         model: embedder.as_ref().map(|e| ModelInfo {
@@ -279,7 +290,7 @@ pub fn build(
         dense: embedder.is_some(),
         ..Default::default()
     };
-    let known: HashSet<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();
+    let mut known: HashSet<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();
     let files = ingest::input_files(inputs).map_err(|e| KnowledgeError::Usage(e.to_string()))?;
     let total_files = files.len();
     let word_estimate = WordEstimate;
@@ -291,7 +302,8 @@ pub fn build(
     for (fi, path) in files.iter().enumerate() {
         let name = path.display().to_string();
         let hash = file_sha256(path)?;
-        if known.contains(&hash) || manifest.files.iter().any(|f| f.sha256 == hash) {
+        // Already in the KB, or given twice in this run.
+        if !known.insert(hash.clone()) {
             summary.files_already_ingested += 1;
             continue;
         }

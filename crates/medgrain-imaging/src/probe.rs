@@ -82,12 +82,18 @@ pub fn probe_path(path: &Path) -> Vec<Result<Value>> {
 
 /// Probes one file.
 pub fn probe(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
+    let io = |source| ImagingError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        drop(bytes);
+    };
+    // The DICOM magic sits at byte 128; dicom-rs reads the file itself, so only the head is read here for it.
+    let mut head = Vec::with_capacity(132);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, 132),
+        &mut head,
+    )
+    .map_err(io)?;
+    if head.len() == 132 && &head[128..132] == b"DICM" {
         let d = crate::dicom::read_dicom(path)?;
         let raw = stats(d.values.iter().copied());
         let scaled = match d.rescale {
@@ -117,6 +123,7 @@ pub fn probe(path: &Path) -> Result<Value> {
             "window": d.window.map(|(c, w)| json!({"center": c, "width": w})),
         }));
     }
+    let bytes = std::fs::read(path).map_err(io)?;
     if is_nifti(&bytes) {
         let img = read_nifti(path)?;
         let h = &img.header;

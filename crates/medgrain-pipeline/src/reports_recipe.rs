@@ -349,11 +349,16 @@ fn process_volume(ont: &Ontology, job: &ReportsJob, report: &ReportRecord) -> Vo
         .trim_end_matches(".gz")
         .trim_end_matches(".nii")
         .to_string();
+    // The volume's mask files, listed once (not a stat per grounded row).
+    let present: std::collections::HashSet<String> = nifti_files(&job.root.join(&job.masks).join(&stem))
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+        .collect();
     let mask_of = |path: &str| -> Option<String> {
         let node = ont.node(path)?;
         node.totalseg.iter().find_map(|class| {
-            let rel = format!("{}/{stem}/{class}.nii.gz", job.masks);
-            job.root.join(&rel).is_file().then_some(rel)
+            let file = format!("{class}.nii.gz");
+            present.contains(&file).then(|| format!("{}/{stem}/{file}", job.masks))
         })
     };
     let mut counts = ReportsSummary {

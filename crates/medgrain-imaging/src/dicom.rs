@@ -5,10 +5,15 @@
 //!
 //! Stored values are read from the decoded bytes ourselves rather than through dicom-rs' typed conversions, so
 //! 1-bit (SEG) and 32-bit (RT dose) pixel data work too; values are in pydicom's `pixel_array` order (frames, rows,
-//! columns, samples). JPEG-LS (needs CharLS and cmake) and other codecs not compiled in give an error naming the
-//! transfer syntax.
+//! columns, samples). RLE Lossless is decoded here (any bit depth, 32-bit included); native YBR_FULL_422 is
+//! upsampled, and YCbCr stored natively or in RLE is converted to RGB exactly as pydicom's `pixel_array` does
+//! (JPEG decoders already return RGB). JPEG-LS comes from CharLS (dicom-rs `charls`, built with cmake). Codecs not
+//! compiled in (12-bit JPEG) give an error naming the transfer syntax. [`DicomImage::render_frame`] makes the
+//! 8-bit display image: modality LUT, VOI window, MONOCHROME1 inversion.
 
-use crate::{ImagingError, Result};
+use crate::render::dicom_voi_linear;
+use crate::{ImagingError, PixelData, Raster, Result};
+use dicom_core::VR;
 use dicom_dictionary_std::tags;
 use dicom_object::{OpenFileOptions, Tag};
 use dicom_pixeldata::PixelDecoder;
@@ -94,6 +99,80 @@ impl DicomImage {
     }
 }
 
+impl DicomImage {
+    /// Modality-LUT output (HU for CT) of one grey frame, rows × columns.
+    pub fn scaled_frame(&self, frame: usize) -> Option<Vec<f64>> {
+        let n = self.rows * self.columns * self.samples_per_pixel;
+        let raw = self.values.get(frame * n..(frame + 1) * n)?;
+        let (slope, intercept) = self.rescale.unwrap_or((1.0, 0.0));
+        Some(raw.iter().map(|v| v * slope + intercept).collect())
+    }
+
+    /// One frame for display, 8-bit: grey frames go through the modality LUT and then DICOM's linear VOI window —
+    /// `window` if given, else the file's first WindowCenter/Width, else the frame's full range — and MONOCHROME1
+    /// is inverted (its low values are white). Colour frames (RGB; YCbCr already converted on read) are scaled
+    /// from their stored bit depth to 8 bits.
+    pub fn render_frame(&self, frame: usize, window: Option<(f64, f64)>) -> std::result::Result<Raster, String> {
+        if frame >= self.frames {
+            return Err(format!("frame {frame} is outside 0..{}", self.frames));
+        }
+        let values = self
+            .scaled_frame(frame)
+            .ok_or("pixel data is shorter than its frames")?;
+        let (width, height) = (self.columns as u32, self.rows as u32);
+        if self.samples_per_pixel == 3 {
+            let max = ((1u64 << self.bits_stored.clamp(1, 32)) - 1) as f64;
+            let data = values
+                .iter()
+                .map(|&v| (v / max * 255.0).round().clamp(0.0, 255.0) as u8)
+                .collect();
+            return Ok(Raster {
+                width,
+                height,
+                channels: 3,
+                data: PixelData::U8(data),
+                format: "dicom",
+            });
+        }
+        if self.samples_per_pixel != 1 {
+            return Err(format!(
+                "{} samples per pixel cannot be displayed",
+                self.samples_per_pixel
+            ));
+        }
+        let (centre, width_w) = window.or(self.window).unwrap_or_else(|| {
+            let (lo, hi) = values
+                .iter()
+                .filter(|v| v.is_finite())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            if lo.is_finite() {
+                ((lo + hi + 1.0) / 2.0, (hi - lo + 1.0).max(1.0))
+            } else {
+                (0.5, 1.0)
+            }
+        });
+        let invert = self.photometric == "MONOCHROME1";
+        let data = values
+            .iter()
+            .map(|&v| {
+                let g = dicom_voi_linear(v, centre, width_w);
+                if invert {
+                    255 - g
+                } else {
+                    g
+                }
+            })
+            .collect();
+        Ok(Raster {
+            width,
+            height,
+            channels: 1,
+            data: PixelData::U8(data),
+            format: "dicom",
+        })
+    }
+}
+
 fn err(path: &Path, reason: impl std::fmt::Display) -> ImagingError {
     ImagingError::Decode {
         path: path.to_path_buf(),
@@ -120,12 +199,48 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         .map_err(|e| err(path, format!("not a readable DICOM file: {e}")))?;
     let ts = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
     let ts_name = dicom_transfer_syntax_name(&ts);
-    let int = |tag: Tag| obj.element(tag).ok().and_then(|e| e.to_int::<i64>().ok());
-    let floats = |tag: Tag| obj.element(tag).ok().and_then(|e| e.to_multi_float64().ok());
+    // Some writers store known attributes with VR UN (pydicom's rtdose_rle.dcm does); pydicom reads them by the
+    // dictionary's VR. Their value is then the characters as bytes, which must be read as text, not as numbers.
+    let element_text = |tag: Tag| -> Option<String> {
+        let e = obj.element(tag).ok()?;
+        if e.vr() == VR::UN {
+            let b = e.to_bytes().ok()?;
+            Some(String::from_utf8_lossy(&b).into_owned())
+        } else {
+            e.to_str().ok().map(|s| s.into_owned())
+        }
+    };
+    // Decimal and integer strings are parsed from their text; binary floats converted directly.
+    let floats = |tag: Tag| {
+        let e = obj.element(tag).ok()?;
+        if matches!(e.vr(), VR::DS | VR::IS | VR::UN) {
+            let v: Option<Vec<f64>> = element_text(tag)?
+                .trim_end_matches(['\0', ' '])
+                .split('\\')
+                .map(|x| x.trim().parse::<f64>().ok())
+                .collect();
+            return v.filter(|v| !v.is_empty());
+        }
+        e.to_multi_float64().ok()
+    };
+    let int = |tag: Tag| {
+        let e = obj.element(tag).ok()?;
+        match e.vr() {
+            VR::IS => floats(tag)?.first().map(|v| *v as i64),
+            // UN: an integer string, or a binary US/UL (little endian in every UN-capable transfer syntax)
+            VR::UN => floats(tag).and_then(|v| v.first().map(|x| *x as i64)).or_else(|| {
+                let b = e.to_bytes().ok()?;
+                match b.len() {
+                    2 => Some(u16::from_le_bytes([b[0], b[1]]) as i64),
+                    4 => Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64),
+                    _ => None,
+                }
+            }),
+            _ => e.to_int::<i64>().ok(),
+        }
+    };
     let text = |tag: Tag| {
-        obj.element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
+        element_text(tag)
             .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
             .filter(|s| !s.is_empty())
     };
@@ -151,12 +266,48 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         });
     }
     let photometric = text(tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
-    let decoded = obj.decode_pixel_data().map_err(|e| ImagingError::Unsupported {
+    let n = n as usize;
+    let unsupported = |e: String| ImagingError::Unsupported {
         path: path.to_path_buf(),
         reason: format!("transfer syntax {ts} ({ts_name}): {e}"),
-    })?;
-    let n = n as usize;
-    let mut bytes = decoded.data().to_vec();
+    };
+    let pixel_element = obj
+        .element(tags::PIXEL_DATA)
+        .map_err(|_| err(path, "no Pixel Data: not an image"))?;
+    let mut bytes = if ts == RLE_LOSSLESS {
+        // Our own RLE decoder: dicom-rs' rejects 32 bits allocated (RT dose, 32-bit RGB).
+        let fragments = pixel_element
+            .value()
+            .fragments()
+            .ok_or_else(|| unsupported("RLE pixel data is not encapsulated".into()))?;
+        let geometry = RleGeometry {
+            rows: rows as usize,
+            columns: columns as usize,
+            samples: samples as usize,
+            bytes_per_sample: (bits_allocated as usize).div_ceil(8),
+        };
+        decode_rle_frames(fragments, frames as usize, &geometry).map_err(unsupported)?
+    } else if photometric == "YBR_FULL_422" && NATIVE.contains(&ts.as_str()) && samples == 3 && bits_allocated == 8 {
+        // Native YBR_FULL_422 stores two luma samples per shared chroma pair: Y0 Y1 Cb Cr.
+        let raw = pixel_element
+            .to_bytes()
+            .map_err(|e| unsupported(format!("pixel data: {e}")))?;
+        upsample_ybr_422(&raw, frames as usize, rows as usize, columns as usize).map_err(unsupported)?
+    } else {
+        obj.decode_pixel_data()
+            .map_err(|e| unsupported(e.to_string()))?
+            .data()
+            .to_vec()
+    };
+    // YCbCr stored as is (native or RLE) is turned into RGB, as pydicom's `pixel_array` does; JPEG decoders have
+    // already done this for JPEG-coded YCbCr.
+    if (ts == RLE_LOSSLESS || NATIVE.contains(&ts.as_str()))
+        && matches!(photometric.as_str(), "YBR_FULL" | "YBR_FULL_422")
+        && samples == 3
+        && bits_allocated == 8
+    {
+        ybr_full_to_rgb(&mut bytes);
+    }
     // Explicit VR Big Endian 32-bit data: dicom-rs swaps Pixel Data (OW) in 16-bit words, leaving the two halves of
     // each 32-bit value in big-endian order.
     if ts == "1.2.840.10008.1.2.2" && bits_allocated == 32 {
@@ -211,6 +362,135 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
     })
 }
 
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// Uncompressed transfer syntaxes (pixel data stored as is).
+const NATIVE: [&str; 4] = [
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+];
+
+/// What one RLE frame decodes to.
+struct RleGeometry {
+    rows: usize,
+    columns: usize,
+    samples: usize,
+    bytes_per_sample: usize,
+}
+
+/// Decodes RLE Lossless pixel data (DICOM PS3.5 annex G) into little-endian, pixel-interleaved bytes, every frame in
+/// order. Each frame is one fragment (G.2); a frame holds `samples × bytes_per_sample` PackBits segments, for each
+/// sample its most significant byte plane first.
+fn decode_rle_frames(fragments: &[Vec<u8>], frames: usize, g: &RleGeometry) -> std::result::Result<Vec<u8>, String> {
+    if fragments.len() < frames {
+        return Err(format!("{} RLE fragments for {frames} frames", fragments.len()));
+    }
+    let pixels = g.rows * g.columns;
+    let bps = g.bytes_per_sample;
+    let frame_len = pixels * g.samples * bps;
+    let mut out = vec![0u8; frame_len * frames];
+    let mut plane = Vec::with_capacity(pixels);
+    for (f, frag) in fragments.iter().take(frames).enumerate() {
+        if frag.len() < 64 {
+            return Err(format!(
+                "RLE frame {f}: {} bytes, shorter than the 64-byte header",
+                frag.len()
+            ));
+        }
+        let word =
+            |i: usize| u32::from_le_bytes([frag[4 * i], frag[4 * i + 1], frag[4 * i + 2], frag[4 * i + 3]]) as usize;
+        let segments = word(0);
+        if segments != g.samples * bps {
+            return Err(format!(
+                "RLE frame {f}: {segments} segments, expected {}",
+                g.samples * bps
+            ));
+        }
+        let frame_out = &mut out[f * frame_len..(f + 1) * frame_len];
+        for seg in 0..segments {
+            let start = word(seg + 1);
+            let end = if seg + 1 < segments { word(seg + 2) } else { frag.len() };
+            let data = frag
+                .get(start..end.min(frag.len()))
+                .filter(|_| start >= 64 && start <= end)
+                .ok_or_else(|| format!("RLE frame {f}: segment {seg} offsets {start}..{end} out of range"))?;
+            unpack_bits(data, pixels, &mut plane).map_err(|e| format!("RLE frame {f} segment {seg}: {e}"))?;
+            let (sample, byte_from_msb) = (seg / bps, seg % bps);
+            let byte_in_le = bps - 1 - byte_from_msb;
+            for (i, &v) in plane.iter().enumerate() {
+                frame_out[(i * g.samples + sample) * bps + byte_in_le] = v;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// PackBits (the RLE segment coding): a header byte n ≥ 0 copies n + 1 literal bytes, n in −127..−1 repeats the
+/// next byte 1 − n times, −128 is a no-op. Exactly `len` bytes are expected; extra output (a pad byte) is dropped.
+fn unpack_bits(data: &[u8], len: usize, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    out.clear();
+    let mut i = 0;
+    while out.len() < len && i < data.len() {
+        let n = data[i] as i8;
+        i += 1;
+        if n >= 0 {
+            let k = n as usize + 1;
+            let lit = data.get(i..i + k).ok_or("literal run past the end of the segment")?;
+            out.extend_from_slice(lit);
+            i += k;
+        } else if n != -128 {
+            let b = *data.get(i).ok_or("repeat run past the end of the segment")?;
+            out.extend(std::iter::repeat_n(b, 1 + (-(n as i16)) as usize));
+            i += 1;
+        }
+    }
+    if out.len() < len {
+        return Err(format!("decoded {} bytes, expected {len}", out.len()));
+    }
+    out.truncate(len);
+    Ok(())
+}
+
+/// Native YBR_FULL_422 (8-bit): each pair of pixels is stored as Y0 Y1 Cb Cr; the chroma pair is repeated for both
+/// pixels, giving full-resolution YCbCr samples (as pydicom's raw decoding does).
+fn upsample_ybr_422(raw: &[u8], frames: usize, rows: usize, columns: usize) -> std::result::Result<Vec<u8>, String> {
+    let stored_row = columns.div_ceil(2) * 4;
+    let need = frames * rows * stored_row;
+    if raw.len() < need {
+        return Err(format!(
+            "YBR_FULL_422 pixel data holds {} bytes, {need} needed",
+            raw.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(frames * rows * columns * 3);
+    for r in 0..frames * rows {
+        let row = &raw[r * stored_row..(r + 1) * stored_row];
+        for c in 0..columns {
+            let q = &row[(c / 2) * 4..(c / 2) * 4 + 4];
+            out.extend_from_slice(&[q[c % 2], q[2], q[3]]);
+        }
+    }
+    Ok(out)
+}
+
+/// YBR_FULL → RGB for 8-bit samples (PS3.3 C.7.6.3.1.2), in pydicom's arithmetic: f32 products, +0.5, floor,
+/// clipped to 0..255, so the result equals pydicom's `convert_color_space`.
+fn ybr_full_to_rgb(bytes: &mut [u8]) {
+    let (cb_g, cr_g) = ((-0.114f64 * 1.772 / 0.587) as f32, (-0.299f64 * 1.402 / 0.587) as f32);
+    for px in bytes.chunks_exact_mut(3) {
+        let (y, cb, cr) = (px[0] as f32, px[1] as f32 - 128.0, px[2] as f32 - 128.0);
+        let rgb = [
+            y + cb * 0.0 + cr * 1.402f32,
+            y + cb * cb_g + cr * cr_g,
+            y + cb * 1.772f32 + cr * 0.0,
+        ];
+        for (o, v) in px.iter_mut().zip(rgb) {
+            *o = (v + 0.5).floor().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
 /// Stored sample values from decoded little-endian bytes: 1-bit data unpacked (LSB first, as DICOM packs it),
 /// signed values sign-extended from `bits_stored`, unsigned values masked to `bits_stored` (as pydicom does).
 fn stored_values(bytes: &[u8], n: usize, bits_allocated: u16, bits_stored: u16, signed: bool) -> Option<Vec<f64>> {
@@ -246,6 +526,26 @@ fn stored_values(bytes: &[u8], n: usize, bits_allocated: u16, bits_stored: u16, 
     }
 }
 
+/// Whether bytes start like a DICOM Part 10 file (128-byte preamble, then `DICM`).
+pub fn is_dicom(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM".as_slice())
+}
+
+/// The modality name records use for a DICOM Modality code (CT, MR → MRI, CR/DX/MG/RG → X-ray, US, PT, …).
+pub fn modality_name(code: &str) -> Option<&'static str> {
+    Some(match code.trim() {
+        "CT" => "CT",
+        "MR" => "MRI",
+        "CR" | "DX" | "DR" | "MG" | "RG" | "RF" | "XA" | "IO" | "PX" => "X-ray",
+        "US" | "IVUS" => "ultrasound",
+        "PT" => "PET",
+        "OCT" | "OPT" => "OCT",
+        "ES" => "endoscopy",
+        "SM" => "histopathology",
+        _ => return None,
+    })
+}
+
 /// The name of a transfer syntax UID (for messages and `probe`).
 pub fn dicom_transfer_syntax_name(uid: &str) -> &'static str {
     match uid {
@@ -271,6 +571,56 @@ pub fn dicom_transfer_syntax_name(uid: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packbits_matches_the_published_example() {
+        // Apple's PackBits technical note example.
+        let data = [
+            0xFE, 0xAA, 0x02, 0x80, 0x00, 0x2A, 0xFD, 0xAA, 0x03, 0x80, 0x00, 0x2A, 0x22, 0xF7, 0xAA,
+        ];
+        let mut want = vec![
+            0xAA, 0xAA, 0xAA, 0x80, 0x00, 0x2A, 0xAA, 0xAA, 0xAA, 0xAA, 0x80, 0x00, 0x2A, 0x22,
+        ];
+        want.extend([0xAA; 10]);
+        let mut out = Vec::new();
+        unpack_bits(&data, want.len(), &mut out).unwrap();
+        assert_eq!(out, want);
+        assert!(unpack_bits(&data, want.len() + 1, &mut out).is_err());
+        assert!(unpack_bits(&[0x05, 1, 2], 6, &mut out).is_err()); // literal run past the end
+    }
+
+    #[test]
+    fn rle_frame_of_16_bit_samples_is_msb_plane_first() {
+        // 1×2 pixels, 16-bit, one sample: segment 1 = high bytes (0x01, 0x02), segment 2 = low bytes (0x10, 0x20).
+        let mut frag = vec![0u8; 64];
+        frag[0] = 2;
+        frag[4] = 64;
+        frag[8] = 67;
+        frag.extend([0x01, 0x01, 0x02, 0x01, 0x10, 0x20]);
+        let g = RleGeometry {
+            rows: 1,
+            columns: 2,
+            samples: 1,
+            bytes_per_sample: 2,
+        };
+        let out = decode_rle_frames(&[frag.clone()], 1, &g).unwrap();
+        assert_eq!(out, [0x10, 0x01, 0x20, 0x02]); // little endian 0x0110, 0x0220
+        assert!(decode_rle_frames(&[frag], 2, &g).is_err()); // a frame short
+    }
+
+    #[test]
+    fn ybr_full_grey_and_primaries() {
+        // Y with neutral chroma is grey; Cr = 255 pushes red up by 1.402 × 127 = 178.05.
+        let mut px = [100, 128, 128, 50, 128, 255];
+        ybr_full_to_rgb(&mut px);
+        assert_eq!(&px[..3], &[100, 100, 100]);
+        assert_eq!(px[3], 228); // floor(50 + 178.054 + 0.5)
+                                // YBR_FULL_422 upsampling: Y0 Y1 Cb Cr shared by both pixels
+        assert_eq!(
+            upsample_ybr_422(&[10, 20, 30, 40], 1, 1, 2).unwrap(),
+            [10, 30, 40, 20, 30, 40]
+        );
+    }
 
     #[test]
     fn stored_values_unpack_bits_and_extend_signs() {

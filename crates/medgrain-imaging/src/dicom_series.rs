@@ -67,6 +67,24 @@ pub fn dicom_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The SeriesInstanceUIDs of the DICOM files under `dir` (sorted, distinct), reading headers only.
+pub fn series_uids(dir: &Path) -> Result<Vec<String>> {
+    let mut uids = std::collections::BTreeSet::new();
+    for p in dicom_files(dir)? {
+        let uid = dicom_object::OpenFileOptions::new()
+            .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+            .open_file(&p)
+            .ok()
+            .and_then(|o| {
+                o.element(dicom_dictionary_std::tags::SERIES_INSTANCE_UID)
+                    .ok()
+                    .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_string()))
+            });
+        uids.insert(uid.unwrap_or_default());
+    }
+    Ok(uids.into_iter().collect())
+}
+
 /// Reads every DICOM file under `dir` and assembles one volume per series (series in UID order). Files that cannot
 /// be read are returned as errors beside the volumes; a series whose slices disagree (size, orientation, missing
 /// geometry) is an error for that series.

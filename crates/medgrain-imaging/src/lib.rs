@@ -1,5 +1,7 @@
 //! Imaging I/O: decoding raster images (PNG, JPEG, TIFF) into typed pixel buffers, reading 2D label maps,
-//! encoding PNG, reading NIfTI-1/2 ([`nifti_read`]) and writing NIfTI-1 volumes, and [`probe`] summaries. Pixels are never altered on read; conversions for display
+//! encoding PNG, DICOM files and series ([`dicom`], [`dicom_series`]), reading NIfTI-1/2 ([`nifti_read`]) and
+//! writing NIfTI-1 volumes, reorientation to RAS ([`reorient`]), display rendering ([`render`]) and [`probe`]
+//! summaries. Pixels are never altered on read; conversions for display
 //! (luminance, 8-bit) are explicit functions.
 
 pub mod dicom;
@@ -9,6 +11,7 @@ pub mod nifti_read;
 pub mod probe;
 mod raster;
 pub mod render;
+pub mod reorient;
 
 pub use nifti::{write_nifti1_gz, NiftiDatatype, NiftiVolume};
 pub use raster::{decode_raster, encode_png, read_label_map, LabelMap, PixelData, Raster};

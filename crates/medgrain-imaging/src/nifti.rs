@@ -12,6 +12,7 @@ use std::path::Path;
 pub enum NiftiDatatype {
     Uint8,
     Int16,
+    Float64,
 }
 
 impl NiftiDatatype {
@@ -19,12 +20,14 @@ impl NiftiDatatype {
         match self {
             NiftiDatatype::Uint8 => 2,
             NiftiDatatype::Int16 => 4,
+            NiftiDatatype::Float64 => 64,
         }
     }
     fn bitpix(self) -> i16 {
         match self {
             NiftiDatatype::Uint8 => 8,
             NiftiDatatype::Int16 => 16,
+            NiftiDatatype::Float64 => 64,
         }
     }
 }

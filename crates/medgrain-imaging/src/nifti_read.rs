@@ -546,7 +546,7 @@ fn det3(m: &[[f64; 3]; 3]) -> f64 {
 
 /// The orthogonal polar factor of a non-singular 3×3 matrix (Newton iteration `R ← (R + R⁻ᵀ) / 2`), which equals
 /// `P·Qᵀ` from its SVD — what nibabel's `io_orientation` uses.
-fn polar(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+pub(crate) fn polar(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     let mut r = m;
     for _ in 0..100 {
         let d = det3(&r);
@@ -581,37 +581,8 @@ fn polar(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
 /// Orientation codes of an affine's voxel axes, as nibabel's `aff2axcodes` (labels R/L, A/P, S/I); `None` for
 /// an axis whose direction is undefined.
 pub fn axcodes(affine: &[[f64; 4]; 4]) -> [Option<char>; 3] {
-    let mut rs = [[0.0; 3]; 3];
-    for j in 0..3 {
-        let mut zoom = (0..3).map(|i| affine[i][j] * affine[i][j]).sum::<f64>().sqrt();
-        if zoom == 0.0 {
-            zoom = 1.0;
-        }
-        for i in 0..3 {
-            rs[i][j] = affine[i][j] / zoom;
-        }
-    }
-    let Some(mut r) = polar(rs) else { return [None; 3] };
     let labels = [('L', 'R'), ('P', 'A'), ('I', 'S')];
-    let mut out = [None; 3];
-    for (in_ax, code) in out.iter_mut().enumerate() {
-        let col: [f64; 3] = std::array::from_fn(|i| r[i][in_ax]);
-        if col.iter().all(|v| v.abs() < 1e-8) {
-            continue;
-        }
-        let out_ax = (0..3)
-            .max_by(|&a, &b| col[a].abs().total_cmp(&col[b].abs()))
-            .unwrap_or(0);
-        *code = Some(if col[out_ax] < 0.0 {
-            labels[out_ax].0
-        } else {
-            labels[out_ax].1
-        });
-        for v in r[out_ax].iter_mut() {
-            *v = 0.0;
-        }
-    }
-    out
+    crate::reorient::io_orientation(affine).map(|o| o.map(|(ax, neg)| if neg { labels[ax].0 } else { labels[ax].1 }))
 }
 
 #[cfg(test)]

@@ -69,6 +69,23 @@ pub fn apply_window(v: f64, centre: f64, width: f64) -> u8 {
     (((v - (centre - width / 2.0)) / width).clamp(0.0, 1.0) * 255.0).round() as u8
 }
 
+/// DICOM's LINEAR VOI function (PS3.3 C.11.2.1.2.1) to 8-bit: values at or below `c − 0.5 − (w − 1)/2` are 0,
+/// above `c − 0.5 + (w − 1)/2` are 255, in between `((x − (c − 0.5)) / (w − 1) + 0.5) × 255`, rounded. `width`
+/// below 1 is treated as 1 (the standard requires w ≥ 1).
+pub fn dicom_voi_linear(x: f64, centre: f64, width: f64) -> u8 {
+    let w = width.max(1.0);
+    let (lo, hi) = (centre - 0.5 - (w - 1.0) / 2.0, centre - 0.5 + (w - 1.0) / 2.0);
+    if x <= lo {
+        0
+    } else if x > hi || w <= 1.0 {
+        255
+    } else {
+        (((x - (centre - 0.5)) / (w - 1.0) + 0.5) * 255.0)
+            .round()
+            .clamp(0.0, 255.0) as u8
+    }
+}
+
 /// How a slice maps display pixels to voxels.
 #[derive(Debug, Clone)]
 pub struct SliceLayout {
@@ -177,6 +194,20 @@ impl SliceLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dicom_voi_linear_follows_the_standard_formula() {
+        // c = 40, w = 400: lo = 39.5 - 199.5 = -160, hi = 239
+        assert_eq!(dicom_voi_linear(-160.0, 40.0, 400.0), 0);
+        assert_eq!(dicom_voi_linear(239.5, 40.0, 400.0), 255);
+        // x = c - 0.5 is the middle: 0.5 × 255 = 127.5 → 128
+        assert_eq!(dicom_voi_linear(39.5, 40.0, 400.0), 128);
+        // x = -60: ((-60 - 39.5) / 399 + 0.5) × 255 = 63.91 → 64
+        assert_eq!(dicom_voi_linear(-60.0, 40.0, 400.0), 64);
+        // width 1: a threshold at c - 0.5
+        assert_eq!(dicom_voi_linear(0.0, 1.0, 1.0), 0);
+        assert_eq!(dicom_voi_linear(1.0, 1.0, 1.0), 255);
+    }
 
     #[test]
     fn axial_layout_of_an_lps_stored_volume_needs_no_flip() {

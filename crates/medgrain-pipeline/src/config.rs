@@ -130,13 +130,14 @@ pub struct SourceConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub rois: RoiConfig,
-    /// nifti: the patient plane slices are cut along: "axial" (default), "coronal", "sagittal".
+    /// nifti / dicom-series: the patient plane slices are cut along: "axial" (default), "coronal", "sagittal".
     pub plane: Option<String>,
-    /// nifti: "largest" (each mask's largest cross-section, default), "roi" (slices with mask voxels), "every".
+    /// nifti / dicom-series: "largest" (each mask's largest cross-section, default), "roi" (slices with mask voxels), "every".
     pub select: Option<String>,
-    /// nifti: keep every `step`-th selected slice (with "roi" and "every").
+    /// nifti / dicom-series: keep every `step`-th selected slice (with "roi" and "every").
     pub step: Option<usize>,
-    /// nifti: "mediastinum" (default), "lung", "bone", "brain", "abdomen", or "percentile" (0.5–99.5 %, for MR).
+    /// nifti / dicom-series: "mediastinum" (default), "lung", "bone", "brain", "abdomen", or "percentile"
+    /// (0.5–99.5 %, for MR). image-folder: a CT preset for DICOM files (default: the file's own VOI window).
     pub window: Option<String>,
 }
 
@@ -515,11 +516,20 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
             return Err(config_err(path, format!("{at}: duplicate source name")));
         }
         match s.kind.as_str() {
-            "image-folder" => {}
-            "nifti" => {
+            "image-folder" => {
+                if let Some(w) = &s.window {
+                    if medgrain_imaging::render::ct_window(w).is_none() {
+                        return Err(config_err(
+                            path,
+                            format!("{at}.window = {w:?}: for DICOM files use mediastinum, lung, bone, brain or abdomen (default: the file's own window)"),
+                        ));
+                    }
+                }
+            }
+            "nifti" | "dicom-series" => {
                 if let Some(m) = &s.masks {
                     if !m.contains("{stem}") {
-                        return Err(config_err(path, format!("{at}.masks = {m:?}: a nifti source's mask pattern needs {{stem}} (e.g. \"masks/{{stem}}/*.nii.gz\")")));
+                        return Err(config_err(path, format!("{at}.masks = {m:?}: a {} source's mask pattern needs {{stem}} (e.g. \"masks/{{stem}}/*.nii.gz\")", s.kind)));
                     }
                 }
                 if let Some(p) = &s.plane {
@@ -550,7 +560,9 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
             other => {
                 return Err(config_err(
                     path,
-                    format!("{at}.kind = {other:?}: supported kinds are \"image-folder\" and \"nifti\""),
+                    format!(
+                        "{at}.kind = {other:?}: supported kinds are \"image-folder\", \"nifti\" and \"dicom-series\""
+                    ),
                 ))
             }
         }

@@ -41,6 +41,9 @@ pub enum PipelineError {
     Synth(#[from] medgrain_synth::SynthError),
     #[error("knowledge base: {0}")]
     Knowledge(#[from] medgrain_knowledge::KnowledgeError),
+    /// An input file cannot be used (a single-file command such as `render`).
+    #[error("{0}")]
+    Input(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

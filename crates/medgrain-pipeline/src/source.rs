@@ -298,7 +298,21 @@ impl SampleSource for ImageFolderSource {
         }
         let path = self.root.join(&sample.rel_path);
         let bytes = std::fs::read(&path).map_err(|e| SampleError::new("image", format!("{}: {e}", path.display())))?;
-        let raster = decode_raster(&bytes, &path).map_err(|e| SampleError::new("image", e.to_string()))?;
+        let image_err = |e: String| SampleError::new("image", e);
+        let (raster, bytes, dicom_modality) = if medgrain_imaging::dicom::is_dicom(&bytes) {
+            // DICOM: the first frame, rendered for display (modality LUT, the source's CT window preset or else the
+            // file's VOI window, MONOCHROME1 inverted); the record stores that rendering as PNG.
+            let img = medgrain_imaging::dicom::read_dicom(&path).map_err(|e| image_err(e.to_string()))?;
+            let window = self.cfg.window.as_deref().and_then(medgrain_imaging::render::ct_window);
+            let r = img
+                .render_frame(0, window)
+                .map_err(|e| image_err(format!("{}: {e}", path.display())))?;
+            let modality = img.modality.as_deref().and_then(medgrain_imaging::dicom::modality_name);
+            (r, Vec::new(), modality)
+        } else {
+            let r = decode_raster(&bytes, &path).map_err(|e| image_err(e.to_string()))?;
+            (r, bytes, None)
+        };
         let mask = match self.mask_path(&sample.rel_path) {
             None => None,
             Some(mp) if !mp.exists() => {
@@ -339,7 +353,13 @@ impl SampleSource for ImageFolderSource {
             bytes,
             raster,
             mask,
-            meta: self.meta_for(&sample.rel_path),
+            meta: {
+                let mut m = self.meta_for(&sample.rel_path);
+                if m.modality.is_none() {
+                    m.modality = dicom_modality.map(str::to_string);
+                }
+                m
+            },
             label_names: None,
             geometry: None,
         })
@@ -389,6 +409,26 @@ pub(crate) fn list_files(root: &Path, pattern: &str, source: &str) -> Result<Lis
     Ok((files, unreadable))
 }
 
+/// Folders under `root` matching the glob `pattern` (for `dicom-series` sources), like [`list_files`].
+pub(crate) fn list_dirs(root: &Path, pattern: &str, source: &str) -> Result<Listing, PipelineError> {
+    let full = format!("{}/{}", glob::Pattern::escape(&root.to_string_lossy()), pattern);
+    let entries = glob::glob(&full).map_err(|e| PipelineError::Config {
+        path: root.to_path_buf(),
+        reason: format!("source {source:?}: images pattern: {e}"),
+    })?;
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/");
+    let (mut dirs, mut unreadable) = (Vec::new(), Vec::new());
+    for entry in entries {
+        match entry {
+            Ok(p) if p.is_dir() => dirs.push(rel(&p)),
+            Ok(_) => {}
+            Err(e) => unreadable.push((rel(e.path()), e.to_string())),
+        }
+    }
+    dirs.sort();
+    Ok((dirs, unreadable))
+}
+
 /// The ROI options of a source's `[source.rois]` table.
 pub(crate) fn roi_options(cfg: &SourceConfig) -> medgrain_roi::RoiOptions {
     medgrain_roi::RoiOptions {
@@ -407,7 +447,7 @@ pub(crate) fn roi_options(cfg: &SourceConfig) -> medgrain_roi::RoiOptions {
 pub fn open_source(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Box<dyn SampleSource>, PipelineError> {
     match cfg.kind.as_str() {
         "image-folder" => Ok(Box::new(ImageFolderSource::open(cfg, loaded)?)),
-        "nifti" => Ok(Box::new(crate::volume_source::NiftiVolumeSource::open(cfg, loaded)?)),
+        "nifti" | "dicom-series" => Ok(Box::new(crate::volume_source::NiftiVolumeSource::open(cfg, loaded)?)),
         other => Err(PipelineError::Config {
             path: loaded.path.clone(),
             reason: format!("unknown source kind {other:?}"),

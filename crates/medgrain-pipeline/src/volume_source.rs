@@ -1,10 +1,13 @@
-//! The `nifti` source: 3D volumes (`.nii`/`.nii.gz`) with one binary mask file per structure or lesion
-//! (TotalSegmentator style: `masks = "masks/{stem}/*.nii.gz"`), cut into 2D samples along a patient plane.
+//! Volume sources: `nifti` (3D `.nii`/`.nii.gz` files) and `dicom-series` (folders of DICOM slices, one volume per
+//! series, slices ordered by ImagePositionPatient — see `medgrain_imaging::dicom_series`), each with one binary
+//! mask file per structure or lesion (TotalSegmentator style: `masks = "masks/{stem}/*.nii.gz"`, `{stem}` being the
+//! file stem or the series folder's name), cut into 2D samples along a patient plane.
 //! Slices are chosen per volume when listing (`select`): `largest` — each mask's largest cross-section; `roi` —
 //! every `step`-th slice that contains mask voxels; `every` — every `step`-th slice. Each slice is rendered in
 //! radiological convention with square pixels and a window (`mediastinum`, `lung`, `bone`, `brain`, `abdomen`,
 //! or `percentile` for MR), its masks become one label map (value = mask number, names from the file names), and
-//! ROIs get patient sides and measurements in mm and HU.
+//! ROIs get patient sides and measurements in mm and HU. A DICOM series with a gap between slices is refused
+//! (its voxels would not sit on one grid).
 
 use crate::config::{LoadedConfig, SourceConfig};
 use crate::source::{LoadedSample, SampleError, SampleMeta, SampleRef, SampleSource, SliceGeometry};
@@ -23,10 +26,14 @@ struct Volume {
     values: Vec<f64>,
     /// (name, mask voxels as bools).
     masks: Vec<(String, Vec<bool>)>,
+    /// Modality from the DICOM series (records' naming), when the source is `dicom-series`.
+    modality: Option<&'static str>,
 }
 
 pub struct NiftiVolumeSource {
     cfg: SourceConfig,
+    /// `dicom-series` (folders of DICOM slices) rather than NIfTI files.
+    dicom: bool,
     root: PathBuf,
     plane: Plane,
     /// The most recently used volumes (shards read consecutive slices of a volume, one shard per worker).
@@ -48,6 +55,7 @@ pub(crate) fn mask_name(path: &Path) -> String {
 }
 
 fn volume_stem(rel: &str) -> String {
+    let rel = rel.split_once('#').map_or(rel, |(dir, _)| dir);
     let name = Path::new(rel)
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -67,6 +75,7 @@ impl NiftiVolumeSource {
         let plane = Plane::parse(cfg.plane.as_deref().unwrap_or("axial")).unwrap_or(Plane::Axial);
         Ok(NiftiVolumeSource {
             cfg: cfg.clone(),
+            dicom: cfg.kind == "dicom-series",
             root,
             plane,
             cache: Mutex::new(Vec::new()),
@@ -92,35 +101,42 @@ impl NiftiVolumeSource {
                 return Ok(v.clone());
             }
         }
-        let path = self.root.join(rel);
         let image_err = |e: medgrain_imaging::ImagingError| SampleError::new("image", e.to_string());
-        let (header, voxels) = if with_values {
-            let img: NiftiImage = read_nifti(&path).map_err(image_err)?;
-            (img.header, Some(img.voxels))
+        let (shape, values, affine, modality) = if self.dicom {
+            let s = self.read_series(rel)?;
+            let modality = s.modality.as_deref().and_then(medgrain_imaging::dicom::modality_name);
+            (s.shape, s.values, s.affine, modality)
         } else {
-            (read_nifti_header(&path).map_err(image_err)?, None)
-        };
-        let shape: [usize; 3] = match header.shape.as_slice() {
-            [x, y, z] => [*x, *y, *z],
-            [x, y, z, 1, ..] => [*x, *y, *z],
-            other => {
-                return Err(SampleError::new(
-                    "image",
-                    format!("{}: shape {other:?} is not a 3D volume", path.display()),
-                ))
-            }
+            let path = self.root.join(rel);
+            let (header, voxels) = if with_values {
+                let img: NiftiImage = read_nifti(&path).map_err(image_err)?;
+                (img.header, Some(img.voxels))
+            } else {
+                (read_nifti_header(&path).map_err(image_err)?, None)
+            };
+            let shape: [usize; 3] = match header.shape.as_slice() {
+                [x, y, z] => [*x, *y, *z],
+                [x, y, z, 1, ..] => [*x, *y, *z],
+                other => {
+                    return Err(SampleError::new(
+                        "image",
+                        format!("{}: shape {other:?} is not a 3D volume", path.display()),
+                    ))
+                }
+            };
+            let n = shape.iter().product::<usize>();
+            let scale = header.scaling();
+            let values: Vec<f64> = voxels
+                .map(|v| {
+                    v.values()
+                        .take(n)
+                        .map(|x| scale.map_or(x, |(s, i)| x * s + i))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (shape, values, header.best_affine(), None)
         };
         let n = shape.iter().product::<usize>();
-        let scale = header.scaling();
-        let values: Vec<f64> = voxels
-            .map(|v| {
-                v.values()
-                    .take(n)
-                    .map(|x| scale.map_or(x, |(s, i)| x * s + i))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let affine = header.best_affine();
         let mut masks = Vec::new();
         for mp in self.mask_files(rel) {
             let m = read_nifti(&mp).map_err(|e| SampleError::new("mask", e.to_string()))?;
@@ -143,8 +159,9 @@ impl NiftiVolumeSource {
             affine,
             values,
             masks,
+            modality,
         });
-        if !with_values {
+        if !with_values && !self.dicom {
             return Ok(v); // a listing read is not a complete volume: keep it out of the cache
         }
         if let Ok(mut guard) = self.cache.lock() {
@@ -154,6 +171,81 @@ impl NiftiVolumeSource {
             guard.push((rel.to_string(), v.clone()));
         }
         Ok(v)
+    }
+
+    /// The series a `dicom-series` key names: `DIR` (the folder's only series) or `DIR#SERIES_UID`.
+    fn read_series(&self, rel: &str) -> Result<medgrain_imaging::dicom_series::SeriesVolume, SampleError> {
+        let (dir, uid) = match rel.split_once('#') {
+            Some((d, u)) => (d, Some(u)),
+            None => (rel, None),
+        };
+        let path = self.root.join(dir);
+        let (series, _unreadable) = medgrain_imaging::dicom_series::read_series_dir(&path)
+            .map_err(|e| SampleError::new("image", e.to_string()))?;
+        let mut found = Vec::new();
+        for s in series {
+            match s {
+                Ok(v) if uid.is_none_or(|u| u == v.series_uid) => found.push(v),
+                Ok(_) => {}
+                Err(e) if uid.is_none() => return Err(SampleError::new("image", e.to_string())),
+                Err(_) => {}
+            }
+        }
+        let v = match (found.len(), uid) {
+            (1, _) => found.remove(0),
+            (0, Some(u)) => {
+                return Err(SampleError::new(
+                    "image",
+                    format!("{}: no readable series {u}", path.display()),
+                ))
+            }
+            (0, None) => {
+                return Err(SampleError::new(
+                    "image",
+                    format!("{}: no readable DICOM series", path.display()),
+                ))
+            }
+            (k, _) => {
+                return Err(SampleError::new(
+                    "image",
+                    format!(
+                        "{}: {k} series in one folder; list them as DIR#SERIES_UID",
+                        path.display()
+                    ),
+                ))
+            }
+        };
+        if let Some((at, step)) = v.gaps.first() {
+            return Err(SampleError::new(
+                "image",
+                format!(
+                    "{}: series {} has a {step:.2} mm gap before slice {at} (median step {:.2} mm): its slices are not on one grid",
+                    path.display(),
+                    v.series_uid,
+                    v.spacing[2]
+                ),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Volume keys: NIfTI files matching `images`, or for `dicom-series` the matching folders — `DIR` when the
+    /// folder holds one series, `DIR#SERIES_UID` for each when it holds several.
+    fn volume_keys(&self) -> Result<crate::source::Listing, PipelineError> {
+        if !self.dicom {
+            return crate::source::list_files(&self.root, &self.cfg.images, &self.cfg.name);
+        }
+        let (dirs, unreadable) = crate::source::list_dirs(&self.root, &self.cfg.images, &self.cfg.name)?;
+        let mut keys = Vec::new();
+        for d in dirs {
+            let uids = medgrain_imaging::dicom_series::series_uids(&self.root.join(&d)).unwrap_or_default();
+            if uids.len() > 1 {
+                keys.extend(uids.into_iter().map(|u| format!("{d}#{u}")));
+            } else {
+                keys.push(d);
+            }
+        }
+        Ok((keys, unreadable))
     }
 
     fn slices_of(&self, v: &Volume) -> Vec<usize> {
@@ -210,7 +302,7 @@ impl SampleSource for NiftiVolumeSource {
     }
 
     fn list(&self) -> Result<Vec<SampleRef>, PipelineError> {
-        let (vols, unreadable) = crate::source::list_files(&self.root, &self.cfg.images, &self.cfg.name)?;
+        let (vols, unreadable) = self.volume_keys()?;
         let mut out = Vec::new();
         for rel in vols {
             match self.read(&rel, false) {
@@ -314,7 +406,7 @@ impl SampleSource for NiftiVolumeSource {
                 labels,
             }),
             meta: SampleMeta {
-                modality: d.modality.clone(),
+                modality: d.modality.clone().or(v.modality.map(str::to_string)),
                 organ: d.organ.clone(),
                 diseases: if diseases.is_empty() {
                     d.disease.iter().cloned().collect()

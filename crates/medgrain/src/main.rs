@@ -106,6 +106,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render one frame of a DICOM file to an 8-bit PNG for display: modality LUT, VOI window (the file's, or
+    /// --window), MONOCHROME1 inverted, YCbCr as RGB.
+    Render {
+        file: PathBuf,
+        /// PNG to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Frame of a multi-frame file (0-based).
+        #[arg(long, default_value_t = 0)]
+        frame: usize,
+        /// `CENTRE,WIDTH` or a CT preset (lung, mediastinum, bone, brain, abdomen); default: the file's window, else
+        /// the frame's full range.
+        #[arg(long, allow_hyphen_values = true)]
+        window: Option<String>,
+    },
+    /// Reorient a 3D NIfTI volume to RAS+ (nibabel's as_closest_canonical: axes permuted and flipped, never
+    /// resampled) and write it as .nii.gz.
+    Reorient {
+        file: PathBuf,
+        /// Output .nii.gz.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Connected components of a label map or mask (NIfTI, PNG, TIFF) per label, as JSON.
     Rois {
         file: PathBuf,
@@ -532,6 +555,42 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Render {
+            file,
+            out,
+            frame,
+            window,
+        } => {
+            let window = match window.as_deref() {
+                None => None,
+                Some(w) => Some(parse_window(w).ok_or_else(|| {
+                    PipelineError::Usage(format!(
+                        "--window {w:?}: give CENTRE,WIDTH (e.g. 40,400) or lung, mediastinum, bone, brain, abdomen"
+                    ))
+                })?),
+            };
+            let img = medgrain_imaging::dicom::read_dicom(&file).map_err(|e| PipelineError::Input(e.to_string()))?;
+            let r = img
+                .render_frame(frame, window)
+                .map_err(|e| PipelineError::Input(format!("{}: {e}", file.display())))?;
+            let medgrain_imaging::PixelData::U8(px) = &r.data else {
+                return Err(PipelineError::Internal("render gave non-8-bit pixels".into()));
+            };
+            let png = medgrain_imaging::encode_png(r.width, r.height, r.channels, px)
+                .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            std::fs::write(&out, png).map_err(|e| PipelineError::Input(format!("{}: {e}", out.display())))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reorient { file, out } => {
+            let (codes, shape) = medgrain_imaging::reorient::reorient_nifti_file(&file, &out)
+                .map_err(|e| PipelineError::Input(e.to_string()))?;
+            println!(
+                "{}: {codes} → RAS, shape {shape:?}, written to {}",
+                file.display(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Probe { files, json: _ } => {
             let mut failed = false;
             for f in &files {
@@ -739,4 +798,14 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// `CENTRE,WIDTH` or a CT preset name.
+fn parse_window(s: &str) -> Option<(f64, f64)> {
+    if let Some(w) = medgrain_imaging::render::ct_window(s) {
+        return Some(w);
+    }
+    let (c, w) = s.split_once(',')?;
+    let (c, w) = (c.trim().parse::<f64>().ok()?, w.trim().parse::<f64>().ok()?);
+    (c.is_finite() && w.is_finite() && w >= 1.0).then_some((c, w))
 }

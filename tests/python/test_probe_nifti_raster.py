@@ -100,3 +100,31 @@ def test_unreadable_files_get_an_error_line_and_exit_1(medgrain_bin, tmp_path):
     assert [("error" in l) for l in lines] == [True, False, True, True, True]
     assert "truncated" in lines[0]["error"]
     assert lines[1]["format"] == "nifti"
+
+
+def test_16_bit_tiff_and_png_and_skimage_files_match_pillow(medgrain_bin, tmp_path):
+    """16-bit grey TIFF (little and big endian) and PNG written by Pillow from scikit-image's camera image (×257, so
+    every 16-bit value differs from its 8-bit source), plus scikit-image's own PNG/TIFF files, read by Pillow."""
+    import skimage
+    from skimage import data
+    sk = Path(skimage.__file__).parent / "data"
+    cam16 = data.camera().astype(np.uint16) * 257 + np.arange(512, dtype=np.uint16)[None, :] % 257
+    paths = []
+    for mode, name in [("I;16", "cam16le.tif"), ("I;16B", "cam16be.tif"), ("I;16", "cam16.png")]:
+        im = Image.fromarray(cam16)  # mode I;16
+        if mode == "I;16B":
+            im = Image.frombytes("I;16B", im.size, cam16.astype(">u2").tobytes())
+        im.save(tmp_path / name)
+        paths.append(tmp_path / name)
+    paths += [sk / "camera.png", sk / "astronaut.png", sk / "logo.png", sk / "multipage.tif"]
+    code, lines = probe(medgrain_bin, paths)
+    assert code == 0, lines
+    for path, ours in zip(paths, lines):
+        arr = np.asarray(Image.open(path))
+        if path.name.startswith("cam16"):
+            assert arr.dtype.itemsize == 2 and np.array_equal(arr.astype(np.int64), cam16.astype(np.int64)), path.name
+            assert ours["dtype"] == "uint16", (path.name, ours["dtype"])
+        assert ours["shape"] == list(arr.shape), path.name
+        assert ours["raw"]["min"] == arr.min() and ours["raw"]["max"] == arr.max(), path.name
+        assert ours["raw"]["sum"] == float(arr.sum(dtype=np.int64)), path.name
+        assert ours["format"] == ("tiff" if path.suffix == ".tif" else "png")

@@ -140,3 +140,71 @@ def test_lesion_measurements_match_synthetic_ground_truth(medgrain_bin, demo_dir
             assert -20 <= m["mean_hu"] <= 70
             checked += 1
     assert checked >= 4
+
+
+def _match(ours_label, lab, props_by_label):
+    """Pairs our components with scikit-image's regions of the same component labelling (by bbox)."""
+    out = []
+    for c in ours_label["components"]:
+        lo = tuple(b[0] for b in c["bbox"])
+        hi = tuple(b[1] for b in c["bbox"])
+        cands = [p for p in props_by_label if tuple(p.bbox[:len(lo)]) == lo and tuple(p.bbox[len(lo):]) == hi
+                 and p.area == c["voxels"]]
+        assert len(cands) >= 1, (ours_label["label"], c["bbox"])
+        out.append((c, cands[0]))
+    return out
+
+
+def test_shape_descriptors_equal_scikit_image_regionprops(medgrain_bin, tmp_path):
+    """2D: axial slices of the AAL atlas and scikit-image's coins image (thresholded, labelled), saved as 16-bit PNG
+    label maps; 3D: the AAL atlas. Every component's regionprops figures against scikit-image 0.26 in the same run."""
+    from skimage import data
+    from skimage.measure import label as sk_label, regionprops
+    aal = np.asanyarray(nib.load(atlas("aal.nii.gz")).dataobj).astype(np.int64)
+    coins = data.coins()
+    coin_labels = sk_label(coins > 110, connectivity=2)
+    maps = {"aal_z40": aal[:, :, 40].T[::-1].copy(), "aal_z55": aal[:, :, 55].T[::-1].copy(), "coins": coin_labels}
+    worst = {}
+    n2 = 0
+    for name, m in maps.items():
+        p = tmp_path / f"{name}.png"
+        Image.fromarray(m.astype(np.uint16)).save(p)
+        ours = rois(medgrain_bin, p, 2)
+        for l in ours["labels"]:
+            comp_lab = sk_label(m == l["label"], connectivity=2)
+            props = regionprops(comp_lab)
+            for c, ref in _match(l, comp_lab, props):
+                s = c["shape"]
+                for ours_key, ref_val in [("area", ref.area), ("perimeter", ref.perimeter),
+                                          ("eccentricity", ref.eccentricity),
+                                          ("major_axis_length", ref.axis_major_length),
+                                          ("minor_axis_length", ref.axis_minor_length),
+                                          ("extent", ref.extent), ("equivalent_diameter", ref.equivalent_diameter_area),
+                                          ("convex_area", ref.area_convex), ("solidity", ref.solidity)]:
+                    d = abs(s[ours_key] - float(ref_val))
+                    worst[ours_key] = max(worst.get(ours_key, 0.0), d / max(1.0, abs(float(ref_val))))
+                if ref.axis_minor_length > 0 and ref.eccentricity < 0.999:
+                    # orientation is defined modulo π for a symmetric ellipse
+                    d = abs(s["orientation"] - ref.orientation)
+                    worst["orientation"] = max(worst.get("orientation", 0.0), min(d, abs(d - np.pi)))
+                n2 += 1
+    print(f"\n2D: {n2} components; worst relative difference per figure: {worst}")
+    for k in ["area", "perimeter", "extent", "equivalent_diameter", "major_axis_length", "minor_axis_length",
+              "eccentricity", "orientation"]:
+        assert worst[k] < 1e-9, (k, worst[k])
+    # convex hull: same definition (edge midpoints' hull, centres inside or on it); equal on every component here
+    assert worst["convex_area"] < 1e-9 and worst["solidity"] < 1e-9, worst
+    assert n2 >= 100
+    # 3D axis lengths, AAL
+    ours = rois(medgrain_bin, atlas("aal.nii.gz"), 3)
+    w3, n3 = 0.0, 0
+    for l in ours["labels"][:40]:
+        comp_lab = sk_label(aal == l["label"], connectivity=3)
+        for c, ref in _match(l, comp_lab, regionprops(comp_lab)):
+            if c["voxels"] < 5:
+                continue
+            for k, v in [("major_axis_length", ref.axis_major_length), ("minor_axis_length", ref.axis_minor_length)]:
+                w3 = max(w3, abs(c["shape"][k] - v) / max(1.0, v))
+            n3 += 1
+    print(f"3D: {n3} components, worst relative axis-length difference {w3:.2e}")
+    assert n3 >= 40 and w3 < 1e-6

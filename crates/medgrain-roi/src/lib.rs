@@ -8,6 +8,7 @@ pub mod measure;
 pub mod position;
 pub mod report;
 pub mod rle;
+pub mod shape;
 
 pub use appearance::AppearanceThresholds;
 pub use components::{group_by_label, label_components, Component, Labeling};

@@ -18,6 +18,18 @@ pub struct ComponentReport {
     /// Diameters, volume and intensity figures (3D NIfTI with `measure`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measurements: Option<medgrain_records::Measurements>,
+    /// Shape descriptors (`medgrain_roi::shape`): 2D regionprops-style figures, or 3D axis lengths, elongation and
+    /// flatness; voxel units, array axes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape: Option<ShapeReport>,
+}
+
+/// 2D or 3D shape descriptors of a component.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ShapeReport {
+    Plane(crate::shape::Shape2d),
+    Volume(crate::shape::Shape3d),
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -99,6 +111,36 @@ pub fn label_report(
     } else {
         Vec::new()
     };
+    // Shapes: pixel lists per component in 2D (perimeter and hull need them), running moments in 3D.
+    let ncomp = labeling.components.len() + 1;
+    let mut shapes: Vec<Option<ShapeReport>> = vec![None; ncomp];
+    match work_shape.as_slice() {
+        [_, w] => {
+            let mut px: Vec<Vec<(usize, usize)>> = vec![Vec::new(); ncomp];
+            for (i, &c) in labeling.component_of.iter().enumerate() {
+                if c > 0 {
+                    // report in array axes: Fortran order reverses the working (row-major) axes
+                    let (r, col) = (i / w, i % w);
+                    px[c as usize].push(if first_axis_fastest { (col, r) } else { (r, col) });
+                }
+            }
+            for (c, p) in px.iter().enumerate() {
+                shapes[c] = crate::shape::shape_2d(p).map(ShapeReport::Plane);
+            }
+        }
+        [_, b, c3] => {
+            let mut m = vec![crate::shape::Moments3::default(); ncomp];
+            for (i, &c) in labeling.component_of.iter().enumerate() {
+                if c > 0 {
+                    m[c as usize].add([i / (b * c3), (i / c3) % b, i % c3]);
+                }
+            }
+            for (c, mm) in m.iter().enumerate() {
+                shapes[c] = mm.shape().map(ShapeReport::Volume);
+            }
+        }
+        _ => {}
+    }
     let mut out = Vec::new();
     for (label, comps) in group_by_label(&labeling.components) {
         let components: Vec<ComponentReport> = comps
@@ -118,6 +160,7 @@ pub fn label_report(
                     centroid_ras,
                     measurements: grid
                         .map(|g| crate::measure::measure_component(&members[c.id as usize], g, measure.image, 10.0)),
+                    shape: shapes.get(c.id as usize).cloned().flatten(),
                 }
             })
             .collect();

@@ -34,6 +34,11 @@ fn rois_array(rois: &[&RoiRecord]) -> ArrayRef {
                         .map(|r| r.measurements.as_ref().and_then(|m| m.attenuation.as_deref())),
                 ),
             ),
+            ("circularity", m(|m| m.circularity)),
+            ("solidity", m(|m| m.solidity)),
+            ("eccentricity", m(|m| m.eccentricity)),
+            ("entropy_bits", m(|m| m.entropy_bits)),
+            ("uniformity", m(|m| m.uniformity)),
         ],
         Some(rois.iter().map(|r| r.measurements.is_some()).collect()),
     );

@@ -133,6 +133,9 @@ impl TemplateWriter {
             };
             out.push_str(&s);
             out.push(' ');
+            if let Some(words) = roi.measurements.as_ref().and_then(|m| outline_words(m, roi.area_px)) {
+                out.push_str(&format!("Its outline is {words}. "));
+            }
             if let Some(m) = &roi.measurements {
                 if let (Some(l), Some(sh)) = (m.long_axis_mm, m.short_axis_mm) {
                     out.push_str(&format!("It measures about {l:.0} × {sh:.0} mm in this plane"));
@@ -330,6 +333,31 @@ impl Generator for TemplateWriter {
             },
         })
     }
+}
+
+/// Outline words from measured shape (regions of at least 30 pixels; smaller ones are too coarse to call):
+/// eccentricity < 0.6 round, < 0.9 oval, else elongated; solidity < 0.85 adds an irregular, lobulated contour,
+/// ≥ 0.95 with circularity ≥ 0.8 a smooth one.
+fn outline_words(m: &medgrain_records::Measurements, area_px: i64) -> Option<String> {
+    let (e, s) = (m.eccentricity?, m.solidity?);
+    if area_px < 30 {
+        return None;
+    }
+    let form = if e < 0.6 {
+        "roughly round"
+    } else if e < 0.9 {
+        "oval"
+    } else {
+        "elongated"
+    };
+    let contour = if s < 0.85 {
+        ", with an irregular, lobulated contour"
+    } else if s >= 0.95 && m.circularity.is_some_and(|c| c >= 0.8) {
+        " and smooth"
+    } else {
+        ""
+    };
+    Some(format!("{form}{contour}"))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! (luminance, 8-bit) are explicit functions.
 
 pub mod dicom;
+pub mod dicom_seg;
 pub mod dicom_series;
 mod nifti;
 pub mod nifti_read;

@@ -136,6 +136,9 @@ pub struct SourceConfig {
     pub select: Option<String>,
     /// nifti / dicom-series: keep every `step`-th selected slice (with "roi" and "every").
     pub step: Option<usize>,
+    /// nifti / dicom-series: an ROI locator run on each volume (`classical:ct-body`, `classical:ct-lung`,
+    /// `classical:ct-bone`); its masks join the mask files and its ROIs carry its name as `origin`.
+    pub locator: Option<String>,
     /// nifti / dicom-series: "mediastinum" (default), "lung", "bone", "brain", "abdomen", or "percentile"
     /// (0.5–99.5 %, for MR). image-folder: a CT preset for DICOM files (default: the file's own VOI window).
     pub window: Option<String>,
@@ -517,6 +520,12 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
         }
         match s.kind.as_str() {
             "image-folder" => {
+                if s.locator.is_some() {
+                    return Err(config_err(
+                        path,
+                        format!("{at}.locator: locators run on volumes (kind = \"nifti\" or \"dicom-series\")"),
+                    ));
+                }
                 if let Some(w) = &s.window {
                     if medgrain_imaging::render::ct_window(w).is_none() {
                         return Err(config_err(
@@ -527,6 +536,16 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 }
             }
             "nifti" | "dicom-series" => {
+                if let Some(l) = &s.locator {
+                    if medgrain_roi::locate::Locator::parse(l).is_none() {
+                        return Err(config_err(
+                            path,
+                            format!(
+                                "{at}.locator = {l:?}: use classical:ct-body, classical:ct-lung or classical:ct-bone"
+                            ),
+                        ));
+                    }
+                }
                 if let Some(m) = &s.masks {
                     if !m.contains("{stem}") {
                         return Err(config_err(path, format!("{at}.masks = {m:?}: a {} source's mask pattern needs {{stem}} (e.g. \"masks/{{stem}}/*.nii.gz\")", s.kind)));

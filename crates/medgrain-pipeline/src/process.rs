@@ -108,6 +108,16 @@ fn apply_patient_geometry(
             let voxels: Vec<usize> = mask.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect();
             let mut m = medgrain_roi::measure::measure_component(&voxels, grid, Some(&g.values), 10.0);
             m.volume_mm3 = None; // a slice has an area, not a volume
+                                 // shape on the square-pixel display grid; entropy on the volume's values (HU), not the display
+            let pixels: Vec<(usize, usize)> = voxels.iter().map(|&i| (i / w, i % w)).collect();
+            let hu: Vec<f64> = voxels.iter().filter_map(|&i| g.values.get(i).copied()).collect();
+            if let Some(s) = medgrain_roi::shape_measurements(&pixels, Some(&hu)) {
+                m.circularity = s.circularity;
+                m.solidity = s.solidity;
+                m.eccentricity = s.eccentricity;
+                m.entropy_bits = s.entropy_bits;
+                m.uniformity = s.uniformity;
+            }
             roi.measurements = Some(m);
         }
     }
@@ -177,6 +187,13 @@ pub fn prepare(
             .map_err(|e| SampleError::new("rois", e.to_string()))?,
         None => Vec::new(),
     };
+    if let Some(origins) = &loaded.label_origins {
+        for roi in rois.iter_mut() {
+            if let Some(o) = roi.label_id.and_then(|l| origins.get((l as usize).wrapping_sub(1))) {
+                roi.origin = o.clone();
+            }
+        }
+    }
     if let Some(g) = &loaded.geometry {
         apply_patient_geometry(&mut rois, g, w, h);
     }

@@ -77,13 +77,16 @@ pub fn rois_of_file(
 ) -> Result<Value, RoisError> {
     let head = {
         use std::io::Read;
-        let mut b = vec![0u8; 348];
+        let mut b = vec![0u8; 352];
         let n = std::fs::File::open(path)
             .and_then(|mut f| f.read(&mut b))
             .map_err(|e| file_err(path, e))?;
         b.truncate(n);
         b
     };
+    if medgrain_imaging::dicom::is_dicom(&head) {
+        return seg_report(path, connectivity);
+    }
     let nifti = head.starts_with(&[0x1f, 0x8b])
         || (head.len() >= 348 && matches!(&head[344..348], b"n+1\0" | b"ni1\0"))
         || (head.len() >= 8 && matches!(&head[4..8], b"n+2\0" | b"ni2\0"));
@@ -156,4 +159,117 @@ pub fn rois_of_file(
         "spacing_mm": geometry.spacing,
         "labels": report,
     }))
+}
+
+/// `rois` for a DICOM Segmentation: every segment reported as its own label (segments may overlap), named by its
+/// SegmentLabel, on the (column, row, slice) grid of its frames.
+fn seg_report(path: &Path, connectivity: Option<usize>) -> Result<Value, RoisError> {
+    if !medgrain_imaging::dicom_seg::is_seg(path) {
+        return Err(file_err(
+            path,
+            "a DICOM file that is not a Segmentation (SEG) is not a label map",
+        ));
+    }
+    let seg = medgrain_imaging::dicom_seg::read_seg(path).map_err(|e| RoisError {
+        usage: false,
+        message: e.to_string(),
+    })?;
+    let k = connectivity.unwrap_or(3);
+    if !(1..=3).contains(&k) {
+        return Err(RoisError {
+            usage: true,
+            message: format!("--connectivity {k}: must be between 1 and 3 for a segmentation volume"),
+        });
+    }
+    let geometry = Geometry {
+        spacing: Some(seg.spacing.to_vec()),
+        affine: Some(seg.affine),
+    };
+    let mut labels = Vec::new();
+    for s in &seg.segments {
+        let values: Vec<u32> = s.mask.iter().map(|&b| if b { s.number } else { 0 }).collect();
+        let name = s.label.clone();
+        let report = label_report(
+            &values,
+            &seg.shape,
+            true,
+            k,
+            &geometry,
+            &|_| Some(name.clone()),
+            MeasureOptions::default(),
+        )
+        .map_err(|e| file_err(path, e))?;
+        labels.extend(report);
+    }
+    Ok(json!({
+        "path": path.display().to_string(),
+        "format": "dicom-seg",
+        "shape": seg.shape,
+        "connectivity": k,
+        "spacing_mm": seg.spacing,
+        "affine": seg.affine,
+        "labels": labels,
+    }))
+}
+
+/// HU values (first axis fastest), shape, RAS affine.
+pub type CtVolume = (Vec<f64>, [usize; 3], [[f64; 4]; 4]);
+
+/// A CT volume for the locators: HU values (first axis fastest), shape and RAS affine, from a NIfTI file or a
+/// folder holding one DICOM series.
+pub fn read_ct_volume(path: &Path) -> Result<CtVolume, RoisError> {
+    if path.is_dir() {
+        let (series, _) = medgrain_imaging::dicom_series::read_series_dir(path).map_err(|e| file_err(path, e))?;
+        let mut ok: Vec<_> = series.into_iter().filter_map(|s| s.ok()).collect();
+        if ok.len() != 1 {
+            return Err(file_err(
+                path,
+                format!("{} readable DICOM series; give a folder with exactly one", ok.len()),
+            ));
+        }
+        let s = ok.remove(0);
+        return Ok((s.values, s.shape, s.affine));
+    }
+    let img = read_nifti(path).map_err(|e| file_err(path, e))?;
+    let shape: [usize; 3] = match img.header.shape.as_slice() {
+        [x, y, z] | [x, y, z, 1] => [*x, *y, *z],
+        other => return Err(file_err(path, format!("shape {other:?} is not a 3D volume"))),
+    };
+    let scale = img.header.scaling();
+    let values = img
+        .voxels
+        .values()
+        .map(|x| scale.map_or(x, |(s, i)| x * s + i))
+        .collect();
+    Ok((values, shape, img.header.best_affine()))
+}
+
+/// Runs a locator on a CT volume and writes `OUT/<name>.nii.gz` (uint8, the volume's affine) per mask found:
+/// (name, voxel count, path).
+pub fn locate_file(
+    path: &Path,
+    locator: medgrain_roi::locate::Locator,
+    out: &Path,
+) -> Result<Vec<(String, usize, PathBuf)>, RoisError> {
+    let (hu, shape, affine) = read_ct_volume(path)?;
+    let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let mut written = Vec::new();
+    for (name, mask) in locator.locate(&hu, grid) {
+        let bytes: Vec<u8> = mask.iter().map(|&b| b as u8).collect();
+        let file = out.join(format!("{}.nii.gz", name.replace(' ', "_")));
+        medgrain_imaging::write_nifti1_gz(
+            &file,
+            &medgrain_imaging::NiftiVolume {
+                dims: shape,
+                affine,
+                datatype: medgrain_imaging::NiftiDatatype::Uint8,
+                data: &bytes,
+                description: locator.name(),
+            },
+        )
+        .map_err(|e| file_err(&file, e))?;
+        written.push((name, mask.iter().filter(|&&b| b).count(), file));
+    }
+    Ok(written)
 }

@@ -52,6 +52,9 @@ pub struct LoadedSample {
     pub meta: SampleMeta,
     /// Names of the mask's label values (value − 1 indexes it) when they differ per sample.
     pub label_names: Option<Vec<String>>,
+    /// Where each label's mask came from (value − 1 indexes it), when not all from annotations: e.g.
+    /// `classical:ct-lung` for masks a locator found. ROIs carry it as `origin`.
+    pub label_origins: Option<Vec<String>>,
     /// Patient geometry of a slice cut from a volume.
     pub geometry: Option<SliceGeometry>,
 }
@@ -361,6 +364,7 @@ impl SampleSource for ImageFolderSource {
                 m
             },
             label_names: None,
+            label_origins: None,
             geometry: None,
         })
     }

@@ -26,12 +26,16 @@ struct Volume {
     values: Vec<f64>,
     /// (name, mask voxels as bools).
     masks: Vec<(String, Vec<bool>)>,
+    /// Origin per mask: "annotation" for mask files, the locator's name for masks it found.
+    origins: Vec<String>,
     /// Modality from the DICOM series (records' naming), when the source is `dicom-series`.
     modality: Option<&'static str>,
 }
 
 pub struct NiftiVolumeSource {
     cfg: SourceConfig,
+    /// ROI locator for structures without mask files (`locator = "classical:ct-lung"`, …).
+    locator: Option<medgrain_roi::locate::Locator>,
     /// `dicom-series` (folders of DICOM slices) rather than NIfTI files.
     dicom: bool,
     root: PathBuf,
@@ -74,6 +78,7 @@ impl NiftiVolumeSource {
         }
         let plane = Plane::parse(cfg.plane.as_deref().unwrap_or("axial")).unwrap_or(Plane::Axial);
         Ok(NiftiVolumeSource {
+            locator: cfg.locator.as_deref().and_then(medgrain_roi::locate::Locator::parse),
             cfg: cfg.clone(),
             dicom: cfg.kind == "dicom-series",
             root,
@@ -108,7 +113,7 @@ impl NiftiVolumeSource {
             (s.shape, s.values, s.affine, modality)
         } else {
             let path = self.root.join(rel);
-            let (header, voxels) = if with_values {
+            let (header, voxels) = if with_values || self.locator.is_some() {
                 let img: NiftiImage = read_nifti(&path).map_err(image_err)?;
                 (img.header, Some(img.voxels))
             } else {
@@ -154,14 +159,24 @@ impl NiftiVolumeSource {
             let on: Vec<bool> = m.voxels.values().take(n).map(|v| v > 0.0).collect();
             masks.push((mask_name(&mp), on));
         }
+        let mut origins = vec!["annotation".to_string(); masks.len()];
+        if let Some(loc) = self.locator {
+            // masks the locator finds join the annotated ones (a structure found both ways is listed twice)
+            let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
+            for (name, m) in loc.locate(&values, grid) {
+                masks.push((name, m));
+                origins.push(loc.name().to_string());
+            }
+        }
         let v = Arc::new(Volume {
             shape,
             affine,
             values,
             masks,
+            origins,
             modality,
         });
-        if !with_values && !self.dicom {
+        if !with_values && !self.dicom && self.locator.is_none() {
             return Ok(v); // a listing read is not a complete volume: keep it out of the cache
         }
         if let Ok(mut guard) = self.cache.lock() {
@@ -416,6 +431,7 @@ impl SampleSource for NiftiVolumeSource {
                 notes: Some(format!("{} slice {s}, window {window}", self.plane.name())),
             },
             label_names: Some(v.masks.iter().map(|(n, _)| n.clone()).collect()),
+            label_origins: Some(v.origins.clone()),
             geometry: Some(SliceGeometry {
                 pixel_mm: layout.pixel_mm,
                 world_x_of_col,

@@ -30,6 +30,20 @@ pub struct Measurements {
     pub mean_hu: Option<f64>,
     pub std_hu: Option<f64>,
     pub attenuation: Option<String>,
+    /// Shape (`medgrain_roi::shape`, scikit-image regionprops definitions, in the ROI's image plane):
+    /// 4π·area/perimeter², area/convex area, ellipse eccentricity.
+    #[serde(default)]
+    pub circularity: Option<f64>,
+    #[serde(default)]
+    pub solidity: Option<f64>,
+    #[serde(default)]
+    pub eccentricity: Option<f64>,
+    /// IBSI first-order intensity entropy (bits) and uniformity over 32 bins of the ROI's own range (HU for CT
+    /// slices, display intensity otherwise).
+    #[serde(default)]
+    pub entropy_bits: Option<f64>,
+    #[serde(default)]
+    pub uniformity: Option<f64>,
 }
 
 /// Appearance of an ROI measured against a ring of surrounding pixels. Not in the SPEC row; kept as an

@@ -4,6 +4,7 @@
 
 pub mod appearance;
 pub mod components;
+pub mod locate;
 pub mod measure;
 pub mod position;
 pub mod report;
@@ -112,6 +113,17 @@ pub fn rois_2d(
             y1 = y1.max(r + 1);
         }
         let (cx, cy) = (sx / n as f64, sy / n as f64);
+        let pixels: Vec<(usize, usize)> = inside
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v)
+            .map(|(i, _)| (i / width, i % width))
+            .collect();
+        let measurements = shape_measurements(
+            &pixels,
+            luma.map(|l| pixels.iter().map(|&(r, c)| l[r * width + c] as f64).collect::<Vec<_>>())
+                .as_deref(),
+        );
         let appearance = luma.and_then(|l| {
             let others: Vec<bool> = any_roi.iter().zip(&inside).map(|(&a, &b)| a && !b).collect();
             appearance::measure(l, height, width, &inside, &others, opts.thresholds)
@@ -129,11 +141,25 @@ pub fn rois_2d(
             side_frame: "image".into(),
             origin: "annotation".into(),
             score: None,
-            measurements: None,
+            measurements,
             appearance,
         });
     }
     Ok(out)
+}
+
+/// Shape figures of a 2D ROI and, given its intensities, IBSI entropy and uniformity (32 bins).
+pub fn shape_measurements(pixels: &[(usize, usize)], values: Option<&[f64]>) -> Option<medgrain_records::Measurements> {
+    let s = shape::shape_2d(pixels)?;
+    let eu = values.and_then(|v| shape::entropy_uniformity(v, 32));
+    Some(medgrain_records::Measurements {
+        circularity: Some(s.circularity),
+        solidity: Some(s.solidity),
+        eccentricity: Some(s.eccentricity),
+        entropy_bits: eu.map(|e| e.0),
+        uniformity: eu.map(|e| e.1),
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]

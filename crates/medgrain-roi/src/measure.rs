@@ -195,6 +195,7 @@ pub fn measure_component(voxels: &[usize], grid: Grid<'_>, image: Option<&[f64]>
         mean_hu,
         std_hu,
         attenuation,
+        ..Default::default()
     }
 }
 

@@ -129,6 +129,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Find ROIs in an unannotated CT volume (NIfTI, or a DICOM series folder) with a classical locator and write
+    /// one NIfTI mask per structure (`OUT/<name>.nii.gz`, on the volume's grid).
+    Locate {
+        file: PathBuf,
+        /// classical:ct-body, classical:ct-lung or classical:ct-bone.
+        #[arg(long)]
+        locator: String,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Connected components of a label map or mask (NIfTI, PNG, TIFF) per label, as JSON.
     Rois {
         file: PathBuf,
@@ -579,6 +590,19 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             let png = medgrain_imaging::encode_png(r.width, r.height, r.channels, px)
                 .map_err(|e| PipelineError::Internal(e.to_string()))?;
             std::fs::write(&out, png).map_err(|e| PipelineError::Input(format!("{}: {e}", out.display())))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Locate { file, locator, out } => {
+            let loc = medgrain_roi::locate::Locator::parse(&locator).ok_or_else(|| {
+                PipelineError::Usage(format!(
+                    "--locator {locator:?}: use classical:ct-body, classical:ct-lung or classical:ct-bone"
+                ))
+            })?;
+            let written =
+                medgrain_pipeline::rois::locate_file(&file, loc, &out).map_err(|e| PipelineError::Input(e.message))?;
+            for (name, voxels, path) in written {
+                println!("{name}: {voxels} voxels → {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Reorient { file, out } => {

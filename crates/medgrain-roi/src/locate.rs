@@ -1,0 +1,254 @@
+//! ROI locators for volumes without annotations ([`Locator`], chosen per source in config as `locator = "…"`).
+//! The classical CT locators work on Hounsfield units with thresholds, hole filling and connected components:
+//! - `classical:ct-body`: voxels above −500 HU, holes filled slice by slice (lungs and bowel gas are inside the
+//!   body), the largest 3D component (6-connectivity) — the table and clothing fall away;
+//! - `classical:ct-lung`: air (below −400 HU) inside the body, components of at least 0.05 % of the body, the two
+//!   largest kept; a single component crossing the midline (lungs joined at the carina) is cut at it. Each lung's
+//!   holes are filled slice by slice (vessels and nodules are part of the lung), and the masks are named
+//!   `right lung` / `left lung` from their RAS centroid against the body's midline;
+//! - `classical:ct-bone`: voxels above 250 HU inside the body, components of at least 1 cm³ (one mask `bone`).
+//!
+//! Data are first-axis-fastest (NIfTI order) with a RAS affine; slices for hole filling are taken across the axis
+//! closest to superior–inferior.
+
+use crate::components::label_components;
+use crate::measure::{voxel_volume_mm3, Grid};
+
+/// A way of finding ROIs in an unannotated volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locator {
+    CtBody,
+    CtLung,
+    CtBone,
+}
+
+impl Locator {
+    /// Parses a config value (`classical:ct-body`, `classical:ct-lung`, `classical:ct-bone`).
+    pub fn parse(s: &str) -> Option<Locator> {
+        Some(match s {
+            "classical:ct-body" => Locator::CtBody,
+            "classical:ct-lung" => Locator::CtLung,
+            "classical:ct-bone" => Locator::CtBone,
+            _ => return None,
+        })
+    }
+
+    /// The config name, recorded as the ROI's `origin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Locator::CtBody => "classical:ct-body",
+            Locator::CtLung => "classical:ct-lung",
+            Locator::CtBone => "classical:ct-bone",
+        }
+    }
+
+    /// Named binary masks found in `hu` (first-axis-fastest, `grid.shape`).
+    pub fn locate(self, hu: &[f64], grid: Grid<'_>) -> Vec<(String, Vec<bool>)> {
+        let body = body_mask(hu, grid);
+        match self {
+            Locator::CtBody => vec![("body".into(), body)],
+            Locator::CtLung => lungs(hu, &body, grid),
+            Locator::CtBone => {
+                let bone: Vec<bool> = hu.iter().zip(&body).map(|(&v, &b)| b && v > 250.0).collect();
+                let min_voxels = (1000.0 / voxel_volume_mm3(grid.affine).max(1e-9)).ceil() as u64;
+                vec![(
+                    "bone".into(),
+                    keep_components(&bone, grid.shape, 1, |v, _| v >= min_voxels),
+                )]
+            }
+        }
+    }
+}
+
+/// Keeps the 6- (connectivity 1) or fully connected components for which `keep(voxels, rank)` holds (rank 0 =
+/// largest).
+fn keep_components(
+    mask: &[bool],
+    shape: [usize; 3],
+    connectivity: usize,
+    keep: impl Fn(u64, usize) -> bool,
+) -> Vec<bool> {
+    let values: Vec<u32> = mask.iter().map(|&b| b as u32).collect();
+    let Ok(lab) = label_components(&values, &[shape[2], shape[1], shape[0]], connectivity) else {
+        return vec![false; mask.len()];
+    };
+    let mut order: Vec<&crate::Component> = lab.components.iter().collect();
+    order.sort_by(|a, b| b.voxels.cmp(&a.voxels).then(a.id.cmp(&b.id)));
+    let mut kept = vec![false; lab.components.len() + 1];
+    for (rank, c) in order.iter().enumerate() {
+        kept[c.id as usize] = keep(c.voxels, rank);
+    }
+    lab.component_of.iter().map(|&c| c > 0 && kept[c as usize]).collect()
+}
+
+fn index(shape: [usize; 3], p: [usize; 3]) -> usize {
+    p[0] + shape[0] * (p[1] + shape[1] * p[2])
+}
+
+/// Fills holes of `mask` in every slice across `axis` (2D background not reachable from the slice's border,
+/// 4-connectivity).
+pub fn fill_holes_per_slice(mask: &mut [bool], shape: [usize; 3], axis: usize) {
+    let (a, b) = match axis {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    let (na, nb) = (shape[a], shape[b]);
+    let mut reached = vec![false; na * nb];
+    let mut stack = Vec::new();
+    for s in 0..shape[axis] {
+        let at = |i: usize, j: usize| {
+            let mut p = [0; 3];
+            p[axis] = s;
+            p[a] = i;
+            p[b] = j;
+            index(shape, p)
+        };
+        reached.iter_mut().for_each(|r| *r = false);
+        for i in 0..na {
+            for j in 0..nb {
+                if (i == 0 || j == 0 || i + 1 == na || j + 1 == nb) && !mask[at(i, j)] {
+                    reached[i * nb + j] = true;
+                    stack.push((i, j));
+                }
+            }
+        }
+        while let Some((i, j)) = stack.pop() {
+            let mut visit = |i2: usize, j2: usize| {
+                if !reached[i2 * nb + j2] && !mask[at(i2, j2)] {
+                    reached[i2 * nb + j2] = true;
+                    stack.push((i2, j2));
+                }
+            };
+            if i > 0 {
+                visit(i - 1, j);
+            }
+            if i + 1 < na {
+                visit(i + 1, j);
+            }
+            if j > 0 {
+                visit(i, j - 1);
+            }
+            if j + 1 < nb {
+                visit(i, j + 1);
+            }
+        }
+        for i in 0..na {
+            for j in 0..nb {
+                if !reached[i * nb + j] {
+                    mask[at(i, j)] = true;
+                }
+            }
+        }
+    }
+}
+
+fn body_mask(hu: &[f64], grid: Grid<'_>) -> Vec<bool> {
+    let mut m: Vec<bool> = hu.iter().map(|&v| v > -500.0).collect();
+    fill_holes_per_slice(&mut m, grid.shape, grid.slice_axis());
+    keep_components(&m, grid.shape, 1, |_, rank| rank == 0)
+}
+
+fn world_x(grid: Grid<'_>, i: usize) -> f64 {
+    let [nx, ny, _] = grid.shape;
+    let p = [i % nx, (i / nx) % ny, i / (nx * ny)];
+    let a = grid.affine;
+    a[0][0] * p[0] as f64 + a[0][1] * p[1] as f64 + a[0][2] * p[2] as f64 + a[0][3]
+}
+
+fn lungs(hu: &[f64], body: &[bool], grid: Grid<'_>) -> Vec<(String, Vec<bool>)> {
+    let body_voxels = body.iter().filter(|&&b| b).count() as u64;
+    let air: Vec<bool> = hu.iter().zip(body).map(|(&v, &b)| b && v < -400.0).collect();
+    let min_voxels = (body_voxels / 2000).max(1);
+    let both = keep_components(&air, grid.shape, 1, |v, rank| rank < 2 && v >= min_voxels);
+    // the body's midline: mean world x of the body voxels
+    let (mut sx, mut n) = (0.0, 0.0);
+    for (i, _) in body.iter().enumerate().filter(|(_, &b)| b) {
+        sx += world_x(grid, i);
+        n += 1.0;
+    }
+    let midline = if n > 0.0 { sx / n } else { 0.0 };
+    let mut right = vec![false; hu.len()];
+    let mut left = vec![false; hu.len()];
+    for (i, _) in both.iter().enumerate().filter(|(_, &b)| b) {
+        if world_x(grid, i) > midline {
+            right[i] = true; // RAS: +x is the patient's right
+        } else {
+            left[i] = true;
+        }
+    }
+    let axis = grid.slice_axis();
+    let mut out = Vec::new();
+    for (name, mut m) in [("right lung", right), ("left lung", left)] {
+        // cutting at the midline may leave crumbs of the other lung: keep the largest piece
+        m = keep_components(&m, grid.shape, 1, |_, rank| rank == 0);
+        fill_holes_per_slice(&mut m, grid.shape, axis);
+        if m.iter().any(|&b| b) {
+            out.push((name.to_string(), m));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 40×40×10 phantom: body disc of soft tissue, two air "lungs" left and right of the centre, a bone rod, a
+    /// 40 HU nodule inside the right lung; LPS-stored like the synthetic CTs (x → patient left).
+    fn phantom() -> (Vec<f64>, [[f64; 4]; 4]) {
+        let (nx, ny, nz) = (40, 40, 10);
+        let mut hu = vec![-1000.0; nx * ny * nz];
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let (dx, dy) = (x as f64 - 19.5, y as f64 - 19.5);
+                    let i = x + nx * (y + ny * z);
+                    if dx * dx + dy * dy < 18.0 * 18.0 {
+                        hu[i] = 40.0;
+                    }
+                    // lungs: x 6..16 (image left = patient right with x → L) and 23..33
+                    if (6..16).contains(&x) && (10..30).contains(&y) || (23..33).contains(&x) && (10..30).contains(&y) {
+                        hu[i] = -850.0;
+                    }
+                    if (19..21).contains(&x) && (30..33).contains(&y) {
+                        hu[i] = 700.0;
+                    }
+                    if (10..12).contains(&x) && (18..20).contains(&y) {
+                        hu[i] = 40.0; // nodule
+                    }
+                }
+            }
+        }
+        let affine = [
+            [-10.0, 0.0, 0.0, 0.0],
+            [0.0, -10.0, 0.0, 0.0],
+            [0.0, 0.0, 10.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        (hu, affine)
+    }
+
+    #[test]
+    fn phantom_lungs_bone_and_body() {
+        let (hu, affine) = phantom();
+        let grid = Grid {
+            shape: [40, 40, 10],
+            affine: &affine,
+        };
+        let lungs = Locator::CtLung.locate(&hu, grid);
+        let names: Vec<&str> = lungs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["right lung", "left lung"]);
+        let at = |x: usize, y: usize, z: usize| x + 40 * (y + 40 * z);
+        // x 6..16 is patient right (x → L with a −10 mm column); the nodule is filled into the right lung
+        assert!(lungs[0].1[at(8, 15, 5)] && lungs[0].1[at(10, 18, 5)]);
+        assert!(lungs[1].1[at(28, 15, 5)] && !lungs[1].1[at(8, 15, 5)]);
+        assert_eq!(lungs[0].1.iter().filter(|&&b| b).count(), 10 * 20 * 10);
+        let bone = Locator::CtBone.locate(&hu, grid);
+        assert_eq!(bone[0].1.iter().filter(|&&b| b).count(), 2 * 3 * 10); // 60 voxels × 1 cm³ each ≥ 1 cm³
+        let body = Locator::CtBody.locate(&hu, grid);
+        assert!(body[0].1[at(8, 15, 5)] && !body[0].1[at(0, 0, 5)]);
+        assert_eq!(Locator::parse("classical:ct-lung"), Some(Locator::CtLung));
+        assert_eq!(Locator::parse("ct-lung"), None);
+    }
+}

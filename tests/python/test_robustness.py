@@ -1,11 +1,11 @@
 """Bounded mutation fuzzing of `medgrain probe` (the DICOM, NIfTI and raster entry points) on stable Rust: real
 seed files from pydicom's and nibabel's test data are truncated, have header bytes flipped, dimensions set absurd
 (65535³) or voxels set to NaN; every variant must give a JSON line (stats or an error), exit 0 or 1, never a panic,
-never a crash, and stay under an 8 GiB address-space limit (an attempt to allocate for 65535³ voxels would die).
-Known and bounded: a corrupted DICOM element length makes dicom-object allocate the declared size before it finds
-the file too short (seen: 4.26 GB for one flipped RT dose file, which then gets its error line); DICOM lengths are
-32-bit, so this stays under 4 GiB — hence 8 GiB and not less. Deterministic (fixed seed); the number of variants is
-printed. cargo-fuzz itself needs a nightly toolchain, which this machine cannot fetch."""
+never a crash, and stay under a 2 GiB address-space limit (an attempt to allocate for 65535³ voxels would die).
+DICOM element lengths are checked against the file size before dicom-rs reads the file (it allocates a value's
+claimed length first: 4.26 GB for one flipped RT dose file before that check existed). Deterministic (fixed seed);
+the number of variants is printed. The cargo-fuzz targets in `fuzz/` (nightly) cover the same entry points with
+coverage-guided fuzzing; see fuzz/README.md."""
 import gzip
 import json
 import random
@@ -26,7 +26,7 @@ SEEDS = [PYDICOM / n for n in ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm
 
 
 def limit_memory():
-    gib = 8 * 1024 ** 3
+    gib = 2 * 1024 ** 3
     resource.setrlimit(resource.RLIMIT_AS, (gib, gib))
 
 

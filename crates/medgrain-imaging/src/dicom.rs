@@ -194,6 +194,11 @@ pub fn read_dicom(path: &Path) -> Result<DicomImage> {
 }
 
 fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
+    let bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check_element_lengths(&bytes).map_err(|e| err(path, e))?;
     let obj = OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| err(path, format!("not a readable DICOM file: {e}")))?;
@@ -360,6 +365,98 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         series_uid: text(tags::SERIES_INSTANCE_UID),
         values,
     })
+}
+
+/// Walks the element headers of a Part 10 file and checks that no defined value length runs past the end of the
+/// file. dicom-rs allocates a value's claimed length before reading it, so a corrupted length (up to 4 GiB) in a
+/// short file would otherwise cost that much memory before the read fails; with this check every allocation is
+/// bounded by the file's size. Undefined lengths (sequences, items, encapsulated pixel data) are walked into;
+/// deflated data sets are not walked (their bytes are compressed).
+pub fn check_element_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+        return Err("no DICM magic after the 128-byte preamble".into());
+    }
+    let end = bytes.len();
+    let u16_at = |p: usize, le: bool| -> Option<u16> {
+        let b = bytes.get(p..p + 2)?;
+        Some(if le {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        })
+    };
+    let u32_at = |p: usize, le: bool| -> Option<u32> {
+        let b = bytes.get(p..p + 4)?;
+        let a = [b[0], b[1], b[2], b[3]];
+        Some(if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        })
+    };
+    // File meta group: explicit VR little endian; find the transfer syntax and where the group ends.
+    let mut pos = 132;
+    let mut ts = String::new();
+    while pos + 8 <= end && u16_at(pos, true) == Some(0x0002) {
+        let elem = u16_at(pos + 2, true).unwrap_or(0);
+        let vr = &bytes[pos + 4..pos + 6];
+        let (len, header) = if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT" | b"UC" | b"UR") {
+            (u32_at(pos + 8, true).ok_or("truncated file meta")? as usize, 12)
+        } else {
+            (u16_at(pos + 6, true).unwrap_or(0) as usize, 8)
+        };
+        let start = pos + header;
+        if len > end.saturating_sub(start) {
+            return Err(format!(
+                "file meta element (0002,{elem:04X}) claims {len} bytes, {} remain",
+                end.saturating_sub(start)
+            ));
+        }
+        if elem == 0x0010 {
+            ts = String::from_utf8_lossy(&bytes[start..start + len])
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+        }
+        pos = start + len;
+    }
+    let (explicit, le) = match ts.as_str() {
+        "1.2.840.10008.1.2" => (false, true),
+        "1.2.840.10008.1.2.2" => (true, false),
+        "1.2.840.10008.1.2.1.99" => return Ok(()),
+        _ => (true, true),
+    };
+    const LONG_VRS: [&[u8; 2]; 13] = [
+        b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+    ];
+    while pos + 8 <= end {
+        let group = u16_at(pos, le).unwrap_or(0);
+        let elem = u16_at(pos + 2, le).unwrap_or(0);
+        // Items and delimiters (FFFE,xxxx) have no VR in any transfer syntax.
+        let (len, header) = if group == 0xFFFE || !explicit {
+            (u32_at(pos + 4, le).unwrap_or(0), 8)
+        } else {
+            let vr = [bytes[pos + 4], bytes[pos + 5]];
+            if LONG_VRS.contains(&&vr) {
+                (u32_at(pos + 8, le).ok_or("truncated element header")?, 12)
+            } else {
+                (u16_at(pos + 6, le).unwrap_or(0) as u32, 8)
+            }
+        };
+        let start = pos + header;
+        if len == u32::MAX || (group == 0xFFFE && elem != 0xE000) {
+            pos = start; // undefined length: walk into it; delimiters have no value
+            continue;
+        }
+        let len = len as usize;
+        if len > end.saturating_sub(start) {
+            return Err(format!(
+                "element ({group:04X},{elem:04X}) at byte {pos} claims {len} bytes, but only {} remain",
+                end.saturating_sub(start)
+            ));
+        }
+        pos = start + len;
+    }
+    Ok(())
 }
 
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";

@@ -136,6 +136,13 @@ pub struct SourceConfig {
     pub select: Option<String>,
     /// nifti / dicom-series: keep every `step`-th selected slice (with "roi" and "every").
     pub step: Option<usize>,
+    /// nifti / dicom-series: class table for multilabel mask files (TotalSegmentator `--ml`, nnU-Net), lines
+    /// `value name`, relative to `root`; binary mask files are named by their file names.
+    pub mask_labels: Option<String>,
+    /// nifti / dicom-series: masks on another grid than the volume (SAT writes its own) are resampled
+    /// nearest-neighbour through world coordinates instead of being refused.
+    #[serde(default)]
+    pub resample_masks: bool,
     /// nifti / dicom-series: an ROI locator run on each volume (`classical:ct-body`, `classical:ct-lung`,
     /// `classical:ct-bone`); its masks join the mask files and its ROIs carry its name as `origin`.
     pub locator: Option<String>,
@@ -520,10 +527,10 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
         }
         match s.kind.as_str() {
             "image-folder" => {
-                if s.locator.is_some() {
+                if s.locator.is_some() || s.mask_labels.is_some() || s.resample_masks {
                     return Err(config_err(
                         path,
-                        format!("{at}.locator: locators run on volumes (kind = \"nifti\" or \"dicom-series\")"),
+                        format!("{at}: locator, mask_labels and resample_masks apply to volumes (kind = \"nifti\" or \"dicom-series\")"),
                     ));
                 }
                 if let Some(w) = &s.window {

@@ -34,6 +34,8 @@ struct Volume {
 
 pub struct NiftiVolumeSource {
     cfg: SourceConfig,
+    /// Class table for multilabel mask files (`mask_labels`: lines `value name`).
+    class_names: std::collections::HashMap<u32, String>,
     /// ROI locator for structures without mask files (`locator = "classical:ct-lung"`, …).
     locator: Option<medgrain_roi::locate::Locator>,
     /// `dicom-series` (folders of DICOM slices) rather than NIfTI files.
@@ -42,6 +44,77 @@ pub struct NiftiVolumeSource {
     plane: Plane,
     /// The most recently used volumes (shards read consecutive slices of a volume, one shard per worker).
     cache: Mutex<Vec<(String, Arc<Volume>)>>,
+}
+
+/// A mask value as a label (non-negative whole numbers; anything else counts as "set" = 1 if positive).
+fn label_value(v: f64) -> u32 {
+    if v.is_finite() && v > 0.0 {
+        if v.fract() == 0.0 && v <= u32::MAX as f64 {
+            v as u32
+        } else {
+            1
+        }
+    } else {
+        0
+    }
+}
+
+/// Whether two affines agree within 1e-3 (mm, and direction cosines × spacing).
+fn affine_close(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) -> bool {
+    (0..3).all(|i| (0..4).all(|j| (a[i][j] - b[i][j]).abs() < 1e-3))
+}
+
+fn invert3(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    let mut inv = [[0.0; 3]; 3];
+    for (i, row) in inv.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            let (r1, r2) = ((j + 1) % 3, (j + 2) % 3);
+            let (c1, c2) = ((i + 1) % 3, (i + 2) % 3);
+            *v = (m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]) / det;
+        }
+    }
+    Some(inv)
+}
+
+/// Resamples a label volume (`src`, first axis fastest) onto another grid, nearest neighbour through world
+/// coordinates (SAT and other tools write masks on their own resampled grid); outside the source grid is 0.
+fn resample_nearest(
+    src: &[f64],
+    src_shape: [usize; 3],
+    src_affine: &[[f64; 4]; 4],
+    dst_shape: [usize; 3],
+    dst_affine: &[[f64; 4]; 4],
+) -> Option<Vec<u32>> {
+    let inv = invert3(std::array::from_fn(|i| std::array::from_fn(|j| src_affine[i][j])))?;
+    let mut out = Vec::with_capacity(dst_shape.iter().product());
+    for k in 0..dst_shape[2] {
+        for j in 0..dst_shape[1] {
+            for i in 0..dst_shape[0] {
+                let w: [f64; 3] = std::array::from_fn(|r| {
+                    dst_affine[r][0] * i as f64
+                        + dst_affine[r][1] * j as f64
+                        + dst_affine[r][2] * k as f64
+                        + dst_affine[r][3]
+                        - src_affine[r][3]
+                });
+                let p: [f64; 3] = std::array::from_fn(|r| inv[r][0] * w[0] + inv[r][1] * w[1] + inv[r][2] * w[2]);
+                let q = p.map(|x| x.round());
+                let inside = (0..3).all(|a| q[a] >= 0.0 && (q[a] as usize) < src_shape[a]);
+                out.push(if inside {
+                    let idx = q[0] as usize + src_shape[0] * (q[1] as usize + src_shape[1] * q[2] as usize);
+                    src.get(idx).map_or(0, |&v| label_value(v))
+                } else {
+                    0
+                });
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Volumes kept decoded per source.
@@ -77,7 +150,18 @@ impl NiftiVolumeSource {
             });
         }
         let plane = Plane::parse(cfg.plane.as_deref().unwrap_or("axial")).unwrap_or(Plane::Axial);
+        let class_names = match &cfg.mask_labels {
+            Some(p) => {
+                let path = root.join(p);
+                crate::rois::read_label_names(&path).map_err(|e| PipelineError::Config {
+                    path: loaded.path.clone(),
+                    reason: format!("source {:?}: mask_labels: {}", cfg.name, e.message),
+                })?
+            }
+            None => Default::default(),
+        };
         Ok(NiftiVolumeSource {
+            class_names,
             locator: cfg.locator.as_deref().and_then(medgrain_roi::locate::Locator::parse),
             cfg: cfg.clone(),
             dicom: cfg.kind == "dicom-series",
@@ -145,19 +229,47 @@ impl NiftiVolumeSource {
         let mut masks = Vec::new();
         for mp in self.mask_files(rel) {
             let m = read_nifti(&mp).map_err(|e| SampleError::new("mask", e.to_string()))?;
-            if m.header.shape.iter().take(3).copied().collect::<Vec<_>>() != shape.to_vec() {
+            let mshape: Vec<usize> = m.header.shape.iter().take(3).copied().collect();
+            let maffine = m.header.best_affine();
+            let same_grid = mshape == shape.to_vec() && affine_close(&maffine, &affine);
+            let raw: Vec<f64> = m.voxels.values().collect();
+            let labels: Vec<u32> = if same_grid {
+                raw.iter().take(n).map(|&v| label_value(v)).collect()
+            } else if self.cfg.resample_masks && mshape.len() == 3 {
+                resample_nearest(&raw, [mshape[0], mshape[1], mshape[2]], &maffine, shape, &affine).ok_or_else(
+                    || SampleError::new("mask", format!("{}: its affine cannot be inverted", mp.display())),
+                )?
+            } else {
                 return Err(SampleError::new(
                     "mask",
                     format!(
-                        "{}: mask shape {:?} differs from the volume's {:?}",
+                        "{}: mask grid (shape {:?}, affine {:?}) differs from the volume's (shape {:?}, affine {:?}); set resample_masks = true to resample it nearest-neighbour",
                         mp.display(),
                         m.header.shape,
-                        shape
+                        maffine,
+                        shape,
+                        affine
                     ),
                 ));
+            };
+            let mut values: Vec<u32> = labels.iter().copied().filter(|&v| v > 0).collect();
+            values.sort_unstable();
+            values.dedup();
+            let multilabel = values.len() > 1 || values.first().is_some_and(|v| self.class_names.contains_key(v));
+            if !multilabel {
+                // a binary mask (0/1, or 0/255): its name is the file's
+                masks.push((mask_name(&mp), labels.iter().map(|&v| v > 0).collect()));
+            } else {
+                // a multilabel file (TotalSegmentator --ml, nnU-Net): one mask per value, named from the class table
+                for v in values {
+                    let name = self
+                        .class_names
+                        .get(&v)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{} label {v}", mask_name(&mp)));
+                    masks.push((name, labels.iter().map(|&x| x == v).collect()));
+                }
             }
-            let on: Vec<bool> = m.voxels.values().take(n).map(|v| v > 0.0).collect();
-            masks.push((mask_name(&mp), on));
         }
         let mut origins = vec!["annotation".to_string(); masks.len()];
         if let Some(loc) = self.locator {

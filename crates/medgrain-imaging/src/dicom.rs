@@ -367,6 +367,35 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
     })
 }
 
+/// Whether an explicit VR has a 2-byte length field. Like dicom-rs, any other code — including an unknown one, read
+/// as UN — has 2 reserved bytes and a 4-byte length.
+fn short_length_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
+    )
+}
+
 /// Walks the element headers of a Part 10 file and checks that no defined value length runs past the end of the
 /// file. dicom-rs allocates a value's claimed length before reading it, so a corrupted length (up to 4 GiB) in a
 /// short file would otherwise cost that much memory before the read fails; with this check every allocation is
@@ -400,7 +429,7 @@ pub fn check_element_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
     while pos + 8 <= end && u16_at(pos, true) == Some(0x0002) {
         let elem = u16_at(pos + 2, true).unwrap_or(0);
         let vr = &bytes[pos + 4..pos + 6];
-        let (len, header) = if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT" | b"UC" | b"UR") {
+        let (len, header) = if !short_length_vr(vr) {
             (u32_at(pos + 8, true).ok_or("truncated file meta")? as usize, 12)
         } else {
             (u16_at(pos + 6, true).unwrap_or(0) as usize, 8)
@@ -425,9 +454,6 @@ pub fn check_element_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
         "1.2.840.10008.1.2.1.99" => return Ok(()),
         _ => (true, true),
     };
-    const LONG_VRS: [&[u8; 2]; 13] = [
-        b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
-    ];
     while pos + 8 <= end {
         let group = u16_at(pos, le).unwrap_or(0);
         let elem = u16_at(pos + 2, le).unwrap_or(0);
@@ -436,7 +462,7 @@ pub fn check_element_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
             (u32_at(pos + 4, le).unwrap_or(0), 8)
         } else {
             let vr = [bytes[pos + 4], bytes[pos + 5]];
-            if LONG_VRS.contains(&&vr) {
+            if !short_length_vr(&vr) {
                 (u32_at(pos + 8, le).ok_or("truncated element header")?, 12)
             } else {
                 (u16_at(pos + 6, le).unwrap_or(0) as u32, 8)

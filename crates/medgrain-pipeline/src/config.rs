@@ -136,6 +136,9 @@ pub struct SourceConfig {
     pub select: Option<String>,
     /// nifti / dicom-series: keep every `step`-th selected slice (with "roi" and "every").
     pub step: Option<usize>,
+    /// image-folder: a COCO instances file (relative to `root`) whose polygons, RLE masks or boxes give each image's
+    /// regions, named by category; instead of `masks`.
+    pub annotations: Option<String>,
     /// nifti / dicom-series: class table for multilabel mask files (TotalSegmentator `--ml`, nnU-Net), lines
     /// `value name`, relative to `root`; binary mask files are named by their file names.
     pub mask_labels: Option<String>,
@@ -527,6 +530,9 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
         }
         match s.kind.as_str() {
             "image-folder" => {
+                if s.annotations.is_some() && s.masks.is_some() {
+                    return Err(config_err(path, format!("{at}: give masks or annotations, not both")));
+                }
                 if s.locator.is_some() || s.mask_labels.is_some() || s.resample_masks {
                     return Err(config_err(
                         path,

@@ -89,6 +89,8 @@ pub struct ImageFolderSource {
     metadata: HashMap<String, SampleMeta>,
     /// Samples that exist only as problems found in the metadata file.
     metadata_problems: Vec<SampleRef>,
+    /// COCO regions per image (`annotations = "instances.json"`).
+    annotations: Option<crate::coco::Annotations>,
 }
 
 fn normalise_rel(p: &str) -> String {
@@ -118,7 +120,15 @@ impl ImageFolderSource {
             root,
             metadata: HashMap::new(),
             metadata_problems: Vec::new(),
+            annotations: None,
         };
+        if let Some(a) = &cfg.annotations {
+            let path = src.root.join(a);
+            src.annotations = Some(crate::coco::read_coco(&path).map_err(|reason| PipelineError::Config {
+                path: loaded.path.clone(),
+                reason: format!("source {:?}: annotations: {reason}", cfg.name),
+            })?);
+        }
         if let Some(m) = &cfg.metadata {
             let path = src.root.join(m);
             src.read_metadata(&path, loaded)?;
@@ -316,7 +326,18 @@ impl SampleSource for ImageFolderSource {
             let r = decode_raster(&bytes, &path).map_err(|e| image_err(e.to_string()))?;
             (r, bytes, None)
         };
+        let mut label_names = None;
+        let from_coco = match self.annotations.as_ref().map(|a| a.get(&sample.rel_path)) {
+            Some(Some(regions)) => {
+                let (m, names) = crate::coco::label_map(regions, raster.height as usize, raster.width as usize)
+                    .map_err(|e| SampleError::new("mask", format!("{}: {e}", sample.rel_path)))?;
+                label_names = Some(names);
+                Some(m)
+            }
+            _ => None,
+        };
         let mask = match self.mask_path(&sample.rel_path) {
+            _ if from_coco.is_some() => from_coco,
             None => None,
             Some(mp) if !mp.exists() => {
                 if self.cfg.require_masks {
@@ -363,7 +384,7 @@ impl SampleSource for ImageFolderSource {
                 }
                 m
             },
-            label_names: None,
+            label_names,
             label_origins: None,
             geometry: None,
         })

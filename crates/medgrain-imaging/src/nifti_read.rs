@@ -398,8 +398,12 @@ pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
     if !(header.vox_offset.is_finite() && header.vox_offset >= 0.0) {
         return Err(invalid(path, format!("bad vox_offset {}", header.vox_offset)));
     }
+    // vox_offset is a float: a huge one saturates to u64::MAX; the sum is checked (cargo-fuzz found the overflow)
     let offset = header.vox_offset.max(min_offset) as u64;
-    let total = offset + need;
+    let total = offset
+        .checked_add(need)
+        .filter(|&t| t <= MAX_VOXEL_BYTES + (1 << 32))
+        .ok_or_else(|| invalid(path, format!("vox_offset {} is beyond any file", header.vox_offset)))?;
     // Plain files: check the size before allocating. Gzip: read at most `total` bytes and compare.
     let data: Vec<u8> = if gz {
         if total > (file_bytes.len() as u64).saturating_mul(1100).max(1 << 20) {
@@ -653,6 +657,11 @@ mod tests {
         }
         std::fs::write(&p, &h).unwrap();
         assert!(read_nifti(&p).unwrap_err().to_string().contains("truncated"));
+        // A vox_offset of 3e38 (found by cargo-fuzz: offset + size overflowed, then a slice panicked).
+        h[108..112].copy_from_slice(&3e38f32.to_le_bytes());
+        std::fs::write(&p, &h).unwrap();
+        assert!(read_nifti(&p).unwrap_err().to_string().contains("vox_offset"));
+        h[108..112].copy_from_slice(&352f32.to_le_bytes());
         // Bad magic.
         h[344..348].copy_from_slice(b"xxxx");
         std::fs::write(&p, &h).unwrap();

@@ -90,12 +90,12 @@ print(f"shape descriptors: medgrain rois (components + shapes, connectivity 3) {
 # Classical locators on a 512×512×300 CT-like volume (body, two lungs, spine), written once.
 ct = work / "ct_512x512x300.nii.gz"
 if not ct.exists():
-    z, y, x = np.ogrid[0:300, 0:512, 0:512]
+    y, x = np.ogrid[0:512, 0:512]
     vol = np.full((300, 512, 512), -1000, np.int16)
-    vol[((x - 256) / 220.0) ** 2 + ((y - 256) / 170.0) ** 2 <= 1] = 40
+    vol[:, ((x - 256) / 220.0) ** 2 + ((y - 256) / 170.0) ** 2 <= 1] = 40
     for cx in (170, 342):
-        vol[((x - cx) / 70.0) ** 2 + ((y - 240) / 110.0) ** 2 <= 1] = -850
-    vol[((x - 256) / 25.0) ** 2 + ((y - 380) / 25.0) ** 2 <= 1] = 700
+        vol[:, ((x - cx) / 70.0) ** 2 + ((y - 240) / 110.0) ** 2 <= 1] = -850
+    vol[:, ((x - 256) / 25.0) ** 2 + ((y - 380) / 25.0) ** 2 <= 1] = 700
     vol += rng.normal(0, 20, vol.shape).astype(np.int16)
     nib.save(nib.Nifti1Image(np.ascontiguousarray(vol.transpose(2, 1, 0)), np.diag([-0.7, -0.7, 1.0, 1.0])), ct)
 for loc in ("classical:ct-body", "classical:ct-lung", "classical:ct-bone"):

@@ -67,22 +67,27 @@ fn group_floats(
 
 /// Whether a file is a DICOM Segmentation (SOP class 1.2.840.10008.5.1.4.1.1.66.4 or Modality SEG).
 pub fn is_seg(path: &Path) -> bool {
-    OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+    let checked = std::fs::read(path)
         .ok()
-        .is_some_and(|o| {
-            let text = |t: Tag| {
-                o.element(t)
-                    .ok()
-                    .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_string()))
-            };
-            text(tags::SOP_CLASS_UID).as_deref() == Some("1.2.840.10008.5.1.4.1.1.66.4")
-                || text(tags::MODALITY).as_deref() == Some("SEG")
-        })
+        .is_some_and(|b| crate::dicom::check_element_lengths(&b).is_ok());
+    checked
+        && OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(path)
+            .ok()
+            .is_some_and(|o| {
+                let text = |t: Tag| {
+                    o.element(t)
+                        .ok()
+                        .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_string()))
+                };
+                text(tags::SOP_CLASS_UID).as_deref() == Some("1.2.840.10008.5.1.4.1.1.66.4")
+                    || text(tags::MODALITY).as_deref() == Some("SEG")
+            })
 }
 
-/// Reads a SEG file into per-segment masks on one grid.
+/// Reads a SEG file into per-segment masks on one grid. (`read_dicom` checks the element lengths first, so the
+/// second, header-only open below reads a file already known to be sound.)
 pub fn read_seg(path: &Path) -> Result<SegVolume> {
     let img = read_dicom(path)?;
     let obj = OpenFileOptions::new()

@@ -71,6 +71,13 @@ pub fn dicom_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn series_uids(dir: &Path) -> Result<Vec<String>> {
     let mut uids = std::collections::BTreeSet::new();
     for p in dicom_files(dir)? {
+        // the same length check read_dicom makes: a corrupted header length must not become an allocation
+        let ok = std::fs::read(&p)
+            .ok()
+            .is_some_and(|b| crate::dicom::check_element_lengths(&b).is_ok());
+        if !ok {
+            continue; // unreadable here; read_series_dir reports it
+        }
         let uid = dicom_object::OpenFileOptions::new()
             .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
             .open_file(&p)

@@ -81,6 +81,29 @@ fn rois_array(rois: &[&RoiRecord]) -> ArrayRef {
             ("score", f64s(rois.iter().map(|r| r.score))),
             ("measurements", measurements),
             ("appearance", appearance),
+            (
+                "organ_context",
+                structure(
+                    vec![
+                        (
+                            "organ",
+                            utf8(rois.iter().map(|r| r.organ_context.as_ref().map(|o| o.organ.as_str()))),
+                        ),
+                        (
+                            "relation",
+                            utf8(
+                                rois.iter()
+                                    .map(|r| r.organ_context.as_ref().map(|o| o.relation.as_str())),
+                            ),
+                        ),
+                        (
+                            "fraction_inside",
+                            f64s(rois.iter().map(|r| r.organ_context.as_ref().map(|o| o.fraction_inside))),
+                        ),
+                    ],
+                    Some(rois.iter().map(|r| r.organ_context.is_some()).collect()),
+                ),
+            ),
         ],
         None,
     )

@@ -23,6 +23,7 @@ fn row(i: usize, with_roi: bool) -> TripletRecord {
             score: None,
             measurements: None,
             appearance: None,
+            organ_context: None,
         }]
     } else {
         vec![]

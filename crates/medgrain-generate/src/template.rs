@@ -133,6 +133,12 @@ impl TemplateWriter {
             };
             out.push_str(&s);
             out.push(' ');
+            if let Some(o) = &roi.organ_context {
+                match o.relation.as_str() {
+                    "inside" | "enclosed" => out.push_str(&format!("It lies within the {}. ", o.organ)),
+                    _ => out.push_str(&format!("It borders the {}. ", o.organ)),
+                }
+            }
             if let Some(words) = roi.measurements.as_ref().and_then(|m| outline_words(m, roi.area_px)) {
                 out.push_str(&format!("Its outline is {words}. "));
             }
@@ -393,6 +399,7 @@ mod tests {
                 texture: texture.into(),
                 margin: margin.into(),
             }),
+            organ_context: None,
         }
     }
 

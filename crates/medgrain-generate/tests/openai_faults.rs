@@ -46,6 +46,7 @@ fn samples(n: usize) -> Vec<Sample> {
                 score: None,
                 measurements: None,
                 appearance: None,
+                organ_context: None,
             };
             Sample {
                 id: format!("s{k}"),

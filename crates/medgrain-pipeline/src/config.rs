@@ -139,6 +139,9 @@ pub struct SourceConfig {
     /// image-folder: a COCO instances file (relative to `root`) whose polygons, RLE masks or boxes give each image's
     /// regions, named by category; instead of `masks`.
     pub annotations: Option<String>,
+    /// nifti / dicom-series: organ masks giving ROIs their organ context (`masks/{stem}/*.nii.gz`, binary files
+    /// named by organ, on the volume's grid); they are context, not ROIs.
+    pub organs: Option<String>,
     /// nifti / dicom-series: class table for multilabel mask files (TotalSegmentator `--ml`, nnU-Net), lines
     /// `value name`, relative to `root`; binary mask files are named by their file names.
     pub mask_labels: Option<String>,
@@ -533,10 +536,10 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 if s.annotations.is_some() && s.masks.is_some() {
                     return Err(config_err(path, format!("{at}: give masks or annotations, not both")));
                 }
-                if s.locator.is_some() || s.mask_labels.is_some() || s.resample_masks {
+                if s.locator.is_some() || s.mask_labels.is_some() || s.resample_masks || s.organs.is_some() {
                     return Err(config_err(
                         path,
-                        format!("{at}: locator, mask_labels and resample_masks apply to volumes (kind = \"nifti\" or \"dicom-series\")"),
+                        format!("{at}: locator, organs, mask_labels and resample_masks apply to volumes (kind = \"nifti\" or \"dicom-series\")"),
                     ));
                 }
                 if let Some(w) = &s.window {

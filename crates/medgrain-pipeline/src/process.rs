@@ -119,8 +119,75 @@ fn apply_patient_geometry(
                 m.uniformity = s.uniformity;
             }
             roi.measurements = Some(m);
+            if let Some((organs, names)) = &g.organs {
+                roi.organ_context = organ_context(&mask, organs, names, w, h);
+            }
         }
     }
+}
+
+/// The organ holding or surrounding an ROI (`mask`, row-major `h × w`) among per-pixel organ labels: the organ with
+/// most of the ROI's pixels ("inside" when ≥ half), else the organ most present in a 2-pixel ring around the ROI
+/// ("enclosed" when it fills ≥ half of the ring — a lesion cut out of its organ's mask — else "adjacent").
+fn organ_context(
+    mask: &[bool],
+    organs: &[u16],
+    names: &[String],
+    w: usize,
+    h: usize,
+) -> Option<medgrain_records::OrganContext> {
+    let area = mask.iter().filter(|&&b| b).count();
+    if area == 0 || organs.len() != mask.len() {
+        return None;
+    }
+    let mut inside = vec![0usize; names.len() + 1];
+    for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
+        inside[organs[i] as usize] += 1;
+    }
+    let best = (1..inside.len()).max_by_key(|&k| (inside[k], std::cmp::Reverse(k)))?;
+    let fraction = inside[best] as f64 / area as f64;
+    let name = |k: usize| names.get(k - 1).cloned().unwrap_or_default();
+    if fraction >= 0.5 {
+        return Some(medgrain_records::OrganContext {
+            organ: name(best),
+            relation: "inside".into(),
+            fraction_inside: fraction,
+        });
+    }
+    // the ring: pixels within 2 (Chebyshev) of the ROI, not in it
+    let mut ring = vec![0usize; names.len() + 1];
+    let mut ring_n = 0usize;
+    for r in 0..h {
+        for c in 0..w {
+            if mask[r * w + c] {
+                continue;
+            }
+            let near = (r.saturating_sub(2)..(r + 3).min(h))
+                .any(|rr| (c.saturating_sub(2)..(c + 3).min(w)).any(|cc| mask[rr * w + cc]));
+            if near {
+                ring[organs[r * w + c] as usize] += 1;
+                ring_n += 1;
+            }
+        }
+    }
+    let around = (1..ring.len()).max_by_key(|&k| (ring[k], std::cmp::Reverse(k)))?;
+    if ring[around] == 0 {
+        return (inside[best] > 0).then(|| medgrain_records::OrganContext {
+            organ: name(best),
+            relation: "adjacent".into(),
+            fraction_inside: fraction,
+        });
+    }
+    Some(medgrain_records::OrganContext {
+        organ: name(around),
+        relation: if ring[around] * 2 >= ring_n {
+            "enclosed"
+        } else {
+            "adjacent"
+        }
+        .into(),
+        fraction_inside: inside[around] as f64 / area as f64,
+    })
 }
 
 /// A sample after loading and ROI extraction, waiting for its description.

@@ -67,6 +67,8 @@ pub struct SliceGeometry {
     pub world_x_of_col: Vec<f64>,
     pub midline_x: f64,
     pub values: Vec<f64>,
+    /// Organ label per display pixel (0 = none; value − 1 indexes the names), when the source has organ masks.
+    pub organs: Option<(Vec<u16>, Vec<String>)>,
 }
 
 /// A source of 2D samples.

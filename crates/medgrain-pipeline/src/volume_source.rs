@@ -28,6 +28,9 @@ struct Volume {
     masks: Vec<(String, Vec<bool>)>,
     /// Origin per mask: "annotation" for mask files, the locator's name for masks it found.
     origins: Vec<String>,
+    /// Organ context (`organs = …`): one label per voxel (0 = none, value − 1 indexes `organ_names`).
+    organ_labels: Vec<u16>,
+    organ_names: Vec<String>,
     /// Modality from the DICOM series (records' naming), when the source is `dicom-series`.
     modality: Option<&'static str>,
 }
@@ -172,7 +175,12 @@ impl NiftiVolumeSource {
     }
 
     fn mask_files(&self, rel: &str) -> Vec<PathBuf> {
-        let Some(pattern) = &self.cfg.masks else {
+        self.files_for(self.cfg.masks.as_deref(), rel)
+    }
+
+    /// Files a `{stem}` pattern names for a volume, sorted.
+    fn files_for(&self, pattern: Option<&str>, rel: &str) -> Vec<PathBuf> {
+        let Some(pattern) = pattern else {
             return Vec::new();
         };
         let p = pattern.replace("{stem}", &volume_stem(rel));
@@ -280,12 +288,42 @@ impl NiftiVolumeSource {
                 origins.push(loc.name().to_string());
             }
         }
+        // organ context: binary organ masks on the volume's grid, one label each (later files win on overlap)
+        let mut organ_labels = Vec::new();
+        let mut organ_names = Vec::new();
+        if with_values {
+            for op in self.files_for(self.cfg.organs.as_deref(), rel) {
+                let m = read_nifti(&op).map_err(|e| SampleError::new("mask", e.to_string()))?;
+                let mshape: Vec<usize> = m.header.shape.iter().take(3).copied().collect();
+                if mshape != shape.to_vec() || !affine_close(&m.header.best_affine(), &affine) {
+                    return Err(SampleError::new(
+                        "mask",
+                        format!("{}: organ mask grid differs from the volume's", op.display()),
+                    ));
+                }
+                if organ_names.len() >= u16::MAX as usize - 1 {
+                    break;
+                }
+                if organ_labels.is_empty() {
+                    organ_labels = vec![0u16; n];
+                }
+                organ_names.push(mask_name(&op));
+                let k = organ_names.len() as u16;
+                for (l, v) in organ_labels.iter_mut().zip(m.voxels.values()) {
+                    if v > 0.0 {
+                        *l = k;
+                    }
+                }
+            }
+        }
         let v = Arc::new(Volume {
             shape,
             affine,
             values,
             masks,
             origins,
+            organ_labels,
+            organ_names,
             modality,
         });
         if !with_values && !self.dicom && self.locator.is_none() {
@@ -545,6 +583,8 @@ impl SampleSource for NiftiVolumeSource {
             label_names: Some(v.masks.iter().map(|(n, _)| n.clone()).collect()),
             label_origins: Some(v.origins.clone()),
             geometry: Some(SliceGeometry {
+                organs: (!v.organ_names.is_empty())
+                    .then(|| (layout.sample(&v.organ_labels, v.shape, s), v.organ_names.clone())),
                 pixel_mm: layout.pixel_mm,
                 world_x_of_col,
                 midline_x,

@@ -84,6 +84,20 @@ pub struct RoiRecord {
     pub score: Option<f64>,
     pub measurements: Option<Measurements>,
     pub appearance: Option<Appearance>,
+    /// The organ (from organ masks of a volume source) that holds or surrounds the ROI in its slice.
+    #[serde(default)]
+    pub organ_context: Option<OrganContext>,
+}
+
+/// Where an ROI sits among organ masks: `relation` is "inside" (≥ half of the ROI lies in `organ`), "enclosed"
+/// (less, but ≥ half of a 2-pixel ring around it is `organ`: a lesion cut out of its organ's mask) or "adjacent"
+/// (the organ most present in the ring).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrganContext {
+    pub organ: String,
+    pub relation: String,
+    /// Fraction of the ROI's pixels inside `organ`.
+    pub fraction_inside: f64,
 }
 
 /// A retrieved knowledge passage attached to a sample.

@@ -144,6 +144,7 @@ pub fn rois_2d(
             score: None,
             measurements,
             appearance,
+            organ_context: None,
         });
     }
     Ok(out)

@@ -155,6 +155,7 @@ mod tests {
             score: None,
             measurements: None,
             appearance: None,
+            organ_context: None,
         }
     }
 

@@ -1,6 +1,7 @@
 """Organ context of triplet ROIs (`organs = …` in a volume source): each synthetic lesion's ROI, on its largest
 axial slice, names the organ the ground truth places it in (lobe or liver), with relation "inside" or "enclosed"
-(the synthetic organ masks exclude the lesion's own voxels), and the description says so."""
+(the synthetic organ masks exclude the lesion's own voxels), and the description says so; its patient-frame
+position (side, anterior/posterior, superior/inferior of the volume's centre) agrees with the truth centre."""
 import json
 import subprocess
 
@@ -57,5 +58,21 @@ kind = "template"
             assert words(ctx["organ"]) == words(f["anatomy"].split("/")[-1]), (ctx, f["anatomy"])
             assert ctx["relation"] in ("inside", "enclosed"), ctx
             assert f"lies within the {ctx['organ']}" in row["sections"]["roi_analysis"]
+            # patient-frame position against the truth centre and the volume's centre (RAS: +y anterior, +z
+            # superior); offsets within 3 mm of the 5 % threshold are not judged
+            img = nib.load(d3 / "volumes" / t["volume"])
+            lo = img.affine @ [0, 0, 0, 1]
+            hi = img.affine @ [*(np.array(img.shape) - 1), 1]
+            centre, fov = (lo[:3] + hi[:3]) / 2, np.abs(hi[:3] - lo[:3])
+            terms = roi["patient_position"].split(", ")
+            if f["side"]:
+                assert terms[0] == f["side"], (terms, f)
+            for axis, pos, neg in [(0, "right", "left"), (1, "anterior", "posterior"), (2, "superior", "inferior")]:
+                d = f["center_ras"][axis] - centre[axis]
+                if abs(abs(d) - 0.05 * fov[axis]) < 3.0:
+                    continue
+                want = (pos if d > 0 else neg) if abs(d) > 0.05 * fov[axis] else None
+                got = pos if pos in terms else neg if neg in terms else None
+                assert got == want, (axis, d, terms, f)
             checked += 1
     assert checked >= 6

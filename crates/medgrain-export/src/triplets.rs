@@ -81,6 +81,7 @@ fn rois_array(rois: &[&RoiRecord]) -> ArrayRef {
             ("score", f64s(rois.iter().map(|r| r.score))),
             ("measurements", measurements),
             ("appearance", appearance),
+            ("patient_position", s(|r| r.patient_position.as_deref())),
             (
                 "organ_context",
                 structure(

@@ -24,6 +24,7 @@ fn row(i: usize, with_roi: bool) -> TripletRecord {
             measurements: None,
             appearance: None,
             organ_context: None,
+            patient_position: None,
         }]
     } else {
         vec![]

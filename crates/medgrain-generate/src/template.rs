@@ -133,6 +133,9 @@ impl TemplateWriter {
             };
             out.push_str(&s);
             out.push(' ');
+            if let Some(p) = &roi.patient_position {
+                out.push_str(&format!("Relative to the centre of the scanned volume it is {p}. "));
+            }
             if let Some(o) = &roi.organ_context {
                 match o.relation.as_str() {
                     "inside" | "enclosed" => out.push_str(&format!("It lies within the {}. ", o.organ)),
@@ -400,6 +403,7 @@ mod tests {
                 margin: margin.into(),
             }),
             organ_context: None,
+            patient_position: None,
         }
     }
 

@@ -47,6 +47,7 @@ fn samples(n: usize) -> Vec<Sample> {
                 measurements: None,
                 appearance: None,
                 organ_context: None,
+                patient_position: None,
             };
             Sample {
                 id: format!("s{k}"),

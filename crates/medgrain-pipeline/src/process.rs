@@ -104,6 +104,7 @@ fn apply_patient_geometry(
             Some("left".into())
         };
         roi.side_frame = "patient".into();
+        roi.patient_position = patient_position(roi, g);
         if let Ok(mask) = medgrain_roi::rle::decode(&roi.mask_rle) {
             let voxels: Vec<usize> = mask.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect();
             let mut m = medgrain_roi::measure::measure_component(&voxels, grid, Some(&g.values), 10.0);
@@ -124,6 +125,27 @@ fn apply_patient_geometry(
             }
         }
     }
+}
+
+/// "right, anterior, superior": the ROI's side, then its anterior/posterior and superior/inferior offset from the
+/// volume's centre where it exceeds 5 % of the field of view along that axis (RAS: +y anterior, +z superior).
+fn patient_position(roi: &medgrain_records::RoiRecord, g: &crate::source::SliceGeometry) -> Option<String> {
+    let (w, h) = (g.world_of_col.len(), g.world_of_row.len());
+    if w == 0 || h == 0 {
+        return None;
+    }
+    let c = (roi.centroid_xy[0].round().max(0.0) as usize).min(w - 1);
+    let r = (roi.centroid_xy[1].round().max(0.0) as usize).min(h - 1);
+    let mid = g.world_of_col[w / 2];
+    let p: [f64; 3] = std::array::from_fn(|a| g.world_of_col[c][a] + g.world_of_row[r][a] - mid[a]);
+    let mut words: Vec<String> = roi.side.iter().cloned().collect();
+    for (axis, pos, neg) in [(1, "anterior", "posterior"), (2, "superior", "inferior")] {
+        let d = p[axis] - g.volume_centre[axis];
+        if d.abs() > 0.05 * g.volume_fov[axis] {
+            words.push(if d > 0.0 { pos } else { neg }.to_string());
+        }
+    }
+    (!words.is_empty()).then(|| words.join(", "))
 }
 
 /// The organ holding or surrounding an ROI (`mask`, row-major `h × w`) among per-pixel organ labels: the organ with

@@ -67,6 +67,12 @@ pub struct SliceGeometry {
     pub world_x_of_col: Vec<f64>,
     pub midline_x: f64,
     pub values: Vec<f64>,
+    /// World position (RAS mm) of each display column at the middle row, and of each row at the middle column;
+    /// with the volume's centre and field of view per world axis, for patient-frame positions.
+    pub world_of_col: Vec<[f64; 3]>,
+    pub world_of_row: Vec<[f64; 3]>,
+    pub volume_centre: [f64; 3],
+    pub volume_fov: [f64; 3],
     /// Organ label per display pixel (0 = none; value − 1 indexes the names), when the source has organ masks.
     pub organs: Option<(Vec<u16>, Vec<String>)>,
 }

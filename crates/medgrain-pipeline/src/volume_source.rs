@@ -536,6 +536,24 @@ impl SampleSource for NiftiVolumeSource {
                 a[0][0] * i as f64 + a[0][1] * j as f64 + a[0][2] * k as f64 + a[0][3]
             })
             .collect();
+        let world = |p: [usize; 3]| -> [f64; 3] {
+            let a = &v.affine;
+            std::array::from_fn(|r| a[r][0] * p[0] as f64 + a[r][1] * p[1] as f64 + a[r][2] * p[2] as f64 + a[r][3])
+        };
+        let world_of_col: Vec<[f64; 3]> = (0..layout.width)
+            .map(|c| world(layout.voxel(s, layout.height / 2, c)))
+            .collect();
+        let world_of_row: Vec<[f64; 3]> = (0..layout.height)
+            .map(|r| world(layout.voxel(s, r, layout.width / 2)))
+            .collect();
+        let (volume_centre, volume_fov) = {
+            let lo = world([0, 0, 0]);
+            let hi = world(v.shape.map(|n| n.saturating_sub(1)));
+            (
+                std::array::from_fn(|a| (lo[a] + hi[a]) / 2.0),
+                std::array::from_fn(|a| (hi[a] - lo[a]).abs()),
+            )
+        };
         let midline_x = {
             let a = &v.affine;
             let c: [f64; 3] = std::array::from_fn(|ax| (v.shape[ax] as f64 - 1.0) / 2.0);
@@ -588,6 +606,10 @@ impl SampleSource for NiftiVolumeSource {
                 pixel_mm: layout.pixel_mm,
                 world_x_of_col,
                 midline_x,
+                world_of_col,
+                world_of_row,
+                volume_centre,
+                volume_fov,
                 values,
             }),
         })

@@ -87,6 +87,11 @@ pub struct RoiRecord {
     /// The organ (from organ masks of a volume source) that holds or surrounds the ROI in its slice.
     #[serde(default)]
     pub organ_context: Option<OrganContext>,
+    /// Patient-frame position of an ROI cut from a volume, relative to the volume's centre: its side and
+    /// anterior/posterior and superior/inferior where the ROI's centre is more than 5 % of the field of view away
+    /// ("right, anterior, superior"); `None` for 2D images.
+    #[serde(default)]
+    pub patient_position: Option<String>,
 }
 
 /// Where an ROI sits among organ masks: `relation` is "inside" (≥ half of the ROI lies in `organ`), "enclosed"

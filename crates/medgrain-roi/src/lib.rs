@@ -145,6 +145,7 @@ pub fn rois_2d(
             measurements,
             appearance,
             organ_context: None,
+            patient_position: None,
         });
     }
     Ok(out)

@@ -156,6 +156,7 @@ mod tests {
             measurements: None,
             appearance: None,
             organ_context: None,
+            patient_position: None,
         }
     }
 

@@ -524,7 +524,8 @@ fn decode_rle_frames(fragments: &[Vec<u8>], frames: usize, g: &RleGeometry) -> s
         let word =
             |i: usize| u32::from_le_bytes([frag[4 * i], frag[4 * i + 1], frag[4 * i + 2], frag[4 * i + 3]]) as usize;
         let segments = word(0);
-        if segments != g.samples * bps {
+        // the header holds 15 segment offsets (PS3.5 G.5): more segments cannot be addressed
+        if segments > 15 || segments != g.samples * bps {
             return Err(format!(
                 "RLE frame {f}: {segments} segments, expected {}",
                 g.samples * bps
@@ -728,7 +729,17 @@ mod tests {
         };
         let out = decode_rle_frames(&[frag.clone()], 1, &g).unwrap();
         assert_eq!(out, [0x10, 0x01, 0x20, 0x02]); // little endian 0x0110, 0x0220
-        assert!(decode_rle_frames(&[frag], 2, &g).is_err()); // a frame short
+        assert!(decode_rle_frames(&[frag.clone()], 2, &g).is_err()); // a frame short
+                                                                     // 20 segments (5 samples × 4 bytes) cannot be addressed by a 15-offset header: an error, not a panic
+        let mut many = vec![0u8; 64];
+        many[0] = 20;
+        let g20 = RleGeometry {
+            rows: 1,
+            columns: 1,
+            samples: 5,
+            bytes_per_sample: 4,
+        };
+        assert!(decode_rle_frames(&[many], 1, &g20).is_err());
     }
 
     #[test]

@@ -78,25 +78,35 @@ impl DicomImage {
     /// is LPS: x and y flip). `None` without the three.
     pub fn affine(&self) -> Option<[[f64; 4]; 4]> {
         let (o, p, s) = (self.image_orientation?, self.image_position?, self.pixel_spacing?);
-        let row_dir = [o[0], o[1], o[2]]; // direction of increasing column index
-        let col_dir = [o[3], o[4], o[5]]; // direction of increasing row index
-        let normal = [
-            row_dir[1] * col_dir[2] - row_dir[2] * col_dir[1],
-            row_dir[2] * col_dir[0] - row_dir[0] * col_dir[2],
-            row_dir[0] * col_dir[1] - row_dir[1] * col_dir[0],
-        ];
-        let dz = self.slice_thickness.unwrap_or(1.0);
-        let flip = [-1.0, -1.0, 1.0];
-        let mut a = [[0.0; 4]; 4];
-        for r in 0..3 {
-            a[r][0] = flip[r] * row_dir[r] * s[1];
-            a[r][1] = flip[r] * col_dir[r] * s[0];
-            a[r][2] = flip[r] * normal[r] * dz;
-            a[r][3] = flip[r] * p[r];
-        }
-        a[3][3] = 1.0;
-        Some(a)
+        Some(ras_affine(o, s, self.slice_thickness.unwrap_or(1.0), p))
     }
+}
+
+/// The slice normal (LPS) of an ImageOrientationPatient: row direction × column direction.
+pub(crate) fn slice_normal(o: [f64; 6]) -> [f64; 3] {
+    let (row_dir, col_dir) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+    [
+        row_dir[1] * col_dir[2] - row_dir[2] * col_dir[1],
+        row_dir[2] * col_dir[0] - row_dir[0] * col_dir[2],
+        row_dir[0] * col_dir[1] - row_dir[1] * col_dir[0],
+    ]
+}
+
+/// Voxel (column, row, slice) → RAS mm from ImageOrientationPatient `o` (row direction = increasing column index,
+/// column direction = increasing row index), PixelSpacing `(row spacing, column spacing)`, the step between slices
+/// along the normal and the first slice's ImagePositionPatient. DICOM is LPS: x and y flip.
+pub(crate) fn ras_affine(o: [f64; 6], pixel_spacing: [f64; 2], step: f64, origin: [f64; 3]) -> [[f64; 4]; 4] {
+    let (row_dir, col_dir, normal) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]], slice_normal(o));
+    let flip = [-1.0, -1.0, 1.0];
+    let mut a = [[0.0; 4]; 4];
+    for r in 0..3 {
+        a[r][0] = flip[r] * row_dir[r] * pixel_spacing[1];
+        a[r][1] = flip[r] * col_dir[r] * pixel_spacing[0];
+        a[r][2] = flip[r] * normal[r] * step;
+        a[r][3] = flip[r] * origin[r];
+    }
+    a[3][3] = 1.0;
+    a
 }
 
 impl DicomImage {

@@ -173,12 +173,8 @@ pub fn read_seg(path: &Path) -> Result<SegVolume> {
     })
     .and_then(|v| v.first().copied())
     .unwrap_or(1.0);
-    let (row_dir, col_dir) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
-    let normal = [
-        row_dir[1] * col_dir[2] - row_dir[2] * col_dir[1],
-        row_dir[2] * col_dir[0] - row_dir[0] * col_dir[2],
-        row_dir[0] * col_dir[1] - row_dir[1] * col_dir[0],
-    ];
+    let o6 = [o[0], o[1], o[2], o[3], o[4], o[5]];
+    let normal = crate::dicom::slice_normal(o6);
     let mut frame_info = Vec::with_capacity(frames);
     for (f, item) in per_frame.iter().enumerate() {
         let seg = first_item(item, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
@@ -238,15 +234,7 @@ pub fn read_seg(path: &Path) -> Result<SegVolume> {
         }
     }
     let origin = ds.first().map(|x| x.1).unwrap_or_default();
-    let flip = [-1.0, -1.0, 1.0];
-    let mut affine = [[0.0; 4]; 4];
-    for r in 0..3 {
-        affine[r][0] = flip[r] * row_dir[r] * sp[1];
-        affine[r][1] = flip[r] * col_dir[r] * sp[0];
-        affine[r][2] = flip[r] * normal[r] * step;
-        affine[r][3] = flip[r] * origin[r];
-    }
-    affine[3][3] = 1.0;
+    let affine = crate::dicom::ras_affine(o6, [sp[0], sp[1]], step, origin);
     Ok(SegVolume {
         shape: [cols, rows, slices],
         affine,

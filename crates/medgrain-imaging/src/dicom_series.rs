@@ -124,13 +124,7 @@ fn assemble(dir: &Path, uid: String, mut slices: Vec<(PathBuf, DicomImage)>) -> 
     let sp = first
         .pixel_spacing
         .ok_or_else(|| bad(dir, format!("series {uid}: no PixelSpacing")))?;
-    let row_dir = [o[0], o[1], o[2]];
-    let col_dir = [o[3], o[4], o[5]];
-    let normal = [
-        row_dir[1] * col_dir[2] - row_dir[2] * col_dir[1],
-        row_dir[2] * col_dir[0] - row_dir[0] * col_dir[2],
-        row_dir[0] * col_dir[1] - row_dir[1] * col_dir[0],
-    ];
+    let normal = crate::dicom::slice_normal(o);
     for (p, s) in &slices {
         if s.rows != rows || s.columns != cols || s.frames != 1 || s.samples_per_pixel != 1 {
             return Err(bad(
@@ -178,16 +172,7 @@ fn assemble(dir: &Path, uid: String, mut slices: Vec<(PathBuf, DicomImage)>) -> 
         values.extend(s.values.iter().map(|v| v * slope + inter));
     }
     // DICOM stores a slice row by row (column fastest), which is already (column, row) order.
-    let origin = first_position(&slices);
-    let flip = [-1.0, -1.0, 1.0];
-    let mut affine = [[0.0; 4]; 4];
-    for r in 0..3 {
-        affine[r][0] = flip[r] * row_dir[r] * sp[1];
-        affine[r][1] = flip[r] * col_dir[r] * sp[0];
-        affine[r][2] = flip[r] * normal[r] * median;
-        affine[r][3] = flip[r] * origin[r];
-    }
-    affine[3][3] = 1.0;
+    let affine = crate::dicom::ras_affine(o, sp, median, first_position(&slices));
     Ok(SeriesVolume {
         series_uid: uid,
         shape: [cols, rows, slices.len()],

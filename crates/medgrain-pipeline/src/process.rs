@@ -179,8 +179,14 @@ fn organ_context(
     // the ring: pixels within 2 (Chebyshev) of the ROI, not in it
     let mut ring = vec![0usize; names.len() + 1];
     let mut ring_n = 0usize;
-    for r in 0..h {
-        for c in 0..w {
+    // only pixels within 2 of the ROI's box can be in the ring
+    let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
+    for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
+        let (r, c) = (i / w, i % w);
+        (r0, r1, c0, c1) = (r0.min(r), r1.max(r), c0.min(c), c1.max(c));
+    }
+    for r in r0.saturating_sub(2)..(r1 + 3).min(h) {
+        for c in c0.saturating_sub(2)..(c1 + 3).min(w) {
             if mask[r * w + c] {
                 continue;
             }

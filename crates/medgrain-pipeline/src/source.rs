@@ -424,42 +424,31 @@ pub(crate) type Listing = (Vec<String>, Vec<(String, String)>);
 /// Files under `root` matching the glob `pattern` (paths relative to `root`, `/`-separated, sorted), and the
 /// paths the glob could not read with the reason.
 pub(crate) fn list_files(root: &Path, pattern: &str, source: &str) -> Result<Listing, PipelineError> {
-    let full = format!("{}/{}", glob::Pattern::escape(&root.to_string_lossy()), pattern);
-    let entries = glob::glob(&full).map_err(|e| PipelineError::Config {
-        path: root.to_path_buf(),
-        reason: format!("source {source:?}: images pattern: {e}"),
-    })?;
-    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/");
-    let (mut files, mut unreadable) = (Vec::new(), Vec::new());
-    for entry in entries {
-        match entry {
-            Ok(p) if p.is_file() => files.push(rel(&p)),
-            Ok(_) => {}
-            Err(e) => unreadable.push((rel(e.path()), e.to_string())),
-        }
-    }
-    files.sort();
-    Ok((files, unreadable))
+    list_matching(root, pattern, source, Path::is_file)
 }
 
 /// Folders under `root` matching the glob `pattern` (for `dicom-series` sources), like [`list_files`].
 pub(crate) fn list_dirs(root: &Path, pattern: &str, source: &str) -> Result<Listing, PipelineError> {
+    list_matching(root, pattern, source, Path::is_dir)
+}
+
+fn list_matching(root: &Path, pattern: &str, source: &str, keep: fn(&Path) -> bool) -> Result<Listing, PipelineError> {
     let full = format!("{}/{}", glob::Pattern::escape(&root.to_string_lossy()), pattern);
     let entries = glob::glob(&full).map_err(|e| PipelineError::Config {
         path: root.to_path_buf(),
         reason: format!("source {source:?}: images pattern: {e}"),
     })?;
     let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/");
-    let (mut dirs, mut unreadable) = (Vec::new(), Vec::new());
+    let (mut found, mut unreadable) = (Vec::new(), Vec::new());
     for entry in entries {
         match entry {
-            Ok(p) if p.is_dir() => dirs.push(rel(&p)),
+            Ok(p) if keep(&p) => found.push(rel(&p)),
             Ok(_) => {}
             Err(e) => unreadable.push((rel(e.path()), e.to_string())),
         }
     }
-    dirs.sort();
-    Ok((dirs, unreadable))
+    found.sort();
+    Ok((found, unreadable))
 }
 
 /// The ROI options of a source's `[source.rois]` table.

@@ -149,12 +149,32 @@ pub struct SourceConfig {
     /// nearest-neighbour through world coordinates instead of being refused.
     #[serde(default)]
     pub resample_masks: bool,
-    /// nifti / dicom-series: an ROI locator run on each volume (`classical:ct-body`, `classical:ct-lung`,
-    /// `classical:ct-bone`); its masks join the mask files and its ROIs carry its name as `origin`.
+    /// An ROI locator run on each volume (`classical:ct-body`, `classical:ct-lung`, `classical:ct-bone`, or
+    /// `expert:onnx` with an `[source.onnx]` table); its masks join the mask files and its ROIs carry its name as
+    /// `origin`. image-folder sources take `expert:onnx` only, for images without a mask.
     pub locator: Option<String>,
+    /// The model behind `locator = "expert:onnx"` and its contract (README, "Expert segmenters"); paths relative
+    /// to the config file.
+    pub onnx: Option<medgrain_expert::OnnxConfig>,
     /// nifti / dicom-series: "mediastinum" (default), "lung", "bone", "brain", "abdomen", or "percentile"
     /// (0.5–99.5 %, for MR). image-folder: a CT preset for DICOM files (default: the file's own VOI window).
     pub window: Option<String>,
+}
+
+/// `locator = "expert:onnx"` and an `onnx` table come together, and the table is sound.
+fn validate_onnx(s: &SourceConfig, at: &str, path: &Path) -> Result<(), PipelineError> {
+    match (s.locator.as_deref() == Some("expert:onnx"), &s.onnx) {
+        (true, None) => Err(config_err(
+            path,
+            format!("{at}: locator = \"expert:onnx\" needs an [source.onnx] table (model, classes, …)"),
+        )),
+        (false, Some(_)) => Err(config_err(
+            path,
+            format!("{at}: an onnx table is used only with locator = \"expert:onnx\""),
+        )),
+        (true, Some(o)) => o.validate().map_err(|e| config_err(path, format!("{at}: {e}"))),
+        (false, None) => Ok(()),
+    }
 }
 
 fn default_images() -> String {
@@ -536,12 +556,19 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 if s.annotations.is_some() && s.masks.is_some() {
                     return Err(config_err(path, format!("{at}: give masks or annotations, not both")));
                 }
-                if s.locator.is_some() || s.mask_labels.is_some() || s.resample_masks || s.organs.is_some() {
+                if s.mask_labels.is_some() || s.resample_masks || s.organs.is_some() {
                     return Err(config_err(
                         path,
-                        format!("{at}: locator, organs, mask_labels and resample_masks apply to volumes (kind = \"nifti\" or \"dicom-series\")"),
+                        format!("{at}: organs, mask_labels and resample_masks apply to volumes (kind = \"nifti\" or \"dicom-series\")"),
                     ));
                 }
+                if let Some(l) = s.locator.as_deref().filter(|&l| l != "expert:onnx") {
+                    return Err(config_err(
+                        path,
+                        format!("{at}.locator = {l:?}: image folders take \"expert:onnx\" (the classical locators need CT volumes)"),
+                    ));
+                }
+                validate_onnx(s, &at, path)?;
                 if let Some(w) = &s.window {
                     if medgrain_imaging::render::ct_window(w).is_none() {
                         return Err(config_err(
@@ -553,15 +580,16 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
             }
             "nifti" | "dicom-series" => {
                 if let Some(l) = &s.locator {
-                    if medgrain_roi::locate::Locator::parse(l).is_none() {
+                    if l != "expert:onnx" && medgrain_roi::locate::ClassicalLocator::parse(l).is_none() {
                         return Err(config_err(
                             path,
                             format!(
-                                "{at}.locator = {l:?}: use classical:ct-body, classical:ct-lung or classical:ct-bone"
+                                "{at}.locator = {l:?}: use classical:ct-body, classical:ct-lung, classical:ct-bone or expert:onnx"
                             ),
                         ));
                     }
                 }
+                validate_onnx(s, &at, path)?;
                 if let Some(m) = &s.masks {
                     if !m.contains("{stem}") {
                         return Err(config_err(path, format!("{at}.masks = {m:?}: a {} source's mask pattern needs {{stem}} (e.g. \"masks/{{stem}}/*.nii.gz\")", s.kind)));

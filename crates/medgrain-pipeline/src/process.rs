@@ -289,6 +289,13 @@ pub fn prepare(
             }
         }
     }
+    if let Some(scores) = &loaded.label_scores {
+        for roi in rois.iter_mut() {
+            if let Some(Some(p)) = roi.label_id.and_then(|l| scores.get((l as usize).wrapping_sub(1))) {
+                roi.score = Some(*p);
+            }
+        }
+    }
     if let Some(g) = &loaded.geometry {
         apply_patient_geometry(&mut rois, g, w, h);
     }

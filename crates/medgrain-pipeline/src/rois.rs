@@ -4,6 +4,7 @@
 
 use medgrain_imaging::nifti_read::{read_nifti, Voxels};
 use medgrain_imaging::read_label_map;
+use medgrain_roi::locate::RoiLocator;
 use medgrain_roi::report::{label_report, Geometry, MeasureOptions};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -244,20 +245,70 @@ pub fn read_ct_volume(path: &Path) -> Result<CtVolume, RoisError> {
     Ok((values, shape, img.header.best_affine()))
 }
 
-/// Runs a locator on a CT volume and writes `OUT/<name>.nii.gz` (uint8, the volume's affine) per mask found:
-/// (name, voxel count, path).
-pub fn locate_file(
-    path: &Path,
-    locator: medgrain_roi::locate::Locator,
-    out: &Path,
-) -> Result<Vec<(String, usize, PathBuf)>, RoisError> {
-    let (hu, shape, affine) = read_ct_volume(path)?;
+/// The locator a config names: a classical one, or `expert:onnx` with its model config (paths already resolved).
+/// Loading the model happens here, once per source.
+pub fn build_locator(
+    spec: &str,
+    onnx: Option<&medgrain_expert::OnnxConfig>,
+) -> Result<std::sync::Arc<dyn RoiLocator>, String> {
+    if let Some(c) = medgrain_roi::locate::ClassicalLocator::parse(spec) {
+        return Ok(std::sync::Arc::new(c));
+    }
+    match (spec, onnx) {
+        ("expert:onnx", Some(cfg)) => medgrain_expert::OnnxLocator::new(cfg.clone())
+            .map(|l| std::sync::Arc::new(l) as std::sync::Arc<dyn RoiLocator>)
+            .map_err(|e| e.to_string()),
+        ("expert:onnx", None) => Err("expert:onnx needs an onnx config (model, classes, …)".into()),
+        _ => Err(format!(
+            "locator {spec:?}: use classical:ct-body, classical:ct-lung, classical:ct-bone or expert:onnx"
+        )),
+    }
+}
+
+/// One mask a locator wrote: name, voxel count, mean model confidence (experts only), file.
+#[derive(Debug, Clone)]
+pub struct LocatedFile {
+    pub name: String,
+    pub voxels: usize,
+    pub score: Option<f64>,
+    pub path: PathBuf,
+}
+
+/// Runs a locator on a volume (NIfTI or a DICOM series folder) and writes `OUT/<name>.nii.gz` (uint8, the
+/// volume's affine) per mask found. A 2D image (PNG, JPEG, TIFF, DICOM file) is read as a volume of depth 1 with
+/// its luminance (0–1) as values, and its masks are written as PNG (`OUT/<name>.png`, 0/255).
+pub fn locate_file(path: &Path, locator: &dyn RoiLocator, out: &Path) -> Result<Vec<LocatedFile>, RoisError> {
+    let raster = !path.is_dir() && is_raster_image(path);
+    let (values, shape, affine) = if raster {
+        let r = read_raster_or_dicom(path)?;
+        let values: Vec<f64> = r.luminance().into_iter().map(f64::from).collect();
+        (values, [r.width as usize, r.height as usize, 1], identity_affine())
+    } else {
+        read_ct_volume(path)?
+    };
     let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let found = locator.locate(&values, grid).map_err(|e| file_err(path, e))?;
     let mut written = Vec::new();
-    for (name, mask) in locator.locate(&hu, grid) {
+    for medgrain_roi::locate::LocatedMask { name, mask, score } in found {
+        let voxels = mask.iter().filter(|&&b| b).count();
+        let stem = name.replace([' ', '/'], "_");
+        if raster {
+            let px: Vec<u8> = mask.iter().map(|&b| if b { 255 } else { 0 }).collect();
+            let file = out.join(format!("{stem}.png"));
+            let png = medgrain_imaging::encode_png(shape[0] as u32, shape[1] as u32, 1, &px)
+                .map_err(|e| file_err(&file, e))?;
+            std::fs::write(&file, png).map_err(|e| file_err(&file, e))?;
+            written.push(LocatedFile {
+                name,
+                voxels,
+                score,
+                path: file,
+            });
+            continue;
+        }
         let bytes: Vec<u8> = mask.iter().map(|&b| b as u8).collect();
-        let file = out.join(format!("{}.nii.gz", name.replace(' ', "_")));
+        let file = out.join(format!("{stem}.nii.gz"));
         medgrain_imaging::write_nifti1_gz(
             &file,
             &medgrain_imaging::NiftiVolume {
@@ -269,7 +320,46 @@ pub fn locate_file(
             },
         )
         .map_err(|e| file_err(&file, e))?;
-        written.push((name, mask.iter().filter(|&&b| b).count(), file));
+        written.push(LocatedFile {
+            name,
+            voxels,
+            score,
+            path: file,
+        });
     }
     Ok(written)
+}
+
+fn identity_affine() -> [[f64; 4]; 4] {
+    [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+}
+
+/// PNG, JPEG, TIFF, or a single DICOM file (not a folder, not NIfTI).
+fn is_raster_image(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        return false;
+    }
+    [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"]
+        .iter()
+        .any(|e| name.ends_with(e))
+}
+
+/// A 2D image for the locators: a raster file, or a DICOM file's first frame as rendered for display.
+fn read_raster_or_dicom(path: &Path) -> Result<medgrain_imaging::Raster, RoisError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    if medgrain_imaging::dicom::is_dicom(&bytes) {
+        let img = medgrain_imaging::dicom::read_dicom(path).map_err(|e| file_err(path, e))?;
+        return img.render_frame(0, None).map_err(|e| file_err(path, e));
+    }
+    medgrain_imaging::decode_raster(&bytes, path).map_err(|e| file_err(path, e))
 }

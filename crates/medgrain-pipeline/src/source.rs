@@ -55,6 +55,8 @@ pub struct LoadedSample {
     /// Where each label's mask came from (value − 1 indexes it), when not all from annotations: e.g.
     /// `classical:ct-lung` for masks a locator found. ROIs carry it as `origin`.
     pub label_origins: Option<Vec<String>>,
+    /// The locator's confidence per label (value − 1 indexes it; experts only). ROIs carry it as `score`.
+    pub label_scores: Option<Vec<Option<f64>>>,
     /// Patient geometry of a slice cut from a volume.
     pub geometry: Option<SliceGeometry>,
 }
@@ -99,6 +101,8 @@ pub struct ImageFolderSource {
     metadata_problems: Vec<SampleRef>,
     /// COCO regions per image (`annotations = "instances.json"`).
     annotations: Option<crate::coco::Annotations>,
+    /// An expert segmenter for images without a mask (`locator = "expert:onnx"`).
+    locator: Option<std::sync::Arc<dyn medgrain_roi::locate::RoiLocator>>,
 }
 
 fn normalise_rel(p: &str) -> String {
@@ -129,6 +133,7 @@ impl ImageFolderSource {
             metadata: HashMap::new(),
             metadata_problems: Vec::new(),
             annotations: None,
+            locator: crate::volume_source::open_locator(cfg, loaded)?,
         };
         if let Some(a) = &cfg.annotations {
             let path = src.root.join(a);
@@ -381,6 +386,44 @@ impl SampleSource for ImageFolderSource {
                 Some(m)
             }
         };
+        let (mut label_origins, mut label_scores) = (None, None);
+        let mask = match (mask, &self.locator) {
+            (None, Some(loc)) => {
+                // no annotation: the expert segments the image (luminance 0–1, a volume of depth 1)
+                let (w, h) = (raster.width as usize, raster.height as usize);
+                let values: Vec<f64> = raster.luminance().into_iter().map(f64::from).collect();
+                let affine = [
+                    [1.0, 0.0, 0.0, 0.0],
+                    [0.0, 1.0, 0.0, 0.0],
+                    [0.0, 0.0, 1.0, 0.0],
+                    [0.0, 0.0, 0.0, 1.0],
+                ];
+                let grid = medgrain_roi::measure::Grid {
+                    shape: [w, h, 1],
+                    affine: &affine,
+                };
+                let found = loc
+                    .locate(&values, grid)
+                    .map_err(|e| SampleError::new("locator", e.to_string()))?;
+                let mut labels = vec![0u32; w * h];
+                for (i, m) in found.iter().enumerate() {
+                    for (l, &b) in labels.iter_mut().zip(&m.mask) {
+                        if b {
+                            *l = i as u32 + 1;
+                        }
+                    }
+                }
+                label_names = Some(found.iter().map(|m| m.name.clone()).collect());
+                label_origins = Some(vec![loc.name().to_string(); found.len()]);
+                label_scores = Some(found.iter().map(|m| m.score).collect());
+                Some(LabelMap {
+                    width: raster.width,
+                    height: raster.height,
+                    labels,
+                })
+            }
+            (m, _) => m,
+        };
         Ok(LoadedSample {
             bytes,
             raster,
@@ -393,7 +436,8 @@ impl SampleSource for ImageFolderSource {
                 m
             },
             label_names,
-            label_origins: None,
+            label_origins,
+            label_scores,
             geometry: None,
         })
     }

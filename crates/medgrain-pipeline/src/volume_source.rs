@@ -28,6 +28,8 @@ struct Volume {
     masks: Vec<(String, Vec<bool>)>,
     /// Origin per mask: "annotation" for mask files, the locator's name for masks it found.
     origins: Vec<String>,
+    /// The locator's confidence per mask (experts only).
+    scores: Vec<Option<f64>>,
     /// Organ context (`organs = …`): one label per voxel (0 = none, value − 1 indexes `organ_names`).
     organ_labels: Vec<u16>,
     organ_names: Vec<String>,
@@ -40,13 +42,30 @@ pub struct NiftiVolumeSource {
     /// Class table for multilabel mask files (`mask_labels`: lines `value name`).
     class_names: std::collections::HashMap<u32, String>,
     /// ROI locator for structures without mask files (`locator = "classical:ct-lung"`, …).
-    locator: Option<medgrain_roi::locate::Locator>,
+    locator: Option<Arc<dyn medgrain_roi::locate::RoiLocator>>,
     /// `dicom-series` (folders of DICOM slices) rather than NIfTI files.
     dicom: bool,
     root: PathBuf,
     plane: Plane,
     /// The most recently used volumes (shards read consecutive slices of a volume, one shard per worker).
     cache: Mutex<Vec<(String, Arc<Volume>)>>,
+}
+
+/// The source's locator (`locator = …`), with the model loaded once for the whole run.
+pub(crate) fn open_locator(
+    cfg: &SourceConfig,
+    loaded: &LoadedConfig,
+) -> Result<Option<Arc<dyn medgrain_roi::locate::RoiLocator>>, PipelineError> {
+    let Some(spec) = cfg.locator.as_deref() else {
+        return Ok(None);
+    };
+    let onnx = cfg.onnx.clone().map(|o| o.resolved(&loaded.base_dir));
+    crate::rois::build_locator(spec, onnx.as_ref())
+        .map(Some)
+        .map_err(|reason| PipelineError::Config {
+            path: loaded.path.clone(),
+            reason: format!("source {:?}: {reason}", cfg.name),
+        })
 }
 
 /// A mask value as a label (non-negative whole numbers; anything else counts as "set" = 1 if positive).
@@ -165,7 +184,7 @@ impl NiftiVolumeSource {
         };
         Ok(NiftiVolumeSource {
             class_names,
-            locator: cfg.locator.as_deref().and_then(medgrain_roi::locate::Locator::parse),
+            locator: open_locator(cfg, loaded)?,
             cfg: cfg.clone(),
             dicom: cfg.kind == "dicom-series",
             root,
@@ -280,12 +299,17 @@ impl NiftiVolumeSource {
             }
         }
         let mut origins = vec!["annotation".to_string(); masks.len()];
-        if let Some(loc) = self.locator {
+        let mut scores = vec![None; masks.len()];
+        if let Some(loc) = &self.locator {
             // masks the locator finds join the annotated ones (a structure found both ways is listed twice)
             let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
-            for (name, m) in loc.locate(&values, grid) {
-                masks.push((name, m));
+            let found = loc
+                .locate(&values, grid)
+                .map_err(|e| SampleError::new("locator", e.to_string()))?;
+            for m in found {
+                masks.push((m.name, m.mask));
                 origins.push(loc.name().to_string());
+                scores.push(m.score);
             }
         }
         // organ context: binary organ masks on the volume's grid, one label each (later files win on overlap)
@@ -322,6 +346,7 @@ impl NiftiVolumeSource {
             values,
             masks,
             origins,
+            scores,
             organ_labels,
             organ_names,
             modality,
@@ -600,6 +625,7 @@ impl SampleSource for NiftiVolumeSource {
             },
             label_names: Some(v.masks.iter().map(|(n, _)| n.clone()).collect()),
             label_origins: Some(v.origins.clone()),
+            label_scores: Some(v.scores.clone()),
             geometry: Some(SliceGeometry {
                 organs: (!v.organ_names.is_empty())
                     .then(|| (layout.sample(&v.organ_labels, v.shape, s), v.organ_names.clone())),

@@ -1,4 +1,5 @@
-//! ROI locators for volumes without annotations ([`Locator`], chosen per source in config as `locator = "…"`).
+//! ROI locators for volumes without annotations (the [`RoiLocator`] trait, chosen per source in config as
+//! `locator = "…"`; the ONNX-model locator lives in `medgrain-expert`).
 //! The classical CT locators work on Hounsfield units with thresholds, hole filling and connected components:
 //! - `classical:ct-body`: voxels above −500 HU, holes filled slice by slice (lungs and bowel gas are inside the
 //!   body), the largest 3D component (6-connectivity) — the table and clothing fall away;
@@ -14,41 +15,68 @@
 use crate::components::label_components;
 use crate::measure::{voxel_volume_mm3, Grid};
 
-/// A way of finding ROIs in an unannotated volume.
+/// A mask a locator found: its name, one flag per voxel (first axis fastest) and the locator's confidence in it
+/// (a model's mean class probability over the mask; `None` for the rule-based locators).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocatedMask {
+    pub name: String,
+    pub mask: Vec<bool>,
+    pub score: Option<f64>,
+}
+
+/// Why a locator could not run on a volume (the sample is recorded in `errors.jsonl`, the run goes on).
+#[derive(Debug, thiserror::Error)]
+#[error("{locator}: {message}")]
+pub struct LocateError {
+    pub locator: String,
+    pub message: String,
+}
+
+/// A way of finding ROIs in an unannotated volume, chosen per source in config (`locator = "…"`). Implemented by
+/// the rule-based [`ClassicalLocator`]s here and by `medgrain_expert::OnnxLocator` (a user's ONNX model).
+pub trait RoiLocator: Send + Sync {
+    /// The config name, recorded as the ROI's `origin` (e.g. `classical:ct-lung`, `expert:onnx`).
+    fn name(&self) -> &str;
+    /// Named binary masks found in `values` (first axis fastest, `grid.shape`; HU for CT). A 2D image is a volume
+    /// of depth 1.
+    fn locate(&self, values: &[f64], grid: Grid<'_>) -> Result<Vec<LocatedMask>, LocateError>;
+}
+
+/// The rule-based CT locators (Hounsfield-unit thresholds, hole filling, connected components).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locator {
+pub enum ClassicalLocator {
     CtBody,
     CtLung,
     CtBone,
 }
 
-impl Locator {
+impl ClassicalLocator {
     /// Parses a config value (`classical:ct-body`, `classical:ct-lung`, `classical:ct-bone`).
-    pub fn parse(s: &str) -> Option<Locator> {
+    pub fn parse(s: &str) -> Option<ClassicalLocator> {
         Some(match s {
-            "classical:ct-body" => Locator::CtBody,
-            "classical:ct-lung" => Locator::CtLung,
-            "classical:ct-bone" => Locator::CtBone,
+            "classical:ct-body" => ClassicalLocator::CtBody,
+            "classical:ct-lung" => ClassicalLocator::CtLung,
+            "classical:ct-bone" => ClassicalLocator::CtBone,
             _ => return None,
         })
     }
 
     /// The config name, recorded as the ROI's `origin`.
-    pub fn name(self) -> &'static str {
+    pub fn config_name(self) -> &'static str {
         match self {
-            Locator::CtBody => "classical:ct-body",
-            Locator::CtLung => "classical:ct-lung",
-            Locator::CtBone => "classical:ct-bone",
+            ClassicalLocator::CtBody => "classical:ct-body",
+            ClassicalLocator::CtLung => "classical:ct-lung",
+            ClassicalLocator::CtBone => "classical:ct-bone",
         }
     }
 
     /// Named binary masks found in `hu` (first-axis-fastest, `grid.shape`).
-    pub fn locate(self, hu: &[f64], grid: Grid<'_>) -> Vec<(String, Vec<bool>)> {
+    pub fn find(self, hu: &[f64], grid: Grid<'_>) -> Vec<(String, Vec<bool>)> {
         let body = body_mask(hu, grid);
         match self {
-            Locator::CtBody => vec![("body".into(), body)],
-            Locator::CtLung => lungs(hu, &body, grid),
-            Locator::CtBone => {
+            ClassicalLocator::CtBody => vec![("body".into(), body)],
+            ClassicalLocator::CtLung => lungs(hu, &body, grid),
+            ClassicalLocator::CtBone => {
                 let bone: Vec<bool> = hu.iter().zip(&body).map(|(&v, &b)| b && v > 250.0).collect();
                 let min_voxels = (1000.0 / voxel_volume_mm3(grid.affine).max(1e-9)).ceil() as u64;
                 vec![(
@@ -57,6 +85,31 @@ impl Locator {
                 )]
             }
         }
+    }
+}
+
+impl RoiLocator for ClassicalLocator {
+    fn name(&self) -> &str {
+        self.config_name()
+    }
+
+    fn locate(&self, values: &[f64], grid: Grid<'_>) -> Result<Vec<LocatedMask>, LocateError> {
+        let n = grid.shape.iter().product::<usize>();
+        if values.len() != n {
+            return Err(LocateError {
+                locator: self.config_name().into(),
+                message: format!("{} values for a {:?} grid", values.len(), grid.shape),
+            });
+        }
+        Ok(self
+            .find(values, grid)
+            .into_iter()
+            .map(|(name, mask)| LocatedMask {
+                name,
+                mask,
+                score: None,
+            })
+            .collect())
     }
 }
 
@@ -236,7 +289,7 @@ mod tests {
             shape: [40, 40, 10],
             affine: &affine,
         };
-        let lungs = Locator::CtLung.locate(&hu, grid);
+        let lungs = ClassicalLocator::CtLung.find(&hu, grid);
         let names: Vec<&str> = lungs.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["right lung", "left lung"]);
         let at = |x: usize, y: usize, z: usize| x + 40 * (y + 40 * z);
@@ -244,11 +297,17 @@ mod tests {
         assert!(lungs[0].1[at(8, 15, 5)] && lungs[0].1[at(10, 18, 5)]);
         assert!(lungs[1].1[at(28, 15, 5)] && !lungs[1].1[at(8, 15, 5)]);
         assert_eq!(lungs[0].1.iter().filter(|&&b| b).count(), 10 * 20 * 10);
-        let bone = Locator::CtBone.locate(&hu, grid);
+        let bone = ClassicalLocator::CtBone.find(&hu, grid);
         assert_eq!(bone[0].1.iter().filter(|&&b| b).count(), 2 * 3 * 10); // 60 voxels × 1 cm³ each ≥ 1 cm³
-        let body = Locator::CtBody.locate(&hu, grid);
+        let body = ClassicalLocator::CtBody.find(&hu, grid);
         assert!(body[0].1[at(8, 15, 5)] && !body[0].1[at(0, 0, 5)]);
-        assert_eq!(Locator::parse("classical:ct-lung"), Some(Locator::CtLung));
-        assert_eq!(Locator::parse("ct-lung"), None);
+        assert_eq!(
+            ClassicalLocator::parse("classical:ct-lung"),
+            Some(ClassicalLocator::CtLung)
+        );
+        assert_eq!(ClassicalLocator::parse("ct-lung"), None);
+        let located = ClassicalLocator::CtBody.locate(&hu, grid).expect("locate");
+        assert_eq!(located[0].mask, body[0].1);
+        assert!(ClassicalLocator::CtBody.locate(&hu[1..], grid).is_err());
     }
 }

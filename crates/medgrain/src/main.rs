@@ -129,13 +129,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Find ROIs in an unannotated CT volume (NIfTI, or a DICOM series folder) with a classical locator and write
-    /// one NIfTI mask per structure (`OUT/<name>.nii.gz`, on the volume's grid).
+    /// Find ROIs in an unannotated volume (NIfTI, or a DICOM series folder) or 2D image with a locator and write
+    /// one mask per structure (`OUT/<name>.nii.gz` on the volume's grid; `OUT/<name>.png` for images).
     Locate {
         file: PathBuf,
-        /// classical:ct-body, classical:ct-lung or classical:ct-bone.
+        /// classical:ct-body, classical:ct-lung, classical:ct-bone (CT volumes), or expert:onnx (with --onnx).
         #[arg(long)]
         locator: String,
+        /// The model config for expert:onnx (TOML: model, classes, normalize, tile, …; see README).
+        #[arg(long)]
+        onnx: Option<PathBuf>,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
@@ -592,16 +595,42 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             std::fs::write(&out, png).map_err(|e| PipelineError::Input(format!("{}: {e}", out.display())))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Locate { file, locator, out } => {
-            let loc = medgrain_roi::locate::Locator::parse(&locator).ok_or_else(|| {
-                PipelineError::Usage(format!(
-                    "--locator {locator:?}: use classical:ct-body, classical:ct-lung or classical:ct-bone"
-                ))
+        Command::Locate {
+            file,
+            locator,
+            onnx,
+            out,
+        } => {
+            let onnx = match (&onnx, locator.as_str()) {
+                (Some(p), "expert:onnx") => {
+                    Some(medgrain_expert::OnnxConfig::from_file(p).map_err(|e| PipelineError::Usage(e.to_string()))?)
+                }
+                (Some(_), _) => return Err(PipelineError::Usage("--onnx goes with --locator expert:onnx".into())),
+                (None, _) => None,
+            };
+            let loc = medgrain_pipeline::rois::build_locator(&locator, onnx.as_ref()).map_err(|e| {
+                if locator == "expert:onnx" && onnx.is_none() {
+                    PipelineError::Usage("--locator expert:onnx needs --onnx MODEL.toml".into())
+                } else if locator.starts_with("expert:")
+                    || medgrain_roi::locate::ClassicalLocator::parse(&locator).is_some()
+                {
+                    PipelineError::Input(e)
+                } else {
+                    PipelineError::Usage(format!("--{e}"))
+                }
             })?;
-            let written =
-                medgrain_pipeline::rois::locate_file(&file, loc, &out).map_err(|e| PipelineError::Input(e.message))?;
-            for (name, voxels, path) in written {
-                println!("{name}: {voxels} voxels → {}", path.display());
+            let written = medgrain_pipeline::rois::locate_file(&file, loc.as_ref(), &out)
+                .map_err(|e| PipelineError::Input(e.message))?;
+            for f in written {
+                match f.score {
+                    Some(p) => println!(
+                        "{}: {} voxels, mean confidence {p:.4} → {}",
+                        f.name,
+                        f.voxels,
+                        f.path.display()
+                    ),
+                    None => println!("{}: {} voxels → {}", f.name, f.voxels, f.path.display()),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

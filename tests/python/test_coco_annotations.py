@@ -90,3 +90,62 @@ kind = "template"
     r = subprocess.run([medgrain_bin, "-q", "build", str(cfg), "--out", str(tmp_path / "o2")], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_box_csv_vindr_and_rsna_layouts_equal_pycocotools_boxes(medgrain_bin, tmp_path):
+    """Box lists as CSV: VinDr-CXR corners keyed by image id (file stem), RSNA origin + size with empty rows for
+    images without a box. Each ROI's mask must equal pycocotools' rasterisation of the same COCO bbox."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    cam = data.camera()
+    h, w = cam.shape
+    for name in ("1.2.840.1", "b", "c"):  # a DICOM-UID-like stem with dots, matched without its extension
+        Image.fromarray(cam).save(root / f"{name}.png")
+    vindr = [("1.2.840.1", "Nodule/Mass", 100.5, 120.0, 180.25, 170.0), ("1.2.840.1", "Aortic enlargement", 300, 50, 360, 140),
+             ("b", "Pleural effusion", 10, 400, 200, 500), ("c", "No finding", None, None, None, None)]
+    lines = ["image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max"]
+    for img, cls, *box in vindr:
+        lines.append(",".join([img, cls, "0", "R1"] + ["" if v is None else str(v) for v in box]))
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    rsna = [("b", 50.0, 60.0, 120.0, 90.5, 1), ("c", None, None, None, None, 0)]
+    (root / "rsna.csv").write_text("patientId,x,y,width,height,Target\n" + "".join(
+        ",".join([p] + ["" if v is None else str(v) for v in (x, y, bw, bh)] + [str(t)]) + "\n"
+        for p, x, y, bw, bh, t in rsna))
+
+    def build(annotations, columns, out):
+        cfg = tmp_path / f"{out}.toml"
+        cfg.write_text(f"""
+recipe = "triplets"
+[[source]]
+name = "boxes"
+kind = "image-folder"
+root = "{root}"
+images = "*.png"
+annotations = "{annotations}"
+box_columns = {columns}
+[source.rois]
+unit = "label"
+min_area_px = 1
+[generator]
+kind = "template"
+""")
+        r = subprocess.run([medgrain_bin, "-q", "build", str(cfg), "--out", str(tmp_path / out)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return {x["source_path"]: x["rois"] for x in pq.read_table(tmp_path / out / "triplets").to_pylist()}
+
+    def decoded(roi):
+        return M.decode({"size": roi["mask_rle"]["size"], "counts": roi["mask_rle"]["counts"]}).astype(bool)
+
+    def coco_box(xywh):
+        return M.decode(M.frPyObjects(np.array([xywh], float), h, w))[:, :, 0].astype(bool)
+
+    rows = build("train.csv", '{ file = "image_id", label = "class_name" }', "vindr")
+    assert rows["c.png"] == []  # "No finding": listed, no box
+    for img, cls, x0, y0, x1, y1 in vindr[:3]:
+        (roi,) = [x for x in rows[f"{img}.png"] if x["label"] == cls]
+        assert np.array_equal(decoded(roi), coco_box([x0, y0, x1 - x0, y1 - y0])), cls
+    rows = build("rsna.csv", '{ file = "patientId", label = "Target" }', "rsna")
+    (roi,) = rows["b.png"]
+    assert roi["label"] == "1" and np.array_equal(decoded(roi), coco_box([50.0, 60.0, 120.0, 90.5]))
+    assert rows["c.png"] == [] and rows["1.2.840.1.png"] == []

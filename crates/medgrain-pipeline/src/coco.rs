@@ -54,6 +54,16 @@ enum Shape {
     Box([f64; 4]),
 }
 
+impl Region {
+    /// A box region `[x, y, width, height]` (COCO `bbox`, pixel-edge coordinates), rasterised as pycocotools does.
+    pub fn bbox(name: String, xywh: [f64; 4]) -> Region {
+        Region {
+            name,
+            shape: Shape::Box(xywh),
+        }
+    }
+}
+
 /// Regions per image file name (relative to the source root).
 pub type Annotations = HashMap<String, Vec<Region>>;
 

@@ -137,8 +137,12 @@ pub struct SourceConfig {
     /// nifti / dicom-series: keep every `step`-th selected slice (with "roi" and "every").
     pub step: Option<usize>,
     /// image-folder: a COCO instances file (relative to `root`) whose polygons, RLE masks or boxes give each image's
-    /// regions, named by category; instead of `masks`.
+    /// regions, named by category; or a CSV of boxes (`*.csv`, one row per box, see `box_columns`); instead of
+    /// `masks`.
     pub annotations: Option<String>,
+    /// image-folder: column names of a box CSV (`file`, `label`, and `x_min y_min x_max y_max` or
+    /// `x y width height`).
+    pub box_columns: Option<crate::boxes_csv::BoxColumns>,
     /// nifti / dicom-series: organ masks giving ROIs their organ context (`masks/{stem}/*.nii.gz`, binary files
     /// named by organ, on the volume's grid); they are context, not ROIs.
     pub organs: Option<String>,
@@ -555,6 +559,12 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
             "image-folder" => {
                 if s.annotations.is_some() && s.masks.is_some() {
                     return Err(config_err(path, format!("{at}: give masks or annotations, not both")));
+                }
+                if s.box_columns.is_some() && !s.annotations.as_deref().is_some_and(|a| a.ends_with(".csv")) {
+                    return Err(config_err(
+                        path,
+                        format!("{at}: box_columns describes a CSV given as annotations = \"….csv\""),
+                    ));
                 }
                 if s.mask_labels.is_some() || s.resample_masks || s.organs.is_some() {
                     return Err(config_err(

@@ -3,6 +3,7 @@
 //! ([`demo`]) and dataset summaries for `inspect` ([`inspect`]).
 
 pub mod batch;
+pub mod boxes_csv;
 pub mod coco;
 pub mod config;
 pub mod demo;

@@ -118,6 +118,15 @@ fn split_diseases(v: &str) -> Vec<String> {
         .collect()
 }
 
+/// An image's regions: by its path relative to the root, else by its file stem (box CSVs name images by id).
+fn annotations_for<'a>(a: &'a crate::coco::Annotations, rel: &str) -> Option<&'a Vec<crate::coco::Region>> {
+    a.get(rel).or_else(|| {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+        a.get(stem)
+    })
+}
+
 impl ImageFolderSource {
     pub fn open(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Self, PipelineError> {
         let root = loaded.resolve(&cfg.root);
@@ -137,7 +146,12 @@ impl ImageFolderSource {
         };
         if let Some(a) = &cfg.annotations {
             let path = src.root.join(a);
-            src.annotations = Some(crate::coco::read_coco(&path).map_err(|reason| PipelineError::Config {
+            let read = if a.ends_with(".csv") {
+                crate::boxes_csv::read_box_csv(&path, &cfg.box_columns.clone().unwrap_or_default())
+            } else {
+                crate::coco::read_coco(&path)
+            };
+            src.annotations = Some(read.map_err(|reason| PipelineError::Config {
                 path: loaded.path.clone(),
                 reason: format!("source {:?}: annotations: {reason}", cfg.name),
             })?);
@@ -340,7 +354,7 @@ impl SampleSource for ImageFolderSource {
             (r, bytes, None)
         };
         let mut label_names = None;
-        let from_coco = match self.annotations.as_ref().map(|a| a.get(&sample.rel_path)) {
+        let from_coco = match self.annotations.as_ref().map(|a| annotations_for(a, &sample.rel_path)) {
             Some(Some(regions)) => {
                 let (m, names) = crate::coco::label_map(regions, raster.height as usize, raster.width as usize)
                     .map_err(|e| SampleError::new("mask", format!("{}: {e}", sample.rel_path)))?;

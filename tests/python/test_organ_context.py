@@ -1,7 +1,9 @@
 """Organ context of triplet ROIs (`organs = …` in a volume source): each synthetic lesion's ROI, on its largest
 axial slice, names the organ the ground truth places it in (lobe or liver), with relation "inside" or "enclosed"
 (the synthetic organ masks exclude the lesion's own voxels), and the description says so; its patient-frame
-position (side, anterior/posterior, superior/inferior of the volume's centre) agrees with the truth centre."""
+position (side, anterior/posterior, superior/inferior of the volume's centre) agrees with the truth centre; the organ's
+mean/std HU on that slice (lesion left out) equal numpy on the files, and the lesion's attenuation against it follows
+the ±10 HU rule."""
 import json
 import subprocess
 
@@ -38,6 +40,7 @@ kind = "template"
     assert r.returncode == 0, r.stderr
     rows = pq.read_table(out / "triplets").to_pylist()
     checked = 0
+    attenuations = []
     for line in (d3 / "ground_truth.jsonl").read_text().splitlines():
         t = json.loads(line)
         for f in t["findings"]:
@@ -58,6 +61,24 @@ kind = "template"
             assert words(ctx["organ"]) == words(f["anatomy"].split("/")[-1]), (ctx, f["anatomy"])
             assert ctx["relation"] in ("inside", "enclosed"), ctx
             assert f"lies within the {ctx['organ']}" in row["sections"]["roi_analysis"]
+            # the organ's parenchyma on this slice (its voxels, the lesion's left out) against numpy on the files
+            img = nib.load(d3 / "volumes" / t["volume"])
+            hu = np.asanyarray(img.dataobj).astype(np.float64)[:, :, k] * float(img.dataobj.slope or 1) \
+                + float(img.dataobj.inter or 0)
+            stem = t["volume"].replace(".nii.gz", "")
+            organ_file = [p for p in (d3 / "masks" / stem).glob("*.nii.gz")
+                          if words(p.name.replace(".nii.gz", "")) == words(ctx["organ"])]
+            assert len(organ_file) == 1, ctx["organ"]
+            organ = (np.asanyarray(nib.load(organ_file[0]).dataobj) > 0)[:, :, k] & ~m[:, :, k]
+            ref_mean, ref_std = hu[organ].mean(), hu[organ].std()
+            assert abs(ctx["organ_mean_hu"] - ref_mean) < 1e-6 * max(1, abs(ref_mean)), (ctx, ref_mean)
+            assert abs(ctx["organ_std_hu"] - ref_std) < 1e-6 * max(1, ref_std), (ctx, ref_std)
+            lesion_mean = hu[m[:, :, k]].mean()
+            want = ("hypoattenuating" if lesion_mean < ref_mean - 10 else
+                    "hyperattenuating" if lesion_mean > ref_mean + 10 else "isoattenuating")
+            assert ctx["attenuation_vs_organ"] == want, (ctx, lesion_mean, ref_mean)
+            assert f"is {want} relative to it" in row["sections"]["roi_analysis"]
+            attenuations.append(want)
             # patient-frame position against the truth centre and the volume's centre (RAS: +y anterior, +z
             # superior); offsets within 3 mm of the 5 % threshold are not judged
             img = nib.load(d3 / "volumes" / t["volume"])
@@ -76,3 +97,5 @@ kind = "template"
                 assert got == want, (axis, d, terms, f)
             checked += 1
     assert checked >= 6
+    # nodules in air-filled lung are denser than the lung; liver lesions are hypodense: both classes occur
+    assert {"hyperattenuating", "hypoattenuating"} <= set(attenuations), attenuations

@@ -101,6 +101,27 @@ fn rois_array(rois: &[&RoiRecord]) -> ArrayRef {
                             "fraction_inside",
                             f64s(rois.iter().map(|r| r.organ_context.as_ref().map(|o| o.fraction_inside))),
                         ),
+                        (
+                            "organ_mean_hu",
+                            f64s(
+                                rois.iter()
+                                    .map(|r| r.organ_context.as_ref().and_then(|o| o.organ_mean_hu)),
+                            ),
+                        ),
+                        (
+                            "organ_std_hu",
+                            f64s(
+                                rois.iter()
+                                    .map(|r| r.organ_context.as_ref().and_then(|o| o.organ_std_hu)),
+                            ),
+                        ),
+                        (
+                            "attenuation_vs_organ",
+                            utf8(
+                                rois.iter()
+                                    .map(|r| r.organ_context.as_ref().and_then(|o| o.attenuation_vs_organ.as_deref())),
+                            ),
+                        ),
                     ],
                     Some(rois.iter().map(|r| r.organ_context.is_some()).collect()),
                 ),

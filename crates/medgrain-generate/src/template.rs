@@ -138,8 +138,17 @@ impl TemplateWriter {
             }
             if let Some(o) = &roi.organ_context {
                 match o.relation.as_str() {
-                    "inside" | "enclosed" => out.push_str(&format!("It lies within the {}. ", o.organ)),
-                    _ => out.push_str(&format!("It borders the {}. ", o.organ)),
+                    "inside" | "enclosed" => out.push_str(&format!("It lies within the {}", o.organ)),
+                    _ => out.push_str(&format!("It borders the {}", o.organ)),
+                }
+                let ct = f.modality.is_some_and(|m| m.eq_ignore_ascii_case("ct"));
+                let roi_hu = roi.measurements.as_ref().and_then(|m| m.mean_hu);
+                match (ct, &o.attenuation_vs_organ, roi_hu, o.organ_mean_hu) {
+                    (true, Some(a), Some(r), Some(org)) => out.push_str(&format!(
+                        " and is {a} relative to it (mean {r:.0} HU against {org:.0} HU for the {}). ",
+                        o.organ
+                    )),
+                    _ => out.push_str(". "),
                 }
             }
             if let Some(words) = roi.measurements.as_ref().and_then(|m| outline_words(m, roi.area_px)) {

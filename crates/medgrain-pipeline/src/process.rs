@@ -119,9 +119,13 @@ fn apply_patient_geometry(
                 m.entropy_bits = s.entropy_bits;
                 m.uniformity = s.uniformity;
             }
+            let roi_mean = m.mean_hu;
             roi.measurements = Some(m);
             if let Some((organs, names)) = &g.organs {
-                roi.organ_context = organ_context(&mask, organs, names, w, h);
+                roi.organ_context = organ_context(&mask, organs, names, w, h).map(|mut o| {
+                    organ_intensity(&mut o, &mask, organs, names, &g.values, roi_mean);
+                    o
+                });
             }
         }
     }
@@ -146,6 +150,46 @@ fn patient_position(roi: &medgrain_records::RoiRecord, g: &crate::source::SliceG
         }
     }
     (!words.is_empty()).then(|| words.join(", "))
+}
+
+/// Fills the organ's mean/std on the slice (its pixels outside the ROI) and the ROI's attenuation against it
+/// (`ORGAN_ISO_BAND_HU` either side counts as iso-attenuating, as for the ROI against its shell).
+fn organ_intensity(
+    o: &mut medgrain_records::OrganContext,
+    mask: &[bool],
+    organs: &[u16],
+    names: &[String],
+    values: &[f64],
+    roi_mean: Option<f64>,
+) {
+    const ORGAN_ISO_BAND_HU: f64 = 10.0;
+    let Some(k) = names.iter().position(|n| *n == o.organ).map(|i| i as u16 + 1) else {
+        return;
+    };
+    let (mut n, mut sum, mut sum2) = (0usize, 0.0, 0.0);
+    for ((&l, &m), &v) in organs.iter().zip(mask).zip(values) {
+        if l == k && !m {
+            n += 1;
+            sum += v;
+            sum2 += v * v;
+        }
+    }
+    if n < 10 || values.len() != organs.len() {
+        return;
+    }
+    let mean = sum / n as f64;
+    o.organ_mean_hu = Some(mean);
+    o.organ_std_hu = Some((sum2 / n as f64 - mean * mean).max(0.0).sqrt());
+    o.attenuation_vs_organ = roi_mean.map(|r| {
+        if r < mean - ORGAN_ISO_BAND_HU {
+            "hypoattenuating"
+        } else if r > mean + ORGAN_ISO_BAND_HU {
+            "hyperattenuating"
+        } else {
+            "isoattenuating"
+        }
+        .to_string()
+    });
 }
 
 /// The organ holding or surrounding an ROI (`mask`, row-major `h × w`) among per-pixel organ labels: the organ with
@@ -174,6 +218,9 @@ fn organ_context(
             organ: name(best),
             relation: "inside".into(),
             fraction_inside: fraction,
+            organ_mean_hu: None,
+            organ_std_hu: None,
+            attenuation_vs_organ: None,
         });
     }
     // the ring: pixels within 2 (Chebyshev) of the ROI, not in it
@@ -204,6 +251,9 @@ fn organ_context(
             organ: name(best),
             relation: "adjacent".into(),
             fraction_inside: fraction,
+            organ_mean_hu: None,
+            organ_std_hu: None,
+            attenuation_vs_organ: None,
         });
     }
     Some(medgrain_records::OrganContext {
@@ -215,6 +265,9 @@ fn organ_context(
         }
         .into(),
         fraction_inside: inside[around] as f64 / area as f64,
+        organ_mean_hu: None,
+        organ_std_hu: None,
+        attenuation_vs_organ: None,
     })
 }
 

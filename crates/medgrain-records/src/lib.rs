@@ -103,6 +103,15 @@ pub struct OrganContext {
     pub relation: String,
     /// Fraction of the ROI's pixels inside `organ`.
     pub fraction_inside: f64,
+    /// Mean and (population) standard deviation of the organ's values on the ROI's slice, the ROI's own pixels left
+    /// out (HU for CT): the parenchyma the ROI is compared with. `None` below 10 pixels.
+    #[serde(default)]
+    pub organ_mean_hu: Option<f64>,
+    #[serde(default)]
+    pub organ_std_hu: Option<f64>,
+    /// The ROI's mean against `organ_mean_hu`: "hypoattenuating" / "isoattenuating" / "hyperattenuating" (±10 HU).
+    #[serde(default)]
+    pub attenuation_vs_organ: Option<String>,
 }
 
 /// A retrieved knowledge passage attached to a sample.

@@ -38,6 +38,11 @@ def test_every_lesion_is_found_on_its_largest_slice(demo_dir, ct_rows):
             r = f["size_mm"] / 2
             lo = 2 * math.sqrt(max(r * r - 2.0 ** 2, 0.0)) - 1.8  # slices are 4 mm: the centre may be 2 mm away
             assert lo <= roi["measurements"]["long_axis_mm"] <= f["size_mm"] + 1.8, (f, roi["measurements"])
+            # spherical lesions cut across: round, convex outlines; elongation = minor/major axis = √(1 − e²)
+            m = roi["measurements"]
+            if roi["area_px"] >= 30:
+                assert m["elongation"] >= 0.8 and m["solidity"] >= 0.85, (f, m)
+            assert abs(m["elongation"] - math.sqrt(1 - m["eccentricity"] ** 2)) < 1e-9, m
             assert f["finding"] in row["diseases"]
             found += 1
     assert found >= 4

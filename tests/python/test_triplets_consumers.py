@@ -50,7 +50,8 @@ def test_pyarrow_reads_every_spec_column(table, rows, truth):
     roi_type = table.schema.field("rois").type.value_type
     for f in ROI_FIELDS:
         assert roi_type.get_field_index(f) >= 0, f
-    for f in ["long_axis_mm", "short_axis_mm", "volume_mm3", "mean_hu", "std_hu", "attenuation"]:
+    for f in ["long_axis_mm", "short_axis_mm", "volume_mm3", "mean_hu", "std_hu", "attenuation", "circularity",
+              "solidity", "eccentricity", "elongation", "entropy_bits", "uniformity"]:
         assert roi_type.field("measurements").type.get_field_index(f) >= 0, f
     assert str(table.schema.field("image").type) == "struct<bytes: binary, path: string>"
     sections = table.schema.field("sections").type

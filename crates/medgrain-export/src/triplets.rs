@@ -37,6 +37,7 @@ fn rois_array(rois: &[&RoiRecord]) -> ArrayRef {
             ("circularity", m(|m| m.circularity)),
             ("solidity", m(|m| m.solidity)),
             ("eccentricity", m(|m| m.eccentricity)),
+            ("elongation", m(|m| m.elongation)),
             ("entropy_bits", m(|m| m.entropy_bits)),
             ("uniformity", m(|m| m.uniformity)),
         ],

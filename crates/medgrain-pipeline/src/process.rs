@@ -116,6 +116,7 @@ fn apply_patient_geometry(
                 m.circularity = s.circularity;
                 m.solidity = s.solidity;
                 m.eccentricity = s.eccentricity;
+                m.elongation = s.elongation;
                 m.entropy_bits = s.entropy_bits;
                 m.uniformity = s.uniformity;
             }

@@ -38,6 +38,9 @@ pub struct Measurements {
     pub solidity: Option<f64>,
     #[serde(default)]
     pub eccentricity: Option<f64>,
+    /// Minor / major axis length of the ROI's inertia ellipse in its plane (IBSI "elongation", 2D: 1 = round).
+    #[serde(default)]
+    pub elongation: Option<f64>,
     /// IBSI first-order intensity entropy (bits) and uniformity over 32 bins of the ROI's own range (HU for CT
     /// slices, display intensity otherwise).
     #[serde(default)]

@@ -159,6 +159,7 @@ pub fn shape_measurements(pixels: &[(usize, usize)], values: Option<&[f64]>) -> 
         circularity: Some(s.circularity),
         solidity: Some(s.solidity),
         eccentricity: Some(s.eccentricity),
+        elongation: (s.major_axis_length > 0.0).then(|| s.minor_axis_length / s.major_axis_length),
         entropy_bits: eu.map(|e| e.0),
         uniformity: eu.map(|e| e.1),
         ..Default::default()

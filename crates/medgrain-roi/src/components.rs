@@ -187,11 +187,11 @@ fn label_runs_3d(
     let rank = out_shape.len();
     for r in 0..rows {
         let (i0, i1) = (r / d1, r % d1);
-        for q in row_start[r]..row_start[r + 1] {
+        for (q, run) in runs.iter().enumerate().take(row_start[r + 1]).skip(row_start[r]) {
             let root = find(&mut parent, q as u32) as usize;
             if id_of_root[root] == 0 {
                 components.push(Component {
-                    label: runs[q].value,
+                    label: run.value,
                     id: components.len() as u32 + 1,
                     voxels: 0,
                     bbox: vec![[usize::MAX, 0]; 3],
@@ -201,7 +201,6 @@ fn label_runs_3d(
                 id_of_root[root] = components.len() as u32;
             }
             let id = id_of_root[root];
-            let run = runs[q];
             let (s, e) = (run.start as usize, run.end as usize);
             component_of[r * d2 + s..r * d2 + e].iter_mut().for_each(|c| *c = id);
             let c = &mut components[id as usize - 1];

@@ -187,8 +187,9 @@ fn label_runs_3d(
     let rank = out_shape.len();
     for r in 0..rows {
         let (i0, i1) = (r / d1, r % d1);
-        for (q, run) in runs.iter().enumerate().take(row_start[r + 1]).skip(row_start[r]) {
-            let root = find(&mut parent, q as u32) as usize;
+        let first = row_start[r];
+        for (j, run) in runs[first..row_start[r + 1]].iter().enumerate() {
+            let root = find(&mut parent, (first + j) as u32) as usize;
             if id_of_root[root] == 0 {
                 components.push(Component {
                     label: run.value,

@@ -285,6 +285,25 @@ kind = "template"
         assert 0.5 <= x["score"] <= 1.0, x["score"]
     for x in pic_rois:
         assert 1 / 3 <= x["score"] <= 1.0, x["score"]
+    # a rerun keeps every shard; a model file replaced under the same path (other weights) is a changed setting:
+    # refused like a changed config, redone with --force
+    r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "(0 kept" not in r.stdout and " kept from a previous run" in r.stdout, r.stdout
+    kept = int(r.stdout.split(" kept from a previous run")[0].rsplit("(", 1)[1])
+    assert kept >= 1
+    k, b = three_class_weights()
+    smooth_model(tmp_path / "three.onnx")  # overwritten by another model under the same name
+    three_model(tmp_path / "three.onnx", [1, 1, 48, 48])  # … and back to the same bytes: still resumable
+    r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True)
+    assert f"({kept} kept from a previous run)" in r.stdout, r.stdout
+    raw = (tmp_path / "three.onnx").read_bytes()
+    m = onnx.load_from_string(raw)
+    m.graph.initializer[1].CopyFrom(numpy_helper.from_array(b + np.float32(0.5), "b"))  # other biases
+    onnx.save(m, str(tmp_path / "three.onnx"))
+    r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "expert model" in r.stderr, (r.stdout, r.stderr)
+    r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out), "--force"], capture_output=True, text=True)
+    assert r.returncode == 0 and "(0 kept from a previous run)" in r.stdout, r.stdout
     # a broken model is a config error before any sample is read
     cfg.write_text(cfg.read_text().replace('model = "three.onnx"', 'model = "missing.onnx"'))
     r = run_medgrain(medgrain_bin, ["build", str(cfg), "--out", str(tmp_path / "o2")])

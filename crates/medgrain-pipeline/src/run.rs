@@ -230,10 +230,19 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     let started = Instant::now();
     let cfg = &loaded.config;
     let knowledge = crate::knowledge::Knowledge::open(loaded)?;
-    let chash = match &knowledge {
+    let mut chash = match &knowledge {
         Some(k) => sha256_hex([config_hash(loaded)?, k.fingerprint()]),
         None => config_hash(loaded)?,
     };
+    // an expert model replaced under the same path changes every ROI it found: its bytes are part of the settings
+    for src in &cfg.sources {
+        if let Some(o) = &src.onnx {
+            let model = loaded.resolve(&o.model);
+            if let Ok(bytes) = std::fs::read(&model) {
+                chash = sha256_hex([chash.as_bytes(), &Sha256::digest(&bytes)[..]]);
+            }
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let manifest_path = out.join("manifest.json");
     if opts.force {
@@ -243,7 +252,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         if let Some(h) = old.get("config_hash").and_then(|v| v.as_str()) {
             if h != chash {
                 return Err(PipelineError::Usage(format!(
-                    "{} was built from a different config (hash {} ≠ {}); pass --force to start over, or choose another --out",
+                    "{} was built from a different config, knowledge base or expert model (hash {} ≠ {}); pass --force to start over, or choose another --out",
                     out.display(),
                     &h[..12.min(h.len())],
                     &chash[..12]

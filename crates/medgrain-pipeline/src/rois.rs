@@ -279,16 +279,20 @@ pub struct LocatedFile {
 /// its luminance (0–1) as values, and its masks are written as PNG (`OUT/<name>.png`, 0/255).
 pub fn locate_file(path: &Path, locator: &dyn RoiLocator, out: &Path) -> Result<Vec<LocatedFile>, RoisError> {
     let raster = !path.is_dir() && is_raster_image(path);
-    let (values, shape, affine) = if raster {
+    let (found, shape, affine) = if raster {
         let r = read_raster_or_dicom(path)?;
-        let values: Vec<f64> = r.luminance().into_iter().map(f64::from).collect();
-        (values, [r.width as usize, r.height as usize, 1], identity_affine())
+        let found = locate_2d(locator, &r).map_err(|e| file_err(path, e))?;
+        (found, [r.width as usize, r.height as usize, 1], identity_affine())
     } else {
-        read_ct_volume(path)?
+        let (values, shape, affine) = read_ct_volume(path)?;
+        let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
+        (
+            locator.locate(&values, grid).map_err(|e| file_err(path, e))?,
+            shape,
+            affine,
+        )
     };
-    let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
-    let found = locator.locate(&values, grid).map_err(|e| file_err(path, e))?;
     let mut written = Vec::new();
     for medgrain_roi::locate::LocatedMask { name, mask, score } in found {
         let voxels = mask.iter().filter(|&&b| b).count();
@@ -328,6 +332,21 @@ pub fn locate_file(path: &Path, locator: &dyn RoiLocator, out: &Path) -> Result<
         });
     }
     Ok(written)
+}
+
+/// Runs a locator on a 2D image: its luminance (0–1, BT.601 for colour) as a volume of depth 1 (width × height × 1,
+/// identity affine); masks are row-major `height × width`.
+pub fn locate_2d(
+    locator: &dyn RoiLocator,
+    image: &medgrain_imaging::Raster,
+) -> Result<Vec<medgrain_roi::locate::LocatedMask>, medgrain_roi::locate::LocateError> {
+    let values: Vec<f64> = image.luminance().into_iter().map(f64::from).collect();
+    let affine = identity_affine();
+    let grid = medgrain_roi::measure::Grid {
+        shape: [image.width as usize, image.height as usize, 1],
+        affine: &affine,
+    };
+    locator.locate(&values, grid)
 }
 
 fn identity_affine() -> [[f64; 4]; 4] {

@@ -405,19 +405,7 @@ impl SampleSource for ImageFolderSource {
             (None, Some(loc)) => {
                 // no annotation: the expert segments the image (luminance 0–1, a volume of depth 1)
                 let (w, h) = (raster.width as usize, raster.height as usize);
-                let values: Vec<f64> = raster.luminance().into_iter().map(f64::from).collect();
-                let affine = [
-                    [1.0, 0.0, 0.0, 0.0],
-                    [0.0, 1.0, 0.0, 0.0],
-                    [0.0, 0.0, 1.0, 0.0],
-                    [0.0, 0.0, 0.0, 1.0],
-                ];
-                let grid = medgrain_roi::measure::Grid {
-                    shape: [w, h, 1],
-                    affine: &affine,
-                };
-                let found = loc
-                    .locate(&values, grid)
+                let found = crate::rois::locate_2d(loc.as_ref(), &raster)
                     .map_err(|e| SampleError::new("locator", e.to_string()))?;
                 let mut labels = vec![0u32; w * h];
                 for (i, m) in found.iter().enumerate() {

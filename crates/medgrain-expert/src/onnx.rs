@@ -48,7 +48,8 @@ pub struct OnnxConfig {
     /// with fixed spatial dimensions is always tiled at its own size.
     #[serde(default)]
     pub tile: Option<[usize; 2]>,
-    /// Pixels at each tile edge that are read but not written (default 16 when tiling).
+    /// Pixels at each tile edge that are read but not written (default when tiling: 16, at most a quarter of the
+    /// tile's shorter side).
     #[serde(default)]
     pub tile_margin: Option<usize>,
     /// Tiles per model call when the batch dimension is free (default 4).
@@ -411,7 +412,11 @@ impl RoiLocator for OnnxLocator {
         let norm = Normalizer::fit(self.cfg.normalize, self.cfg.window, self.cfg.scale, values);
         let [th, tw] = self.fixed_tile.or(self.cfg.tile).unwrap_or([h, w]);
         let tiled = self.fixed_tile.is_some() || self.cfg.tile.is_some();
-        let margin = if tiled { self.cfg.tile_margin.unwrap_or(16) } else { 0 };
+        let margin = match (tiled, self.cfg.tile_margin) {
+            (false, _) => 0,
+            (true, Some(m)) => m,
+            (true, None) => 16.min(th.min(tw) / 4),
+        };
         let plan = |len: usize, tile: usize| {
             plan_axis(len, tile, margin).ok_or_else(|| {
                 fail(format!(

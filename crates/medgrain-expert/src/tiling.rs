@@ -39,9 +39,12 @@ impl Normalizer {
                 (1.0 / w, -(c - w / 2.0) / w, true)
             }
             Normalize::Minmax => {
-                let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                });
+                let (lo, hi) = values
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    });
                 if hi > lo {
                     (1.0 / (hi - lo), -lo / (hi - lo), false)
                 } else {
@@ -49,9 +52,10 @@ impl Normalizer {
                 }
             }
             Normalize::Zscore => {
-                let n = values.len().max(1) as f64;
-                let mean = values.iter().sum::<f64>() / n;
-                let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                let finite = || values.iter().filter(|v| v.is_finite());
+                let n = finite().count().max(1) as f64;
+                let mean = finite().sum::<f64>() / n;
+                let var = finite().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
                 if var > 0.0 {
                     let sd = var.sqrt();
                     (1.0 / sd, -mean / sd, false)
@@ -63,8 +67,11 @@ impl Normalizer {
         Normalizer { mul, add, clamp, scale }
     }
 
-    /// The model input for voxel value `x`.
+    /// The model input for voxel value `x` (0 for a value that is not a finite number, like padding).
     pub fn apply(&self, x: f64) -> f32 {
+        if !x.is_finite() {
+            return 0.0;
+        }
         let mut y = x * self.mul + self.add;
         if self.clamp {
             y = y.clamp(0.0, 1.0);
@@ -188,6 +195,11 @@ mod tests {
             Normalizer::fit(Normalize::Zscore, None, None, &[3.0, 3.0]).apply(3.0),
             0.0
         );
+        // values that are not numbers are left out of the fit and fed as 0
+        let m = Normalizer::fit(Normalize::Minmax, None, None, &[2.0, f64::NAN, 6.0]);
+        assert_eq!((m.apply(4.0), m.apply(f64::NAN)), (0.5, 0.0));
+        let z = Normalizer::fit(Normalize::Zscore, None, None, &[1.0, f64::INFINITY, 3.0]);
+        assert_eq!((z.apply(2.0), z.apply(3.0)), (0.0, 1.0));
     }
 
     #[test]

@@ -136,6 +136,28 @@ def test_smooth_model_on_ct_equals_onnxruntime(medgrain_bin, ct, tiling):
     assert abs(score - p.transpose(2, 1, 0)[ours].mean()) < 1e-4
 
 
+def test_smooth_model_on_a_real_dicom_ct_slice_sees_hu(medgrain_bin, tmp_path):
+    """pydicom's CT_small.dcm: the expert gets the file's HU (modality LUT), not its display rendering."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("CT_small.dcm")
+    ds = pydicom.dcmread(path)
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    model = smooth_model(tmp_path / "smooth.onnx")
+    cfg = write_cfg(tmp_path / "s.toml", model=str(model), library=ort_library(), classes=["dense"],
+                    normalize="window", window=[300.0, 400.0])
+    r = run_medgrain(medgrain_bin, ["locate", path, "--locator", "expert:onnx", "--onnx", str(cfg),
+                                    "--out", str(tmp_path / "out")])
+    assert r.returncode == 0, r.stderr
+    ours = np.asarray(Image.open(tmp_path / "out" / "dense.png")) > 0
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {"image": window01(hu, 300.0, 400.0)[None, None]})[0][0, 0]
+    ref = logits >= 0
+    assert 300 < ref.sum() < ref.size / 2, "the vertebra and nothing much else"
+    assert not ((ours != ref) & (np.abs(logits) > 1e-4)).any(), (ours != ref).sum()
+
+
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory):
     """A 2D grey image with soft blobs and fine texture, 131 × 97 (not a multiple of the 48-pixel tile)."""

@@ -275,14 +275,14 @@ pub struct LocatedFile {
 }
 
 /// Runs a locator on a volume (NIfTI or a DICOM series folder) and writes `OUT/<name>.nii.gz` (uint8, the
-/// volume's affine) per mask found. A 2D image (PNG, JPEG, TIFF, DICOM file) is read as a volume of depth 1 with
-/// its luminance (0–1) as values, and its masks are written as PNG (`OUT/<name>.png`, 0/255).
+/// volume's affine) per mask found. A 2D image (PNG, JPEG, TIFF, DICOM file) is a volume of depth 1 (see
+/// [`LocatorImage`]) and its masks are written as PNG (`OUT/<name>.png`, 0/255).
 pub fn locate_file(path: &Path, locator: &dyn RoiLocator, out: &Path) -> Result<Vec<LocatedFile>, RoisError> {
     let raster = !path.is_dir() && is_raster_image(path);
     let (found, shape, affine) = if raster {
-        let r = read_raster_or_dicom(path)?;
-        let found = locate_2d(locator, &r).map_err(|e| file_err(path, e))?;
-        (found, [r.width as usize, r.height as usize, 1], identity_affine())
+        let image = read_locator_image(path)?;
+        let found = locate_2d(locator, &image).map_err(|e| file_err(path, e))?;
+        (found, [image.width, image.height, 1], image.affine)
     } else {
         let (values, shape, affine) = read_ct_volume(path)?;
         let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
@@ -334,19 +334,52 @@ pub fn locate_file(path: &Path, locator: &dyn RoiLocator, out: &Path) -> Result<
     Ok(written)
 }
 
-/// Runs a locator on a 2D image: its luminance (0–1, BT.601 for colour) as a volume of depth 1 (width × height × 1,
-/// identity affine); masks are row-major `height × width`.
+/// What a locator sees of a 2D image, as a volume of depth 1 (`width × height × 1`, row-major): for a grey DICOM
+/// frame its modality-LUT output (HU for CT) and the file's affine, so CT rules and windowed models work on HU; for
+/// other images (and colour DICOM) the luminance 0–1 (BT.601 for colour) with an identity affine.
+#[derive(Debug, Clone)]
+pub struct LocatorImage {
+    pub width: usize,
+    pub height: usize,
+    pub values: Vec<f64>,
+    pub affine: [[f64; 4]; 4],
+}
+
+impl LocatorImage {
+    /// The luminance of a decoded image.
+    pub fn from_raster(r: &medgrain_imaging::Raster) -> LocatorImage {
+        LocatorImage {
+            width: r.width as usize,
+            height: r.height as usize,
+            values: r.luminance().into_iter().map(f64::from).collect(),
+            affine: identity_affine(),
+        }
+    }
+
+    /// A DICOM file's first frame: modality-LUT values when grey, else the luminance of its rendering.
+    pub fn from_dicom(img: &medgrain_imaging::dicom::DicomImage, rendered: &medgrain_imaging::Raster) -> LocatorImage {
+        match (img.samples_per_pixel, img.scaled_frame(0)) {
+            (1, Some(values)) if values.len() == img.rows * img.columns => LocatorImage {
+                width: img.columns,
+                height: img.rows,
+                values,
+                affine: img.affine().unwrap_or_else(identity_affine),
+            },
+            _ => LocatorImage::from_raster(rendered),
+        }
+    }
+}
+
+/// Runs a locator on a 2D image; masks are row-major `height × width`.
 pub fn locate_2d(
     locator: &dyn RoiLocator,
-    image: &medgrain_imaging::Raster,
+    image: &LocatorImage,
 ) -> Result<Vec<medgrain_roi::locate::LocatedMask>, medgrain_roi::locate::LocateError> {
-    let values: Vec<f64> = image.luminance().into_iter().map(f64::from).collect();
-    let affine = identity_affine();
     let grid = medgrain_roi::measure::Grid {
-        shape: [image.width as usize, image.height as usize, 1],
-        affine: &affine,
+        shape: [image.width, image.height, 1],
+        affine: &image.affine,
     };
-    locator.locate(&values, grid)
+    locator.locate(&image.values, grid)
 }
 
 fn identity_affine() -> [[f64; 4]; 4] {
@@ -373,12 +406,14 @@ fn is_raster_image(path: &Path) -> bool {
         .any(|e| name.ends_with(e))
 }
 
-/// A 2D image for the locators: a raster file, or a DICOM file's first frame as rendered for display.
-fn read_raster_or_dicom(path: &Path) -> Result<medgrain_imaging::Raster, RoisError> {
+/// A 2D image for the locators: a raster file's luminance, or a DICOM file's first frame (see [`LocatorImage`]).
+fn read_locator_image(path: &Path) -> Result<LocatorImage, RoisError> {
     let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
     if medgrain_imaging::dicom::is_dicom(&bytes) {
         let img = medgrain_imaging::dicom::read_dicom(path).map_err(|e| file_err(path, e))?;
-        return img.render_frame(0, None).map_err(|e| file_err(path, e));
+        let rendered = img.render_frame(0, None).map_err(|e| file_err(path, e))?;
+        return Ok(LocatorImage::from_dicom(&img, &rendered));
     }
-    medgrain_imaging::decode_raster(&bytes, path).map_err(|e| file_err(path, e))
+    let r = medgrain_imaging::decode_raster(&bytes, path).map_err(|e| file_err(path, e))?;
+    Ok(LocatorImage::from_raster(&r))
 }

@@ -339,7 +339,7 @@ impl SampleSource for ImageFolderSource {
         let path = self.root.join(&sample.rel_path);
         let bytes = std::fs::read(&path).map_err(|e| SampleError::new("image", format!("{}: {e}", path.display())))?;
         let image_err = |e: String| SampleError::new("image", e);
-        let (raster, bytes, dicom_modality) = if medgrain_imaging::dicom::is_dicom(&bytes) {
+        let (raster, bytes, dicom_modality, dicom_locator_image) = if medgrain_imaging::dicom::is_dicom(&bytes) {
             // DICOM: the first frame, rendered for display (modality LUT, the source's CT window preset or else the
             // file's VOI window, MONOCHROME1 inverted); the record stores that rendering as PNG.
             let img = medgrain_imaging::dicom::read_dicom(&path).map_err(|e| image_err(e.to_string()))?;
@@ -348,10 +348,15 @@ impl SampleSource for ImageFolderSource {
                 .render_frame(0, window)
                 .map_err(|e| image_err(format!("{}: {e}", path.display())))?;
             let modality = img.modality.as_deref().and_then(medgrain_imaging::dicom::modality_name);
-            (r, Vec::new(), modality)
+            // an expert sees the DICOM's own values (HU for CT), not the display rendering
+            let for_locator = self
+                .locator
+                .as_ref()
+                .map(|_| crate::rois::LocatorImage::from_dicom(&img, &r));
+            (r, Vec::new(), modality, for_locator)
         } else {
             let r = decode_raster(&bytes, &path).map_err(|e| image_err(e.to_string()))?;
-            (r, bytes, None)
+            (r, bytes, None, None)
         };
         let mut label_names = None;
         let from_coco = match self.annotations.as_ref().map(|a| annotations_for(a, &sample.rel_path)) {
@@ -405,7 +410,8 @@ impl SampleSource for ImageFolderSource {
             (None, Some(loc)) => {
                 // no annotation: the expert segments the image (luminance 0–1, a volume of depth 1)
                 let (w, h) = (raster.width as usize, raster.height as usize);
-                let found = crate::rois::locate_2d(loc.as_ref(), &raster)
+                let image = dicom_locator_image.unwrap_or_else(|| crate::rois::LocatorImage::from_raster(&raster));
+                let found = crate::rois::locate_2d(loc.as_ref(), &image)
                     .map_err(|e| SampleError::new("locator", e.to_string()))?;
                 let mut labels = vec![0u32; w * h];
                 for (i, m) in found.iter().enumerate() {

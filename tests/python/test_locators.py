@@ -129,3 +129,8 @@ def test_rules_on_a_real_ct_slice_equal_scipy(medgrain_bin, tmp_path):
         ours = np.asarray(Image.open(png)) > 0
         assert ours.shape == ref.shape
         assert np.array_equal(ours, ref), f"{loc}: {(ours != ref).sum()} pixels differ"
+    # the lungs of this cropped slice touch the image edge: not inside the body, so no lung is claimed
+    r = subprocess.run([medgrain_bin, "-q", "locate", path, "--locator", "classical:ct-lung", "--out",
+                        str(tmp_path / "lung")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not list((tmp_path / "lung").glob("*.png")), r.stdout

@@ -3,7 +3,7 @@
 //! The classical CT locators work on Hounsfield units with thresholds, hole filling and connected components:
 //! - `classical:ct-body`: voxels above −500 HU, holes filled slice by slice (lungs and bowel gas are inside the
 //!   body), the largest 3D component (6-connectivity) — the table and clothing fall away;
-//! - `classical:ct-lung`: air (below −400 HU) inside the body, components of at least 0.05 % of the body, the two
+//! - `classical:ct-lung`: air (below −400 HU) inside the body, components of at least 0.05 % of the body and 1 cm³, the two
 //!   largest kept; a single component crossing the midline (lungs joined at the carina) is cut at it. Each lung's
 //!   holes are filled slice by slice (vessels and nodules are part of the lung), and the masks are named
 //!   `right lung` / `left lung` from their RAS centroid against the body's midline;
@@ -212,7 +212,9 @@ fn world_x(grid: Grid<'_>, i: usize) -> f64 {
 fn lungs(hu: &[f64], body: &[bool], grid: Grid<'_>) -> Vec<(String, Vec<bool>)> {
     let body_voxels = body.iter().filter(|&&b| b).count() as u64;
     let air: Vec<bool> = hu.iter().zip(body).map(|(&v, &b)| b && v < -400.0).collect();
-    let min_voxels = (body_voxels / 2000).max(1);
+    // a lung is at least 0.05 % of the body and at least 1 cm³ (air pockets in bowel or oesophagus are smaller)
+    let min_cm3 = (1000.0 / voxel_volume_mm3(grid.affine).max(1e-9)).ceil() as u64;
+    let min_voxels = (body_voxels / 2000).max(min_cm3).max(1);
     let both = keep_components(&air, grid.shape, 1, |v, rank| rank < 2 && v >= min_voxels);
     // the body's midline: mean world x of the body voxels
     let (mut sx, mut n) = (0.0, 0.0);

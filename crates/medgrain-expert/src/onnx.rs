@@ -380,15 +380,6 @@ fn class_name(cfg: &OnnxConfig, k: usize, c: u32) -> Option<&str> {
     cfg.classes.get(i).map(String::as_str)
 }
 
-/// Axes of a slice across `axis`: (width axis, height axis), the lower-numbered (faster) one as width.
-fn in_plane(axis: usize) -> (usize, usize) {
-    match axis {
-        0 => (1, 2),
-        1 => (0, 2),
-        _ => (0, 1),
-    }
-}
-
 impl RoiLocator for OnnxLocator {
     fn name(&self) -> &str {
         &self.origin
@@ -405,7 +396,7 @@ impl RoiLocator for OnnxLocator {
             return Err(fail(format!("{} values for a {shape:?} grid", values.len())));
         }
         let axis = if shape[2] == 1 { 2 } else { grid.slice_axis() };
-        let (wa, ha) = in_plane(axis);
+        let (wa, ha) = medgrain_roi::locate::in_plane_axes(axis); // the faster axis is the width
         let (w, h) = (shape[wa], shape[ha]);
         let stride = |a: usize| -> usize { shape[..a].iter().product() };
         let (sw, sh, ss) = (stride(wa), stride(ha), stride(axis));

@@ -95,7 +95,7 @@ fn apply_patient_geometry(
     };
     for roi in rois.iter_mut() {
         let col = (roi.centroid_xy[0].round() as usize).min(w.saturating_sub(1));
-        let x = g.world_x_of_col.get(col).copied().unwrap_or(g.midline_x);
+        let x = g.world_of_col.get(col).map_or(g.midline_x, |p| p[0]);
         roi.side = if (x - g.midline_x).abs() < 0.05 * fov {
             None
         } else if x > g.midline_x {
@@ -123,9 +123,16 @@ fn apply_patient_geometry(
             let roi_mean = m.mean_hu;
             roi.measurements = Some(m);
             if let Some((organs, names)) = &g.organs {
-                roi.organ_context = organ_context(&mask, organs, names, w, h).map(|mut o| {
-                    organ_intensity(&mut o, &mask, organs, names, &g.values, roi_mean);
-                    o
+                roi.organ_context = organ_context(&mask, organs, w, h).map(|(k, relation, fraction_inside)| {
+                    let stats = organ_intensity(k, &mask, organs, &g.values, roi_mean);
+                    medgrain_records::OrganContext {
+                        organ: names.get(k as usize - 1).cloned().unwrap_or_default(),
+                        relation: relation.into(),
+                        fraction_inside,
+                        organ_mean_hu: stats.map(|s| s.0),
+                        organ_std_hu: stats.map(|s| s.1),
+                        attenuation_vs_organ: stats.and_then(|s| s.2).map(str::to_string),
+                    }
                 });
             }
         }
@@ -153,20 +160,20 @@ fn patient_position(roi: &medgrain_records::RoiRecord, g: &crate::source::SliceG
     (!words.is_empty()).then(|| words.join(", "))
 }
 
-/// Fills the organ's mean/std on the slice (its pixels outside the ROI) and the ROI's attenuation against it
-/// (`ORGAN_ISO_BAND_HU` either side counts as iso-attenuating, as for the ROI against its shell).
+/// Organ `k`'s mean and std on the slice (its pixels outside the ROI; `None` below 10 pixels) and the ROI's
+/// attenuation against that mean (`ORGAN_ISO_BAND_HU` either side counts as iso-attenuating, as for the ROI against
+/// its shell).
 fn organ_intensity(
-    o: &mut medgrain_records::OrganContext,
+    k: u16,
     mask: &[bool],
     organs: &[u16],
-    names: &[String],
     values: &[f64],
     roi_mean: Option<f64>,
-) {
+) -> Option<(f64, f64, Option<&'static str>)> {
     const ORGAN_ISO_BAND_HU: f64 = 10.0;
-    let Some(k) = names.iter().position(|n| *n == o.organ).map(|i| i as u16 + 1) else {
-        return;
-    };
+    if values.len() != organs.len() {
+        return None;
+    }
     let (mut n, mut sum, mut sum2) = (0usize, 0.0, 0.0);
     for ((&l, &m), &v) in organs.iter().zip(mask).zip(values) {
         if l == k && !m {
@@ -175,13 +182,12 @@ fn organ_intensity(
             sum2 += v * v;
         }
     }
-    if n < 10 || values.len() != organs.len() {
-        return;
+    if n < 10 {
+        return None;
     }
     let mean = sum / n as f64;
-    o.organ_mean_hu = Some(mean);
-    o.organ_std_hu = Some((sum2 / n as f64 - mean * mean).max(0.0).sqrt());
-    o.attenuation_vs_organ = roi_mean.map(|r| {
+    let std = (sum2 / n as f64 - mean * mean).max(0.0).sqrt();
+    let attenuation = roi_mean.map(|r| {
         if r < mean - ORGAN_ISO_BAND_HU {
             "hypoattenuating"
         } else if r > mean + ORGAN_ISO_BAND_HU {
@@ -189,45 +195,32 @@ fn organ_intensity(
         } else {
             "isoattenuating"
         }
-        .to_string()
     });
+    Some((mean, std, attenuation))
 }
 
-/// The organ holding or surrounding an ROI (`mask`, row-major `h × w`) among per-pixel organ labels: the organ with
-/// most of the ROI's pixels ("inside" when ≥ half), else the organ most present in a 2-pixel ring around the ROI
-/// ("enclosed" when it fills ≥ half of the ring — a lesion cut out of its organ's mask — else "adjacent").
-fn organ_context(
-    mask: &[bool],
-    organs: &[u16],
-    names: &[String],
-    w: usize,
-    h: usize,
-) -> Option<medgrain_records::OrganContext> {
+/// The organ holding or surrounding an ROI (`mask`, row-major `h × w`) among per-pixel organ labels, as (organ
+/// label, relation, fraction of the ROI inside that organ): the organ with most of the ROI's pixels ("inside" when
+/// ≥ half), else the organ most present in a 2-pixel ring around the ROI ("enclosed" when it fills ≥ half of the
+/// ring — a lesion cut out of its organ's mask — else "adjacent").
+fn organ_context(mask: &[bool], organs: &[u16], w: usize, h: usize) -> Option<(u16, &'static str, f64)> {
     let area = mask.iter().filter(|&&b| b).count();
     if area == 0 || organs.len() != mask.len() {
         return None;
     }
-    let mut inside = vec![0usize; names.len() + 1];
+    let labels = organs.iter().copied().max().unwrap_or(0) as usize + 1;
+    let mut inside = vec![0usize; labels];
     for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
         inside[organs[i] as usize] += 1;
     }
-    let best = (1..inside.len()).max_by_key(|&k| (inside[k], std::cmp::Reverse(k)))?;
-    let fraction = inside[best] as f64 / area as f64;
-    let name = |k: usize| names.get(k - 1).cloned().unwrap_or_default();
-    if fraction >= 0.5 {
-        return Some(medgrain_records::OrganContext {
-            organ: name(best),
-            relation: "inside".into(),
-            fraction_inside: fraction,
-            organ_mean_hu: None,
-            organ_std_hu: None,
-            attenuation_vs_organ: None,
-        });
+    let best = (1..labels).max_by_key(|&k| (inside[k], std::cmp::Reverse(k)))?;
+    let fraction = |k: usize| inside[k] as f64 / area as f64;
+    if fraction(best) >= 0.5 {
+        return Some((best as u16, "inside", fraction(best)));
     }
-    // the ring: pixels within 2 (Chebyshev) of the ROI, not in it
-    let mut ring = vec![0usize; names.len() + 1];
+    // the ring: pixels within 2 (Chebyshev) of the ROI, not in it; only pixels within 2 of the ROI's box qualify
+    let mut ring = vec![0usize; labels];
     let mut ring_n = 0usize;
-    // only pixels within 2 of the ROI's box can be in the ring
     let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
     for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
         let (r, c) = (i / w, i % w);
@@ -246,30 +239,16 @@ fn organ_context(
             }
         }
     }
-    let around = (1..ring.len()).max_by_key(|&k| (ring[k], std::cmp::Reverse(k)))?;
+    let around = (1..labels).max_by_key(|&k| (ring[k], std::cmp::Reverse(k)))?;
     if ring[around] == 0 {
-        return (inside[best] > 0).then(|| medgrain_records::OrganContext {
-            organ: name(best),
-            relation: "adjacent".into(),
-            fraction_inside: fraction,
-            organ_mean_hu: None,
-            organ_std_hu: None,
-            attenuation_vs_organ: None,
-        });
+        return (inside[best] > 0).then(|| (best as u16, "adjacent", fraction(best)));
     }
-    Some(medgrain_records::OrganContext {
-        organ: name(around),
-        relation: if ring[around] * 2 >= ring_n {
-            "enclosed"
-        } else {
-            "adjacent"
-        }
-        .into(),
-        fraction_inside: inside[around] as f64 / area as f64,
-        organ_mean_hu: None,
-        organ_std_hu: None,
-        attenuation_vs_organ: None,
-    })
+    let relation = if ring[around] * 2 >= ring_n {
+        "enclosed"
+    } else {
+        "adjacent"
+    };
+    Some((around as u16, relation, fraction(around)))
 }
 
 /// A sample after loading and ROI extraction, waiting for its description.
@@ -336,18 +315,16 @@ pub fn prepare(
             .map_err(|e| SampleError::new("rois", e.to_string()))?,
         None => Vec::new(),
     };
-    if let Some(origins) = &loaded.label_origins {
-        for roi in rois.iter_mut() {
-            if let Some(o) = roi.label_id.and_then(|l| origins.get((l as usize).wrapping_sub(1))) {
-                roi.origin = o.clone();
-            }
+    // where each label's mask came from, and the locator's confidence in it (value − 1 indexes both)
+    for roi in rois.iter_mut() {
+        let Some(k) = roi.label_id.map(|l| (l as usize).wrapping_sub(1)) else {
+            continue;
+        };
+        if let Some(o) = loaded.label_origins.as_ref().and_then(|v| v.get(k)) {
+            roi.origin = o.clone();
         }
-    }
-    if let Some(scores) = &loaded.label_scores {
-        for roi in rois.iter_mut() {
-            if let Some(Some(p)) = roi.label_id.and_then(|l| scores.get((l as usize).wrapping_sub(1))) {
-                roi.score = Some(*p);
-            }
+        if let Some(&Some(p)) = loaded.label_scores.as_ref().and_then(|v| v.get(k)) {
+            roi.score = Some(p);
         }
     }
     if let Some(g) = &loaded.geometry {

@@ -61,16 +61,15 @@ pub struct LoadedSample {
     pub geometry: Option<SliceGeometry>,
 }
 
-/// What a slice of a volume knows about the patient: pixel size, the world x (RAS, mm) of every image column,
-/// the x of the patient midline, and the unwindowed values (HU for CT) in display order.
+/// What a slice of a volume knows about the patient: pixel size, the x of the patient midline (RAS, mm), the
+/// unwindowed values (HU for CT) in display order, and where its columns and rows lie in the patient.
 #[derive(Debug, Clone)]
 pub struct SliceGeometry {
     pub pixel_mm: f64,
-    pub world_x_of_col: Vec<f64>,
     pub midline_x: f64,
     pub values: Vec<f64>,
-    /// World position (RAS mm) of each display column at the middle row, and of each row at the middle column;
-    /// with the volume's centre and field of view per world axis, for patient-frame positions.
+    /// World position (RAS mm) of each display column at the middle row (its x gives the side), and of each row at
+    /// the middle column; with the volume's centre and field of view per world axis, for patient-frame positions.
     pub world_of_col: Vec<[f64; 3]>,
     pub world_of_row: Vec<[f64; 3]>,
     pub volume_centre: [f64; 3],
@@ -408,7 +407,7 @@ impl SampleSource for ImageFolderSource {
         let (mut label_origins, mut label_scores) = (None, None);
         let mask = match (mask, &self.locator) {
             (None, Some(loc)) => {
-                // no annotation: the expert segments the image (luminance 0–1, a volume of depth 1)
+                // no annotation: the expert segments the image (a volume of depth 1, see `LocatorImage`)
                 let (w, h) = (raster.width as usize, raster.height as usize);
                 let image = dicom_locator_image.unwrap_or_else(|| crate::rois::LocatorImage::from_raster(&raster));
                 let found = crate::rois::locate_2d(loc.as_ref(), &image)

@@ -554,13 +554,6 @@ impl SampleSource for NiftiVolumeSource {
                 }
             }
         }
-        let world_x_of_col: Vec<f64> = (0..layout.width)
-            .map(|c| {
-                let [i, j, k] = layout.voxel(s, layout.height / 2, c);
-                let a = &v.affine;
-                a[0][0] * i as f64 + a[0][1] * j as f64 + a[0][2] * k as f64 + a[0][3]
-            })
-            .collect();
         let world = |p: [usize; 3]| -> [f64; 3] {
             let a = &v.affine;
             std::array::from_fn(|r| a[r][0] * p[0] as f64 + a[r][1] * p[1] as f64 + a[r][2] * p[2] as f64 + a[r][3])
@@ -630,7 +623,6 @@ impl SampleSource for NiftiVolumeSource {
                 organs: (!v.organ_names.is_empty())
                     .then(|| (layout.sample(&v.organ_labels, v.shape, s), v.organ_names.clone())),
                 pixel_mm: layout.pixel_mm,
-                world_x_of_col,
                 midline_x,
                 world_of_col,
                 world_of_row,

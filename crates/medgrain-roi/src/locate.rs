@@ -138,14 +138,19 @@ fn index(shape: [usize; 3], p: [usize; 3]) -> usize {
     p[0] + shape[0] * (p[1] + shape[1] * p[2])
 }
 
-/// Fills holes of `mask` in every slice across `axis` (2D background not reachable from the slice's border,
-/// 4-connectivity).
-pub fn fill_holes_per_slice(mask: &mut [bool], shape: [usize; 3], axis: usize) {
-    let (a, b) = match axis {
+/// The two axes of a slice across `axis`, lower-numbered (faster-varying) first.
+pub fn in_plane_axes(axis: usize) -> (usize, usize) {
+    match axis {
         0 => (1, 2),
         1 => (0, 2),
         _ => (0, 1),
-    };
+    }
+}
+
+/// Fills holes of `mask` in every slice across `axis` (2D background not reachable from the slice's border,
+/// 4-connectivity).
+pub fn fill_holes_per_slice(mask: &mut [bool], shape: [usize; 3], axis: usize) {
+    let (a, b) = in_plane_axes(axis);
     let (na, nb) = (shape[a], shape[b]);
     let mut reached = vec![false; na * nb];
     let mut stack = Vec::new();

@@ -88,6 +88,22 @@ kind = "template"
     assert all(x["origin"] == "classical:ct-lung" for x in rois)
     for x in rois:
         assert x["side"] == x["label"].split()[0], x  # the patient side of each lung, measured independently
+    # the locator's masks are kept for the build (one file per volume) and used again, not recomputed: a kept file
+    # whose names are changed by hand shows up in the rows of a rebuild of the same OUT
+    import gzip
+    import shutil
+    kept = list((out / ".medgrain" / "located").glob("*/*.located.gz"))
+    assert len(kept) == 1, kept
+    raw = gzip.decompress(kept[0].read_bytes())
+    header, bits = raw.split(b"\n", 1)
+    assert b'"right lung"' in header
+    kept[0].write_bytes(gzip.compress(header.replace(b'"right lung"', b'"kept right lung"') + b"\n" + bits))
+    shutil.rmtree(out / ".medgrain" / "shards")
+    shutil.rmtree(out / "triplets")
+    r = subprocess.run([medgrain_bin, "-q", "build", str(cfg), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    labels = {x["label"] for row in pq.read_table(out / "triplets").to_pylist() for x in row["rois"]}
+    assert labels == {"kept right lung", "left lung"}, labels
     bad = cfg.read_text().replace("classical:ct-lung", "classical:ct-liver")
     cfg.write_text(bad)
     r = subprocess.run([medgrain_bin, "-q", "build", str(cfg), "--out", str(tmp_path / "o2")], capture_output=True,

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod generator;
 pub mod inspect;
 pub mod knowledge;
+pub mod located_cache;
 pub mod process;
 pub mod reports_recipe;
 pub mod rois;

@@ -9,7 +9,7 @@
 use crate::config::LoadedConfig;
 use crate::generator::{make_generator, shard_workers};
 use crate::process::{prepare, sample_id, Prepared};
-use crate::source::{open_source, SampleError, SampleRef, SampleSource};
+use crate::source::{open_source_in, SampleError, SampleRef, SampleSource};
 use crate::stats::Stats;
 use crate::PipelineError;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -269,7 +269,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     let sources: Vec<Box<dyn SampleSource>> = cfg
         .sources
         .iter()
-        .map(|s| open_source(s, loaded))
+        .map(|s| open_source_in(s, loaded, Some(&out.join(".medgrain"))))
         .collect::<Result<_, _>>()?;
     let mut plan: Vec<Planned<'_>> = Vec::new();
     let mut inputs = Vec::new();

@@ -518,9 +518,26 @@ pub(crate) fn roi_options(cfg: &SourceConfig) -> medgrain_roi::RoiOptions {
 
 /// Opens the source a config table describes.
 pub fn open_source(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Box<dyn SampleSource>, PipelineError> {
+    open_source_in(cfg, loaded, None)
+}
+
+/// Opens a source for a build into OUT: `work` (`OUT/.medgrain`) keeps what a volume source's locator found, so
+/// that it runs once per volume and build (see [`crate::located_cache`]).
+pub fn open_source_in(
+    cfg: &SourceConfig,
+    loaded: &LoadedConfig,
+    work: Option<&Path>,
+) -> Result<Box<dyn SampleSource>, PipelineError> {
     match cfg.kind.as_str() {
         "image-folder" => Ok(Box::new(ImageFolderSource::open(cfg, loaded)?)),
-        "nifti" | "dicom-series" => Ok(Box::new(crate::volume_source::NiftiVolumeSource::open(cfg, loaded)?)),
+        "nifti" | "dicom-series" => {
+            let mut src = crate::volume_source::NiftiVolumeSource::open(cfg, loaded)?;
+            if src.has_locator() {
+                let key = crate::run::sha256_hex([cfg.name.as_str()]);
+                src.located_dir = work.map(|w| w.join("located").join(&key[..16]));
+            }
+            Ok(Box::new(src))
+        }
         other => Err(PipelineError::Config {
             path: loaded.path.clone(),
             reason: format!("unknown source kind {other:?}"),

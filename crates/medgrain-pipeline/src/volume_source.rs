@@ -43,6 +43,8 @@ pub struct NiftiVolumeSource {
     class_names: std::collections::HashMap<u32, String>,
     /// ROI locator for structures without mask files (`locator = "classical:ct-lung"`, …).
     locator: Option<Arc<dyn medgrain_roi::locate::RoiLocator>>,
+    /// Where the locator's masks are kept for the rest of a build (`OUT/.medgrain/located/…`), if anywhere.
+    pub(crate) located_dir: Option<PathBuf>,
     /// `dicom-series` (folders of DICOM slices) rather than NIfTI files.
     dicom: bool,
     root: PathBuf,
@@ -185,12 +187,45 @@ impl NiftiVolumeSource {
         Ok(NiftiVolumeSource {
             class_names,
             locator: open_locator(cfg, loaded)?,
+            located_dir: None,
             cfg: cfg.clone(),
             dicom: cfg.kind == "dicom-series",
             root,
             plane,
             cache: Mutex::new(Vec::new()),
         })
+    }
+
+    pub(crate) fn has_locator(&self) -> bool {
+        self.locator.is_some()
+    }
+
+    /// The locator's masks for volume `rel`: from the build's located cache when there, else found and stored.
+    fn located(
+        &self,
+        loc: &dyn medgrain_roi::locate::RoiLocator,
+        rel: &str,
+        values: &[f64],
+        grid: medgrain_roi::measure::Grid<'_>,
+    ) -> Result<Vec<medgrain_roi::locate::LocatedMask>, SampleError> {
+        let source_path = self.root.join(rel.split('#').next().unwrap_or(rel));
+        let file = self
+            .located_dir
+            .as_ref()
+            .and_then(|d| crate::located_cache::cache_file(d, rel, &source_path, loc.name()));
+        if let Some(found) = file.as_ref().and_then(|f| crate::located_cache::read(f, values.len())) {
+            return Ok(found);
+        }
+        let found = loc
+            .locate(values, grid)
+            .map_err(|e| SampleError::new("locator", e.to_string()))?;
+        if let Some(f) = &file {
+            // the cache saves work; failing to write it costs only a second run of the locator
+            if let Err(e) = crate::located_cache::write(f, values.len(), &found) {
+                tracing::warn!(file = %f.display(), error = %e, "could not keep the located masks");
+            }
+        }
+        Ok(found)
     }
 
     fn mask_files(&self, rel: &str) -> Vec<PathBuf> {
@@ -303,9 +338,7 @@ impl NiftiVolumeSource {
         if let Some(loc) = &self.locator {
             // masks the locator finds join the annotated ones (a structure found both ways is listed twice)
             let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
-            let found = loc
-                .locate(&values, grid)
-                .map_err(|e| SampleError::new("locator", e.to_string()))?;
+            let found = self.located(loc.as_ref(), rel, &values, grid)?;
             for m in found {
                 masks.push((m.name, m.mask));
                 origins.push(loc.name().to_string());

@@ -232,17 +232,35 @@ pub fn read_ct_volume(path: &Path) -> Result<CtVolume, RoisError> {
         return Ok((s.values, s.shape, s.affine));
     }
     let img = read_nifti(path).map_err(|e| file_err(path, e))?;
-    let shape: [usize; 3] = match img.header.shape.as_slice() {
-        [x, y, z] | [x, y, z, 1] => [*x, *y, *z],
-        other => return Err(file_err(path, format!("shape {other:?} is not a 3D volume"))),
-    };
-    let scale = img.header.scaling();
-    let values = img
-        .voxels
+    let shape = volume_shape(&img.header.shape)
+        .ok_or_else(|| file_err(path, format!("shape {:?} is not a 3D volume", img.header.shape)))?;
+    Ok((
+        scaled_values(&img.header, &img.voxels, shape),
+        shape,
+        img.header.best_affine(),
+    ))
+}
+
+/// The 3D shape of a NIfTI volume: `[x, y, z]`, or `[x, y, z, 1, …]` (a single time point).
+pub(crate) fn volume_shape(shape: &[usize]) -> Option<[usize; 3]> {
+    match shape {
+        [x, y, z] | [x, y, z, 1, ..] => Some([*x, *y, *z]),
+        _ => None,
+    }
+}
+
+/// The first volume's voxel values after the header's slope/intercept (first axis fastest).
+pub(crate) fn scaled_values(
+    header: &medgrain_imaging::nifti_read::NiftiHeader,
+    voxels: &Voxels,
+    shape: [usize; 3],
+) -> Vec<f64> {
+    let scale = header.scaling();
+    voxels
         .values()
+        .take(shape.iter().product())
         .map(|x| scale.map_or(x, |(s, i)| x * s + i))
-        .collect();
-    Ok((values, shape, img.header.best_affine()))
+        .collect()
 }
 
 /// The locator a config names: a classical one, or `expert:onnx` with its model config (paths already resolved).
@@ -297,33 +315,29 @@ pub fn locate_file(path: &Path, locator: &dyn RoiLocator, out: &Path) -> Result<
     for medgrain_roi::locate::LocatedMask { name, mask, score } in found {
         let voxels = mask.iter().filter(|&&b| b).count();
         let stem = name.replace([' ', '/'], "_");
-        if raster {
+        let file = if raster {
             let px: Vec<u8> = mask.iter().map(|&b| if b { 255 } else { 0 }).collect();
             let file = out.join(format!("{stem}.png"));
             let png = medgrain_imaging::encode_png(shape[0] as u32, shape[1] as u32, 1, &px)
                 .map_err(|e| file_err(&file, e))?;
             std::fs::write(&file, png).map_err(|e| file_err(&file, e))?;
-            written.push(LocatedFile {
-                name,
-                voxels,
-                score,
-                path: file,
-            });
-            continue;
-        }
-        let bytes: Vec<u8> = mask.iter().map(|&b| b as u8).collect();
-        let file = out.join(format!("{stem}.nii.gz"));
-        medgrain_imaging::write_nifti1_gz(
-            &file,
-            &medgrain_imaging::NiftiVolume {
-                dims: shape,
-                affine,
-                datatype: medgrain_imaging::NiftiDatatype::Uint8,
-                data: &bytes,
-                description: locator.name(),
-            },
-        )
-        .map_err(|e| file_err(&file, e))?;
+            file
+        } else {
+            let bytes: Vec<u8> = mask.iter().map(|&b| b as u8).collect();
+            let file = out.join(format!("{stem}.nii.gz"));
+            medgrain_imaging::write_nifti1_gz(
+                &file,
+                &medgrain_imaging::NiftiVolume {
+                    dims: shape,
+                    affine,
+                    datatype: medgrain_imaging::NiftiDatatype::Uint8,
+                    data: &bytes,
+                    description: locator.name(),
+                },
+            )
+            .map_err(|e| file_err(&file, e))?;
+            file
+        };
         written.push(LocatedFile {
             name,
             voxels,

@@ -265,25 +265,14 @@ impl NiftiVolumeSource {
             } else {
                 (read_nifti_header(&path).map_err(image_err)?, None)
             };
-            let shape: [usize; 3] = match header.shape.as_slice() {
-                [x, y, z] => [*x, *y, *z],
-                [x, y, z, 1, ..] => [*x, *y, *z],
-                other => {
-                    return Err(SampleError::new(
-                        "image",
-                        format!("{}: shape {other:?} is not a 3D volume", path.display()),
-                    ))
-                }
-            };
-            let n = shape.iter().product::<usize>();
-            let scale = header.scaling();
-            let values: Vec<f64> = voxels
-                .map(|v| {
-                    v.values()
-                        .take(n)
-                        .map(|x| scale.map_or(x, |(s, i)| x * s + i))
-                        .collect()
-                })
+            let shape = crate::rois::volume_shape(&header.shape).ok_or_else(|| {
+                SampleError::new(
+                    "image",
+                    format!("{}: shape {:?} is not a 3D volume", path.display(), header.shape),
+                )
+            })?;
+            let values = voxels
+                .map(|v| crate::rois::scaled_values(&header, &v, shape))
                 .unwrap_or_default();
             (shape, values, header.best_affine(), None)
         };

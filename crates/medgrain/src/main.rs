@@ -601,24 +601,26 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             onnx,
             out,
         } => {
-            let onnx = match (&onnx, locator.as_str()) {
-                (Some(p), "expert:onnx") => {
-                    Some(medgrain_expert::OnnxConfig::from_file(p).map_err(|e| PipelineError::Usage(e.to_string()))?)
+            let expert = locator == "expert:onnx";
+            if !expert && medgrain_roi::locate::ClassicalLocator::parse(&locator).is_none() {
+                return Err(PipelineError::Usage(format!(
+                    "--locator {locator:?}: use classical:ct-body, classical:ct-lung, classical:ct-bone or expert:onnx"
+                )));
+            }
+            let onnx = match (onnx, expert) {
+                (Some(p), true) => {
+                    Some(medgrain_expert::OnnxConfig::from_file(&p).map_err(|e| PipelineError::Usage(e.to_string()))?)
                 }
-                (Some(_), _) => return Err(PipelineError::Usage("--onnx goes with --locator expert:onnx".into())),
-                (None, _) => None,
+                (Some(_), false) => return Err(PipelineError::Usage("--onnx goes with --locator expert:onnx".into())),
+                (None, true) => {
+                    return Err(PipelineError::Usage(
+                        "--locator expert:onnx needs --onnx MODEL.toml".into(),
+                    ))
+                }
+                (None, false) => None,
             };
-            let loc = medgrain_pipeline::rois::build_locator(&locator, onnx.as_ref()).map_err(|e| {
-                if locator == "expert:onnx" && onnx.is_none() {
-                    PipelineError::Usage("--locator expert:onnx needs --onnx MODEL.toml".into())
-                } else if locator.starts_with("expert:")
-                    || medgrain_roi::locate::ClassicalLocator::parse(&locator).is_some()
-                {
-                    PipelineError::Input(e)
-                } else {
-                    PipelineError::Usage(format!("--{e}"))
-                }
-            })?;
+            // the name is known: what fails now is loading (the library, the model, its signature)
+            let loc = medgrain_pipeline::rois::build_locator(&locator, onnx.as_ref()).map_err(PipelineError::Input)?;
             let written = medgrain_pipeline::rois::locate_file(&file, loc.as_ref(), &out)
                 .map_err(|e| PipelineError::Input(e.message))?;
             for f in written {

@@ -5,6 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+apt_install() {
+  echo "== installing Debian $*"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  fi
+}
+# What a bare Debian lacks for the build and the venvs: a C++ compiler (CharLS is C++) and venv/ensurepip.
+command -v g++ >/dev/null || apt_install g++
+python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv
+
 CACHE="${MEDGRAIN_CACHE:-$HOME/.cache/medgrain}"
 VENV="$CACHE/venv"
 REQ=tests/python/requirements.txt
@@ -19,17 +31,21 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
   "$VENV/bin/pip" install -q --no-deps -r "$NODEPS"
   echo "$want" > "$VENV/.requirements.sha256"
 fi
+# medspacy (the NegEx comparison's reference) needs NumPy 1 on Python 3.11: its own venv.
+MSVENV="$CACHE/venv-medspacy"
+MSREQ=tests/python/requirements-medspacy.txt
+mswant=$(sha256sum "$MSREQ" | cut -d' ' -f1)
+if [ ! -x "$MSVENV/bin/python" ] || [ "$(cat "$MSVENV/.requirements.sha256" 2>/dev/null)" != "$mswant" ]; then
+  echo "== setting up medspacy in $MSVENV"
+  python3 -m venv "$MSVENV"
+  "$MSVENV/bin/pip" install -q --upgrade pip
+  "$MSVENV/bin/pip" install -q -r "$MSREQ"
+  echo "$mswant" > "$MSVENV/.requirements.sha256"
+fi
+export MEDSPACY_PYTHON="$MSVENV/bin/python"
 
 # Real data nobody here wrote, from Debian: mricron-data atlases (AAL, AICHA, JHU, Harvard-Oxford) as label maps,
 # and wordnet-base (WordNet 3.0 glosses of diseases and conditions) as a retrieval evaluation corpus.
-apt_install() {
-  echo "== installing Debian $*"
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
-  fi
-}
 [ -f /usr/share/mricron/templates/aal.nii.gz ] || apt_install mricron-data
 [ -f /usr/share/wordnet/data.noun ] || apt_install wordnet-base
 # cmake builds CharLS (the JPEG-LS codec behind dicom-pixeldata's `charls` feature) from the crate's bundled source.

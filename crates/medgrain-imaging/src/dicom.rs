@@ -8,7 +8,8 @@
 //! columns, samples). RLE Lossless is decoded here (any bit depth, 32-bit included); native YBR_FULL_422 is
 //! upsampled, and YCbCr stored natively or in RLE is converted to RGB exactly as pydicom's `pixel_array` does
 //! (JPEG decoders already return RGB). JPEG-LS comes from CharLS (dicom-rs `charls`, built with cmake). Codecs not
-//! compiled in (12-bit JPEG) give an error naming the transfer syntax. [`DicomImage::render_frame`] makes the
+//! compiled in give an error naming the transfer syntax. DCT JPEG (baseline and extended, 8- and 12-bit) goes
+//! through libjpeg-turbo ([`crate::jpeg`]). [`DicomImage::render_frame`] makes the
 //! 8-bit display image: modality LUT, VOI window, MONOCHROME1 inversion.
 
 use crate::render::dicom_voi_linear;
@@ -308,6 +309,25 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
             .to_bytes()
             .map_err(|e| unsupported(format!("pixel data: {e}")))?;
         upsample_ybr_422(&raw, frames as usize, rows as usize, columns as usize).map_err(unsupported)?
+    } else if ts == JPEG_BASELINE || ts == JPEG_EXTENDED {
+        // libjpeg-turbo: 8- and 12-bit DCT JPEG (dicom-rs' decoder has no 12-bit path).
+        let fragments = pixel_element
+            .value()
+            .fragments()
+            .ok_or_else(|| unsupported("JPEG pixel data is not encapsulated".into()))?;
+        let streams = crate::jpeg::frames_of(fragments, frames as usize).map_err(unsupported)?;
+        let mut out = Vec::with_capacity(n * (bits_allocated as usize).div_ceil(8));
+        for (k, s) in streams.iter().enumerate() {
+            let frame = crate::jpeg::decode_frame(s, rows as usize, columns as usize, samples as usize)
+                .map_err(|e| unsupported(format!("frame {k}: {e}")))?;
+            match (frame, bits_allocated) {
+                (crate::jpeg::JpegFrame::U8(v), 8) => out.extend_from_slice(&v),
+                (crate::jpeg::JpegFrame::U8(v), 16) => v.iter().for_each(|&x| out.extend_from_slice(&u16::from(x).to_le_bytes())),
+                (crate::jpeg::JpegFrame::U16(v), 16) => v.iter().for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
+                (_, b) => return Err(unsupported(format!("a JPEG of this precision in {b} bits allocated"))),
+            }
+        }
+        out
     } else {
         obj.decode_pixel_data()
             .map_err(|e| unsupported(e.to_string()))?
@@ -495,6 +515,8 @@ pub fn check_element_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 /// Uncompressed transfer syntaxes (pixel data stored as is).
 const NATIVE: [&str; 4] = [

@@ -7,6 +7,7 @@
 pub mod dicom;
 pub mod dicom_seg;
 pub mod dicom_series;
+pub mod jpeg;
 mod nifti;
 pub mod nifti_read;
 pub mod probe;

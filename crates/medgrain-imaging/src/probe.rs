@@ -80,6 +80,41 @@ pub fn probe_path(path: &Path) -> Vec<Result<Value>> {
     out
 }
 
+/// SHA-256 of decoded values as little-endian float64 in array order (numpy:
+/// `hashlib.sha256(a.astype("<f8").tobytes())`), so a transposed or flipped frame does not pass for the right one.
+pub fn values_sha256(values: &[f64]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for v in values {
+        h.update(v.to_le_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// A float64 `.npy` file (NumPy format 1.0, C order) of `values` with `shape`.
+pub fn npy_f64(values: &[f64], shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    // magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + values.len() * 8);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
 /// Probes one file.
 pub fn probe(path: &Path) -> Result<Value> {
     let io = |source| ImagingError::Io {
@@ -96,6 +131,7 @@ pub fn probe(path: &Path) -> Result<Value> {
     if head.len() == 132 && &head[128..132] == b"DICM" {
         let d = crate::dicom::read_dicom(path)?;
         let raw = stats(d.values.iter().copied());
+        let raw_sha256 = values_sha256(&d.values);
         let scaled = match d.rescale {
             Some((s, i)) => stats(d.values.iter().map(|v| v * s + i)),
             None => raw.clone(),
@@ -108,6 +144,7 @@ pub fn probe(path: &Path) -> Result<Value> {
             "shape": d.shape(),
             "dtype": d.dtype(),
             "raw": raw,
+            "raw_sha256": raw_sha256,
             "scaled": scaled,
             "spacing_mm": d.pixel_spacing,
             "affine": affine,

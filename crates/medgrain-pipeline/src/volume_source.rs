@@ -594,10 +594,31 @@ impl SampleSource for NiftiVolumeSource {
                 std::array::from_fn(|a| (hi[a] - lo[a]).abs()),
             )
         };
+        // The patient's own midline on this slice (the spine's, else the body's), not the field of view's centre:
+        // patients are often not centred.
         let midline_x = {
-            let a = &v.affine;
-            let c: [f64; 3] = std::array::from_fn(|ax| (v.shape[ax] as f64 - 1.0) / 2.0);
-            a[0][0] * c[0] + a[0][1] * c[1] + a[0][2] * c[2] + a[0][3]
+            let is_spine = |n: &str| {
+                let n = n.to_ascii_lowercase();
+                n.starts_with("vertebra") || n == "spinal_cord" || n == "spinal cord" || n == "sacrum"
+            };
+            let mut spine = vec![false; layout.width * layout.height];
+            for (_, m) in v.masks.iter().filter(|(n, _)| is_spine(n)) {
+                for (i, on) in layout.sample(m, v.shape, s).into_iter().enumerate() {
+                    spine[i] |= on;
+                }
+            }
+            if v.organ_names.iter().any(|n| is_spine(n)) {
+                for (i, l) in layout.sample(&v.organ_labels, v.shape, s).into_iter().enumerate() {
+                    if l > 0 && v.organ_names.get(l as usize - 1).is_some_and(|n| is_spine(n)) {
+                        spine[i] = true;
+                    }
+                }
+            }
+            let world_x: Vec<f64> = (0..layout.width * layout.height)
+                .map(|i| world(layout.voxel(s, i / layout.width, i % layout.width))[0])
+                .collect();
+            medgrain_roi::position::patient_midline_x(&world_x, &spine, &values, layout.width, layout.height)
+                .unwrap_or(volume_centre[0])
         };
         let d = &self.cfg.defaults;
         // The findings this slice shows: the masks with voxels in it.

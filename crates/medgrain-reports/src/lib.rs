@@ -3,12 +3,15 @@
 //! and per-sentence extraction ([`ground_sentence`]) of findings with negation scoped to the right finding,
 //! uncertainty, sizes in millimetres and the anatomy each finding is reported in.
 
+pub mod context;
 pub mod grounded;
 pub mod text;
+pub mod vocab;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use text::{parse_sizes, Match, PhraseSet};
+pub use vocab::{TermKind, Vocabulary};
 
 /// Errors of report processing.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,8 @@ struct NodeSpec {
 #[derive(Debug, Clone, Deserialize)]
 struct OntologySpec {
     nodes: Vec<NodeSpec>,
+    /// Overrides of the findings table's default anatomy (`data/findings.tsv`).
+    #[serde(default)]
     finding_anatomy: BTreeMap<String, String>,
 }
 
@@ -88,7 +93,16 @@ impl Ontology {
             nodes,
             phrases,
             phrase_set,
-            finding_anatomy: spec.finding_anatomy,
+            finding_anatomy: {
+                let mut m = spec.finding_anatomy;
+                let vocab = Vocabulary::embedded();
+                for f in vocab.findings() {
+                    if let Some(a) = vocab.anatomy_of(f) {
+                        m.entry(f.to_string()).or_insert_with(|| a.to_string());
+                    }
+                }
+                m
+            },
         })
     }
 
@@ -138,89 +152,6 @@ impl Ontology {
     }
 }
 
-/// Findings recognised in text: canonical name and phrasings (lower case).
-pub const FINDINGS: &[(&str, &[&str])] = &[
-    (
-        "pericardial effusion",
-        &[
-            "pericardial effusion",
-            "pericardial fluid",
-            "pericardial effusion-thickening",
-            "pericardial thickening-effusion",
-            "pericardial thickening or effusion",
-        ],
-    ),
-    (
-        "pleural effusion",
-        &[
-            "pleural effusion",
-            "pleural effusions",
-            "pleural fluid",
-            "effusion",
-            "effusions",
-        ],
-    ),
-    ("pneumothorax", &["pneumothorax"]),
-    (
-        "nodule",
-        &[
-            "nodule",
-            "nodules",
-            "nodular lesion",
-            "nodular lesions",
-            "pulmonary nodule",
-            "pulmonary nodules",
-        ],
-    ),
-    ("mass", &["mass", "masses", "mass lesion", "mass lesions"]),
-    (
-        "hypodense lesion",
-        &[
-            "hypodense lesion",
-            "hypodense lesions",
-            "hypodense area",
-            "hypodense areas",
-        ],
-    ),
-    ("consolidation", &["consolidation", "consolidations", "consolidative"]),
-    ("atelectasis", &["atelectasis", "atelectatic"]),
-    ("emphysema", &["emphysema", "emphysematous"]),
-    (
-        "ground-glass opacity",
-        &[
-            "ground-glass opacity",
-            "ground-glass opacities",
-            "ground glass opacity",
-            "ground glass opacities",
-            "ground-glass",
-        ],
-    ),
-    (
-        "opacity",
-        &["opacity", "opacities", "infiltrate", "infiltrates", "infiltration"],
-    ),
-    (
-        "lymphadenopathy",
-        &[
-            "lymphadenopathy",
-            "lymph node in pathological size",
-            "lymph nodes in pathological size",
-            "enlarged lymph node",
-            "enlarged lymph nodes",
-            "pathologically enlarged lymph nodes",
-        ],
-    ),
-    ("cardiomegaly", &["cardiomegaly"]),
-    ("calcification", &["calcification", "calcifications", "calcified"]),
-    ("bronchiectasis", &["bronchiectasis"]),
-    ("fibrosis", &["fibrosis", "fibrotic"]),
-    ("hiatal hernia", &["hiatal hernia", "hiatus hernia"]),
-    ("fracture", &["fracture", "fractures"]),
-    ("cyst", &["cyst", "cysts"]),
-    ("pleural thickening", &["pleural thickening"]),
-    ("lesion", &["lesion", "lesions"]),
-];
-
 /// One finding in a sentence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
@@ -254,20 +185,17 @@ pub fn split_sentences(text: &str) -> Vec<String> {
 pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
     let lower = sentence.to_lowercase();
     let anatomy_hits = ont.anatomy_matches(&lower);
-    static FINDING_SET: std::sync::OnceLock<PhraseSet> = std::sync::OnceLock::new();
-    let finding_set = FINDING_SET.get_or_init(|| {
-        let list: Vec<(&str, usize)> = FINDINGS
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (_, ps))| ps.iter().map(move |p| (*p, i)))
-            .collect();
-        PhraseSet::new(&list)
-    });
-    let mut finding_hits = finding_set.find(&lower);
-    // "effusion" alone right after "pericardial" is already the pericardial one; a bare "lesion" inside a longer
-    // known finding phrase was consumed by the longest match.
-    finding_hits.dedup_by(|a, b| a.index == b.index && a.start == b.start);
+    let vocab = Vocabulary::embedded();
+    let form = vocab::match_form(&lower);
+    let mut finding_hits = vocab.find(&form);
+    // A structure mention ("heart size", "the mediastinum", "valve") is a finding only in a sentence that names
+    // no finding outright: "calcification of the aortic valve" is a calcification, "the heart is enlarged" is
+    // cardiomegaly.
+    if finding_hits.iter().any(|h| vocab.entries[h.index].kind == TermKind::Finding) {
+        finding_hits.retain(|h| vocab.entries[h.index].kind == TermKind::Finding);
+    }
     // "pleural or pericardial effusion": one phrase, two findings.
+    let pleural = vocab.entries.iter().position(|e| e.finding == "pleural effusion");
     for cue in [
         "pleural or pericardial effusion",
         "pleural and pericardial effusion",
@@ -276,7 +204,7 @@ pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
         let mut from = 0;
         while let Some(p) = lower[from..].find(cue) {
             let start = from + p;
-            if let Some(i) = FINDINGS.iter().position(|(n, _)| *n == "pleural effusion") {
+            if let Some(i) = pleural {
                 finding_hits.push(Match {
                     start,
                     end: start + "pleural".len(),
@@ -305,9 +233,15 @@ pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
     };
     let mut findings: Vec<Finding> = Vec::new();
     for hit in &finding_hits {
-        let name = FINDINGS[hit.index].0;
-        let negated = text::is_negated(&lower, hit.start, hit.end);
-        let uncertain = text::is_uncertain(&lower, hit.start, hit.end);
+        let entry = &vocab.entries[hit.index];
+        let name = entry.finding.as_str();
+        let others: Vec<(usize, usize)> = finding_hits
+            .iter()
+            .filter(|h| h.start != hit.start)
+            .map(|h| (h.start, h.end))
+            .collect();
+        let ctx = context::assess_among(&lower, hit.start, hit.end, entry.kind == TermKind::Structure, &others);
+        let (negated, uncertain) = (ctx.negated, ctx.uncertain);
         let laterality = text::laterality_near(&lower, hit.start, hit.end);
         // The nearest anatomy mention in the sentence, else the finding's usual place (on the stated side).
         let nearest = anatomy_hits
@@ -388,6 +322,22 @@ pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
             }
         }
     }
+    // One finding stated twice the same way ("the heart is enlarged; cardiomegaly is present") is one finding.
+    let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
+    for f in findings {
+        let same = |k: &Finding| {
+            k.finding == f.finding && k.negated == f.negated && k.uncertain == f.uncertain && k.anatomy == f.anatomy
+        };
+        match kept.iter_mut().find(|k| same(k)) {
+            Some(k) => {
+                if k.size_mm.is_none() {
+                    k.size_mm = f.size_mm;
+                }
+            }
+            None => kept.push(f),
+        }
+    }
+    let findings = kept;
     let mut anatomy: Vec<String> = anatomy_hits.iter().map(|a| ont.nodes[a.index].path.clone()).collect();
     for f in &findings {
         if let Some(a) = &f.anatomy {
@@ -441,24 +391,91 @@ impl ReportRecord {
     }
 }
 
+/// Where the report text is in an input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportLayout {
+    /// A CSV with an id column and a findings and/or an impression column (other columns ignored).
+    Csv {
+        id_column: String,
+        findings_column: String,
+        impression_column: String,
+    },
+    /// Plain text, one report per line (empty lines skipped); the id is `line-N` (1-based line number), the text is
+    /// the findings section.
+    Lines,
+}
+
+impl ReportLayout {
+    /// CT-RATE's columns: `VolumeName`, `Findings_EN`, `Impressions_EN`.
+    pub fn ct_rate() -> Self {
+        ReportLayout::Csv {
+            id_column: "VolumeName".into(),
+            findings_column: "Findings_EN".into(),
+            impression_column: "Impressions_EN".into(),
+        }
+    }
+}
+
 /// Reads a CT-RATE CSV (`VolumeName`, `Findings_EN`, `Impressions_EN`, optional `ClinicalInformation_EN`,
 /// `Technique_EN`; other columns ignored), calling `emit` per report (streaming: one row in memory at a time).
 /// Returns the number of reports read. A malformed row is an error naming its line.
 pub fn read_reports(path: &std::path::Path, emit: &mut dyn FnMut(ReportRecord)) -> Result<usize, ReportError> {
+    read_reports_with(path, &ReportLayout::ct_rate(), emit)
+}
+
+/// [`read_reports`] for any [`ReportLayout`]. A CSV without the id column, or with neither text column, is an
+/// error naming the columns it has.
+pub fn read_reports_with(
+    path: &std::path::Path,
+    layout: &ReportLayout,
+    emit: &mut dyn FnMut(ReportRecord),
+) -> Result<usize, ReportError> {
     let err = |reason: String| ReportError::Input {
         path: path.display().to_string(),
         reason,
+    };
+    let (id_column, findings_column, impression_column) = match layout {
+        ReportLayout::Lines => {
+            use std::io::BufRead;
+            let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+            let mut n = 0;
+            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| err(format!("line {}: {e}", i + 1)))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                n += 1;
+                emit(ReportRecord {
+                    volume_id: format!("line-{}", i + 1),
+                    findings: line.trim().to_string(),
+                    ..Default::default()
+                });
+            }
+            return Ok(n);
+        }
+        ReportLayout::Csv {
+            id_column,
+            findings_column,
+            impression_column,
+        } => (id_column, findings_column, impression_column),
     };
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(path)
         .map_err(|e| err(e.to_string()))?;
     let headers = rdr.headers().map_err(|e| err(e.to_string()))?.clone();
+    let has = || {
+        let names: Vec<String> = headers.iter().map(|h| format!("{:?}", h.trim())).collect();
+        names.join(", ")
+    };
     let col = |n: &str| headers.iter().position(|h| h.trim() == n);
-    let vol = col("VolumeName").ok_or_else(|| err("no VolumeName column".into()))?;
-    let (findings, impressions) = (col("Findings_EN"), col("Impressions_EN"));
+    let vol = col(id_column).ok_or_else(|| err(format!("no {id_column:?} column (it has {})", has())))?;
+    let (findings, impressions) = (col(findings_column), col(impression_column));
     if findings.is_none() && impressions.is_none() {
-        return Err(err("neither Findings_EN nor Impressions_EN is a column".into()));
+        return Err(err(format!(
+            "neither {findings_column:?} nor {impression_column:?} is a column (it has {})",
+            has()
+        )));
     }
     let (clinical, technique) = (col("ClinicalInformation_EN"), col("Technique_EN"));
     let mut n = 0;
@@ -485,7 +502,17 @@ pub fn ground_csv(
     path: &std::path::Path,
     emit: &mut dyn FnMut(GroundedSentence),
 ) -> Result<usize, ReportError> {
-    read_reports(path, &mut |r| r.ground(ont).into_iter().for_each(&mut *emit))
+    ground_reports(ont, path, &ReportLayout::ct_rate(), emit)
+}
+
+/// [`ground_csv`] for any [`ReportLayout`].
+pub fn ground_reports(
+    ont: &Ontology,
+    path: &std::path::Path,
+    layout: &ReportLayout,
+    emit: &mut dyn FnMut(GroundedSentence),
+) -> Result<usize, ReportError> {
+    read_reports_with(path, layout, &mut |r| r.ground(ont).into_iter().for_each(&mut *emit))
 }
 
 #[cfg(test)]

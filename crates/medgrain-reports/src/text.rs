@@ -16,23 +16,31 @@ fn is_word(b: u8) -> bool {
 }
 
 /// A set of phrases searched in one pass (Aho–Corasick over all phrases), with [`find_phrases`]' semantics.
+/// A phrase may be a word prefix ([`PhraseSet::with_prefixes`]): it then matches any word that starts with it,
+/// and the match covers the whole word ("atelecta" → "atelectatic").
 #[derive(Debug, Clone)]
 pub struct PhraseSet {
     automaton: aho_corasick::AhoCorasick,
-    /// (phrase length, caller's index) per pattern.
-    patterns: Vec<(usize, usize)>,
+    /// (caller's index, prefix) per pattern.
+    patterns: Vec<(usize, bool)>,
 }
 
 impl PhraseSet {
     pub fn new(phrases: &[(&str, usize)]) -> PhraseSet {
-        let kept: Vec<&(&str, usize)> = phrases.iter().filter(|p| !p.0.is_empty()).collect();
+        let list: Vec<(&str, usize, bool)> = phrases.iter().map(|&(p, i)| (p, i, false)).collect();
+        Self::with_prefixes(&list)
+    }
+
+    /// Phrases with a flag: `true` makes the phrase a word prefix.
+    pub fn with_prefixes(phrases: &[(&str, usize, bool)]) -> PhraseSet {
+        let kept: Vec<&(&str, usize, bool)> = phrases.iter().filter(|p| !p.0.is_empty()).collect();
         // Building fails only on absurd sizes; an empty automaton then matches nothing.
         let automaton = aho_corasick::AhoCorasick::new(kept.iter().map(|p| p.0))
             .or_else(|_| aho_corasick::AhoCorasick::new(Vec::<&str>::new()))
             .unwrap_or_else(|_| unreachable!("an empty automaton always builds"));
         PhraseSet {
             automaton,
-            patterns: kept.iter().map(|p| (p.0.len(), p.1)).collect(),
+            patterns: kept.iter().map(|p| (p.1, p.2)).collect(),
         }
     }
 
@@ -40,19 +48,32 @@ impl PhraseSet {
     /// position); sorted by position.
     pub fn find(&self, text: &str) -> Vec<Match> {
         let bytes = text.as_bytes();
+        // (start, end, pattern id): on equal spans the phrase given first wins.
         let mut cands: Vec<(usize, usize, usize)> = self
             .automaton
             .find_overlapping_iter(text)
-            .filter(|m| {
-                let (s, e) = (m.start(), m.end());
-                (s == 0 || !is_word(bytes[s - 1])) && (e == bytes.len() || !is_word(bytes[e]))
+            .filter_map(|m| {
+                let (s, mut e) = (m.start(), m.end());
+                let (_, prefix) = self.patterns[m.pattern().as_usize()];
+                if s > 0 && is_word(bytes[s - 1]) {
+                    return None;
+                }
+                if prefix {
+                    while e < bytes.len() && is_word(bytes[e]) {
+                        e += 1;
+                    }
+                } else if e < bytes.len() && is_word(bytes[e]) {
+                    return None;
+                }
+                Some((s, e, m.pattern().as_usize()))
             })
-            .map(|m| (m.start(), m.end(), self.patterns[m.pattern().as_usize()].1))
             .collect();
-        cands.sort_by(|a, b| (b.1 - b.0).cmp(&(a.1 - a.0)).then(a.0.cmp(&b.0)));
+        cands.sort_by(|a, b| (b.1 - b.0).cmp(&(a.1 - a.0)).then(a.0.cmp(&b.0)).then(a.2.cmp(&b.2)));
+        cands.dedup();
         let mut taken = vec![false; bytes.len()];
         let mut out = Vec::new();
-        for (s, e, index) in cands {
+        for (s, e, pattern) in cands {
+            let index = self.patterns[pattern].0;
             if !taken[s..e].iter().any(|&t| t) {
                 taken[s..e].iter_mut().for_each(|t| *t = true);
                 out.push(Match {
@@ -230,139 +251,14 @@ fn clause(text: &str, start: usize, end: usize) -> (usize, usize) {
     (lo, hi)
 }
 
-const UNCERTAIN: &[&str] = &[
-    "cannot be excluded",
-    "can not be excluded",
-    "could not be excluded",
-    "cannot be ruled out",
-    "can not be ruled out",
-    "could not be ruled out",
-    "not excluded",
-    "possible",
-    "possibly",
-    "probable",
-    "probably",
-    "likely",
-    "suspicious for",
-    "suspicious of",
-    "suspected",
-    "may represent",
-    "may be",
-    "questionable",
-    "equivocal",
-    "differential diagnosis",
-];
-
-const PRE_NEGATION: &[&str] = &[
-    "no ",
-    "not ",
-    "without ",
-    "absence of ",
-    "free of ",
-    "negative for ",
-    "no evidence of ",
-    "neither ",
-    "nor ",
-];
-
-const POST_NEGATION: &[&str] = &[
-    "not observed",
-    "not seen",
-    "not detected",
-    "not identified",
-    "not present",
-    "not noted",
-    "not visualized",
-    "not found",
-    "is absent",
-    "are absent",
-    "was absent",
-    "were absent",
-    "ruled out",
-    "was excluded",
-    "were excluded",
-    "is excluded",
-    "not evident",
-    "not apparent",
-    "no longer",
-    "resolved",
-    "disappeared",
-];
-
-/// Phrases that contain a negation word but negate nothing about the finding ("no significant change in the mass").
-const PSEUDO_NEGATION: &[&str] = &[
-    "no significant interval change",
-    "no significant change",
-    "no interval change",
-    "no change",
-    "not changed",
-    "not significantly changed",
-];
-
-/// Verbs that end a list of findings: a post-negation cue after one of them belongs to another statement.
-const VERBS: &[&str] = &[
-    " is ",
-    " are ",
-    " was ",
-    " were ",
-    " seen",
-    " observed",
-    " noted",
-    " present",
-    " detected",
-    " shows ",
-];
-
-const AUXILIARIES: &[&str] = &[
-    " is",
-    " are",
-    " was",
-    " were",
-    " has been",
-    " have been",
-    " has",
-    " have",
-];
-
-/// Whether the finding at `[start, end)` is negated. Negation cues before it count up to the clause start;
-/// cues after it count up to the next comma or clause end; "cannot be excluded"-type phrases are uncertainty,
-/// not negation.
+/// Whether the finding at `[start, end)` is negated (see [`crate::context::assess`]).
 pub fn is_negated(text: &str, start: usize, end: usize) -> bool {
-    let (lo, hi) = clause(text, start, end);
-    // Blank out uncertainty phrases so their "not" does not read as negation.
-    let mut c = text[lo..hi].to_string();
-    for u in UNCERTAIN.iter().chain(PSEUDO_NEGATION) {
-        while let Some(p) = c.find(u) {
-            c.replace_range(p..p + u.len(), &" ".repeat(u.len()));
-        }
-    }
-    let (s, e) = (start - lo, end - lo);
-    let before = format!(" {}", &c[..s]);
-    if PRE_NEGATION.iter().any(|cue| before.contains(&format!(" {cue}"))) {
-        return true;
-    }
-    // A cue after the finding negates it when only list material (other findings, commas, "and"/"or",
-    // places) stands between them: "nodules, consolidation and effusion were not observed".
-    let after = &c[e..];
-    let Some(cue_at) = POST_NEGATION.iter().filter_map(|cue| after.find(cue)).min() else {
-        return false;
-    };
-    let mut between = format!(" {} ", after[..cue_at].trim_end());
-    for aux in AUXILIARIES {
-        if between.trim_end().ends_with(aux) {
-            let keep = between.trim_end().len() - aux.len();
-            between.truncate(keep);
-            between.push(' ');
-            break;
-        }
-    }
-    !VERBS.iter().any(|v| between.contains(v))
+    crate::context::assess(text, start, end).negated
 }
 
-/// Whether an uncertainty cue shares the finding's clause.
+/// Whether an uncertainty cue applies to the finding (see [`crate::context::assess`]).
 pub fn is_uncertain(text: &str, start: usize, end: usize) -> bool {
-    let (lo, hi) = clause(text, start, end);
-    UNCERTAIN.iter().any(|u| text[lo..hi].contains(u))
+    crate::context::assess(text, start, end).uncertain
 }
 
 /// "left" / "right" / "bilateral" in the finding's clause, nearest to it.

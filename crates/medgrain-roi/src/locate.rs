@@ -3,11 +3,15 @@
 //! The classical CT locators work on Hounsfield units with thresholds, hole filling and connected components:
 //! - `classical:ct-body`: voxels above −500 HU, holes filled slice by slice (lungs and bowel gas are inside the
 //!   body), the largest 3D component (6-connectivity) — the table and clothing fall away;
-//! - `classical:ct-lung`: air (below −400 HU) inside the body, components of at least 0.05 % of the body and 1 cm³, the two
-//!   largest kept; a single component crossing the midline (lungs joined at the carina) is cut at it. Each lung's
-//!   holes are filled slice by slice (vessels and nodules are part of the lung), and the masks are named
-//!   `right lung` / `left lung` from their RAS centroid against the body's midline;
-//! - `classical:ct-bone`: voxels above 250 HU inside the body, components of at least 1 cm³ (one mask `bone`).
+//! - `classical:ct-lung`: air (below −400 HU) inside the body, components of at least 0.05 % of the body and 1 cm³
+//!   that look like lung parenchyma — median above −950 HU and below −600 HU: stomach and bowel gas is pure air
+//!   (median ≈ −970 HU) and is left out — the two largest kept; a single component crossing the midline (lungs
+//!   joined at the carina) is cut at it. Each lung's holes are filled slice by slice (vessels and nodules are part
+//!   of the lung), and the masks are named `right lung` / `left lung` from their RAS centroid against the body's
+//!   midline;
+//! - `classical:ct-bone`: cortical bone (above 250 HU) inside the body as seeds, grown through the connected voxels
+//!   above 100 HU (cancellous bone of vertebral bodies is often 150–250 HU, lower still at 3 mm partial volume),
+//!   holes filled slice by slice (marrow inside the cortex), components of at least 1 cm³ (one mask `bone`).
 //!
 //! Data are first-axis-fastest (NIfTI order) with a RAS affine; slices for hole filling are taken across the axis
 //! closest to superior–inferior.
@@ -76,14 +80,7 @@ impl ClassicalLocator {
         match self {
             ClassicalLocator::CtBody => vec![("body".into(), body)],
             ClassicalLocator::CtLung => lungs(hu, &body, grid),
-            ClassicalLocator::CtBone => {
-                let bone: Vec<bool> = hu.iter().zip(&body).map(|(&v, &b)| b && v > 250.0).collect();
-                let min_voxels = (1000.0 / voxel_volume_mm3(grid.affine).max(1e-9)).ceil() as u64;
-                vec![(
-                    "bone".into(),
-                    keep_components(&bone, grid.shape, 1, |v, _| v >= min_voxels),
-                )]
-            }
+            ClassicalLocator::CtBone => vec![("bone".into(), bone_mask(hu, &body, grid))],
         }
     }
 }
@@ -207,6 +204,38 @@ fn body_mask(hu: &[f64], grid: Grid<'_>) -> Vec<bool> {
     keep_components(&m, grid.shape, 1, |_, rank| rank == 0)
 }
 
+/// HU above which a voxel is cortical bone (a seed), and above which it may belong to bone connected to a seed.
+const BONE_SEED_HU: f64 = 250.0;
+const BONE_GROW_HU: f64 = 100.0;
+
+fn bone_mask(hu: &[f64], body: &[bool], grid: Grid<'_>) -> Vec<bool> {
+    let shape = grid.shape;
+    let cand: Vec<u32> = hu.iter().zip(body).map(|(&v, &b)| (b && v > BONE_GROW_HU) as u32).collect();
+    let Ok(lab) = label_components(&cand, &[shape[2], shape[1], shape[0]], 1) else {
+        return vec![false; hu.len()];
+    };
+    let mut seeded = vec![false; lab.components.len() + 1];
+    for (i, &c) in lab.component_of.iter().enumerate() {
+        if c > 0 && hu[i] > BONE_SEED_HU {
+            seeded[c as usize] = true;
+        }
+    }
+    let mut bone: Vec<bool> = lab.component_of.iter().map(|&c| c > 0 && seeded[c as usize]).collect();
+    fill_holes_per_slice(&mut bone, shape, grid.slice_axis());
+    let min_voxels = (1000.0 / voxel_volume_mm3(grid.affine).max(1e-9)).ceil() as u64;
+    keep_components(&bone, shape, 1, |v, _| v >= min_voxels)
+}
+
+/// Whether a component's HU values look like lung parenchyma rather than gas in the stomach or bowel.
+fn parenchyma_like(values: &mut [f64]) -> bool {
+    if values.is_empty() {
+        return false;
+    }
+    let mid = values.len() / 2;
+    let (_, median, _) = values.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+    *median > -950.0 && *median < -600.0
+}
+
 fn world_x(grid: Grid<'_>, i: usize) -> f64 {
     let [nx, ny, _] = grid.shape;
     let p = [i % nx, (i / nx) % ny, i / (nx * ny)];
@@ -220,7 +249,29 @@ fn lungs(hu: &[f64], body: &[bool], grid: Grid<'_>) -> Vec<(String, Vec<bool>)> 
     // a lung is at least 0.05 % of the body and at least 1 cm³ (air pockets in bowel or oesophagus are smaller)
     let min_cm3 = (1000.0 / voxel_volume_mm3(grid.affine).max(1e-9)).ceil() as u64;
     let min_voxels = (body_voxels / 2000).max(min_cm3).max(1);
-    let both = keep_components(&air, grid.shape, 1, |v, rank| rank < 2 && v >= min_voxels);
+    let shape = grid.shape;
+    let air_u: Vec<u32> = air.iter().map(|&b| b as u32).collect();
+    let Ok(lab) = label_components(&air_u, &[shape[2], shape[1], shape[0]], 1) else {
+        return Vec::new();
+    };
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); lab.components.len() + 1];
+    for (i, &c) in lab.component_of.iter().enumerate() {
+        if c > 0 {
+            values[c as usize].push(hu[i]);
+        }
+    }
+    let mut order: Vec<&crate::Component> = lab
+        .components
+        .iter()
+        .filter(|c| c.voxels >= min_voxels && parenchyma_like(&mut values[c.id as usize]))
+        .collect();
+    order.sort_by(|a, b| b.voxels.cmp(&a.voxels).then(a.id.cmp(&b.id)));
+    let mut kept = vec![false; lab.components.len() + 1];
+    for c in order.iter().take(2) {
+        kept[c.id as usize] = true;
+    }
+    drop(values);
+    let both: Vec<bool> = lab.component_of.iter().map(|&c| c > 0 && kept[c as usize]).collect();
     // the body's midline: mean world x of the body voxels
     let (mut sx, mut n) = (0.0, 0.0);
     for (i, _) in body.iter().enumerate().filter(|(_, &b)| b) {

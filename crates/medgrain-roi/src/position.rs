@@ -38,6 +38,33 @@ pub fn image_side(x: f64, w: f64) -> Option<&'static str> {
     }
 }
 
+/// The patient's midline on one slice as a world x (RAS mm): the median world x of the spine's pixels when the
+/// slice has any, else of the body's — the largest 4-connected region above −500 HU, so the table and air outside
+/// fall away. `world_x` gives each pixel's world x, `spine` flags spine pixels (vertebrae, spinal cord, sacrum),
+/// `hu` the slice's values; all row-major `height × width`. `None` when the slice has neither.
+pub fn patient_midline_x(world_x: &[f64], spine: &[bool], hu: &[f64], width: usize, height: usize) -> Option<f64> {
+    let n = width * height;
+    if world_x.len() != n || spine.len() != n || hu.len() != n {
+        return None;
+    }
+    let median = |mut xs: Vec<f64>| -> Option<f64> {
+        if xs.is_empty() {
+            return None;
+        }
+        xs.sort_by(f64::total_cmp);
+        let m = xs.len() / 2;
+        Some(if xs.len() % 2 == 1 { xs[m] } else { (xs[m - 1] + xs[m]) / 2.0 })
+    };
+    let on_spine: Vec<f64> = (0..n).filter(|&i| spine[i]).map(|i| world_x[i]).collect();
+    if !on_spine.is_empty() {
+        return median(on_spine);
+    }
+    let body: Vec<u32> = hu.iter().map(|&v| (v > -500.0) as u32).collect();
+    let lab = crate::components::label_components(&body, &[height, width], 1).ok()?;
+    let largest = lab.components.iter().max_by(|a, b| a.voxels.cmp(&b.voxels).then(b.id.cmp(&a.id)))?;
+    median((0..n).filter(|&i| lab.component_of[i] == largest.id).map(|i| world_x[i]).collect())
+}
+
 /// Size class of an ROI by its area fraction of the image, used to choose words ("small", ...).
 pub fn size_words(area_fraction: f64) -> &'static str {
     match area_fraction {
@@ -59,6 +86,29 @@ mod tests {
         assert_eq!(position_words(50.0, 80.0, 100.0, 90.0), "center, lower");
         assert_eq!(position_words(79.9, 0.0, 100.0, 90.0), "center-right, upper");
         assert_eq!(position_words(99.0, 89.0, 100.0, 90.0), "right, lower");
+    }
+
+    #[test]
+    fn midline_follows_the_spine_then_the_body_not_the_field_of_view() {
+        // 10 × 4 slice, world x = column index (mm); body at columns 1..=4, a lone "table" pixel row at 7..=9
+        let (w, h) = (10, 4);
+        let world: Vec<f64> = (0..w * h).map(|i| (i % w) as f64).collect();
+        let hu: Vec<f64> = (0..w * h)
+            .map(|i| match (i / w, i % w) {
+                (_, 1..=4) => 40.0,
+                (3, 7..=9) => 100.0,
+                _ => -1000.0,
+            })
+            .collect();
+        let none = vec![false; w * h];
+        // body columns 1..=4 → median 2.5, not the field of view's 4.5
+        assert_eq!(patient_midline_x(&world, &none, &hu, w, h), Some(2.5));
+        let mut spine = none.clone();
+        spine[w + 3] = true;
+        assert_eq!(patient_midline_x(&world, &spine, &hu, w, h), Some(3.0));
+        let air = vec![-1000.0; w * h];
+        assert_eq!(patient_midline_x(&world, &none, &air, w, h), None);
+        assert_eq!(patient_midline_x(&world[1..], &none, &hu, w, h), None);
     }
 
     #[test]

@@ -105,6 +105,10 @@ enum Command {
         /// JSON lines (the only output form).
         #[arg(long)]
         json: bool,
+        /// Also write each DICOM file's decoded stored values as float64 `.npy` (`DIR/N.npy`, N = the output line,
+        /// 0-based; the line gains "values_npy").
+        #[arg(long)]
+        npy_dir: Option<PathBuf>,
     },
     /// Render one frame of a DICOM file to an 8-bit PNG for display: modality LUT, VOI window (the file's, or
     /// --window), MONOCHROME1 inverted, YCbCr as RGB.
@@ -227,9 +231,30 @@ enum KbAction {
 
 #[derive(Subcommand)]
 enum ReportAction {
-    /// Ground every sentence of a CT-RATE CSV (VolumeName, Findings_EN, Impressions_EN): one JSON object per sentence.
+    /// Ground every sentence of a report file: one JSON object per sentence. A CSV (CT-RATE's columns VolumeName,
+    /// Findings_EN, Impressions_EN by default), or plain text with one report per line (`.txt`, or --lines).
     Ground {
         reports: PathBuf,
+        /// JSON lines (the only output form).
+        #[arg(long)]
+        json: bool,
+        /// The CSV column that names the report (default VolumeName).
+        #[arg(long, default_value = "VolumeName")]
+        id_column: String,
+        /// The CSV column with the findings section (default Findings_EN).
+        #[arg(long, default_value = "Findings_EN")]
+        findings_column: String,
+        /// The CSV column with the impression section (default Impressions_EN).
+        #[arg(long, default_value = "Impressions_EN")]
+        impression_column: String,
+        /// Read plain text, one report per line (ids `line-N`); the default for files ending in .txt.
+        #[arg(long)]
+        lines: bool,
+    },
+    /// Negation and uncertainty of a concept in a sentence: for JSON lines {"concept", "sentence"}, one JSON object
+    /// {"concept", "sentence", "negated", "uncertain", "cue", "found"} per line, in order.
+    Context {
+        file: PathBuf,
         /// JSON lines (the only output form).
         #[arg(long)]
         json: bool,
@@ -646,18 +671,44 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Probe { files, json: _ } => {
+        Command::Probe {
+            files,
+            json: _,
+            npy_dir,
+        } => {
             let mut failed = false;
+            let mut n = 0usize;
+            if let Some(d) = &npy_dir {
+                std::fs::create_dir_all(d).map_err(|e| PipelineError::Io {
+                    path: d.clone(),
+                    source: e,
+                })?;
+            }
             for f in &files {
                 for r in medgrain_imaging::probe::probe_path(f) {
                     let line = match r {
-                        Ok(v) => v,
+                        Ok(mut v) => {
+                            if let (Some(d), Some("dicom")) = (&npy_dir, v["format"].as_str()) {
+                                let p = PathBuf::from(v["path"].as_str().unwrap_or_default());
+                                let img = medgrain_imaging::dicom::read_dicom(&p)
+                                    .map_err(|e| PipelineError::Input(e.to_string()))?;
+                                let out = d.join(format!("{n}.npy"));
+                                let bytes = medgrain_imaging::probe::npy_f64(&img.values, &img.shape());
+                                std::fs::write(&out, bytes).map_err(|e| PipelineError::Io {
+                                    path: out.clone(),
+                                    source: e,
+                                })?;
+                                v["values_npy"] = serde_json::json!(out.display().to_string());
+                            }
+                            v
+                        }
                         Err(e) => {
                             failed = true;
                             serde_json::json!({"path": f.display().to_string(), "error": e.to_string()})
                         }
                     };
                     println!("{line}");
+                    n += 1;
                 }
             }
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -795,35 +846,62 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {
-            action: ReportAction::Ground { reports, json: _ },
+            action:
+                ReportAction::Ground {
+                    reports,
+                    json: _,
+                    id_column,
+                    findings_column,
+                    impression_column,
+                    lines,
+                },
         } => {
             let ont = medgrain_reports::Ontology::embedded().map_err(|e| PipelineError::Internal(e.to_string()))?;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            let mut write_err = None;
-            let n = medgrain_reports::ground_csv(&ont, &reports, &mut |g| {
-                use std::io::Write;
-                if write_err.is_none() {
-                    // Serialise first so that a write error keeps its kind (a closed pipe stays BrokenPipe).
-                    let line = serde_json::to_string(&g).unwrap_or_default();
-                    if let Err(e) = writeln!(out, "{line}") {
-                        write_err = Some(e);
-                    }
+            let layout = if lines || reports.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+                medgrain_reports::ReportLayout::Lines
+            } else {
+                medgrain_reports::ReportLayout::Csv {
+                    id_column,
+                    findings_column,
+                    impression_column,
                 }
-            })
-            .map_err(|e| PipelineError::Usage(e.to_string()))?;
-            match write_err {
-                // A closed pipe (`| head`) is the reader's choice, not an error.
-                Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
-                Some(e) => {
-                    return Err(PipelineError::Io {
-                        path: "<stdout>".into(),
-                        source: e,
-                    })
-                }
-                None => {}
+            };
+            let mut out = JsonLines::stdout();
+            let n = medgrain_reports::ground_reports(&ont, &reports, &layout, &mut |g| out.write(&g))
+                .map_err(|e| PipelineError::Usage(e.to_string()))?;
+            if out.finish()? {
+                tracing::info!(reports = n, "grounded");
             }
-            tracing::info!(reports = n, "grounded");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            action: ReportAction::Context { file, json: _ },
+        } => {
+            use std::io::BufRead;
+            let f = std::fs::File::open(&file).map_err(|e| PipelineError::Io {
+                path: file.clone(),
+                source: e,
+            })?;
+            let mut out = JsonLines::stdout();
+            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(|e| PipelineError::Io {
+                    path: file.clone(),
+                    source: e,
+                })?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let bad = |why: String| PipelineError::Usage(format!("{} line {}: {why}", file.display(), i + 1));
+                let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+                let field = |k: &str| {
+                    v.get(k)
+                        .and_then(|x| x.as_str())
+                        .ok_or_else(|| bad(format!("no string field {k:?}")))
+                };
+                let (concept, sentence) = (field("concept")?, field("sentence")?);
+                out.write(&medgrain_reports::context::concept_context(concept, sentence));
+            }
+            out.finish()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { dir, json, samples } => {
@@ -851,6 +929,51 @@ fn main() -> ExitCode {
             eprintln!("medgrain: error: {err:#}");
             let code = err.downcast_ref::<PipelineError>().map(|e| e.exit_code()).unwrap_or(1);
             ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// JSON lines on stdout; a closed pipe (`| head`) ends the output quietly, other write errors are kept for
+/// [`JsonLines::finish`].
+struct JsonLines {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    err: Option<std::io::Error>,
+}
+
+impl JsonLines {
+    fn stdout() -> Self {
+        JsonLines {
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+            err: None,
+        }
+    }
+
+    fn write<T: serde::Serialize>(&mut self, value: &T) {
+        use std::io::Write;
+        if self.err.is_none() {
+            // Serialise first so that a write error keeps its kind (a closed pipe stays BrokenPipe).
+            let line = serde_json::to_string(value).unwrap_or_default();
+            if let Err(e) = writeln!(self.out, "{line}") {
+                self.err = Some(e);
+            }
+        }
+    }
+
+    /// `Ok(true)` when everything was written, `Ok(false)` when the reader closed the pipe.
+    fn finish(mut self) -> Result<bool, PipelineError> {
+        use std::io::Write;
+        if self.err.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.err = Some(e);
+            }
+        }
+        match self.err {
+            None => Ok(true),
+            Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Some(e) => Err(PipelineError::Io {
+                path: "<stdout>".into(),
+                source: e,
+            }),
         }
     }
 }

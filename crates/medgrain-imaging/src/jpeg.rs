@@ -1,0 +1,154 @@
+//! DCT-based JPEG (DICOM JPEG Baseline 1.2.840.10008.1.2.4.50 and JPEG Extended 1.2.840.10008.1.2.4.51, 8- and
+//! 12-bit) decoded by libjpeg-turbo 3 (its TurboJPEG API, built from the source bundled with `turbojpeg-sys`). The
+//! 12-bit path is the one older CT and MR archives need; colour JPEGs come out as RGB, libjpeg honouring the Adobe
+//! APP14 and JFIF markers for the colour transform, as pydicom's decoders do.
+
+use turbojpeg_sys as tj;
+
+/// One decoded frame: samples in row-major, interleaved order; 8-bit as `u8`, 12-bit as `u16`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JpegFrame {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+}
+
+struct Handle(tj::tjhandle);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { tj::tj3Destroy(self.0) }
+    }
+}
+
+impl Handle {
+    fn new() -> Result<Self, String> {
+        // SAFETY: plain constructor; null means failure.
+        let h = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as libc::c_int) };
+        if h.is_null() {
+            return Err("libjpeg-turbo could not be initialised".into());
+        }
+        Ok(Handle(h))
+    }
+
+    fn error(&self) -> String {
+        // SAFETY: the handle is valid; libjpeg-turbo returns a NUL-terminated string it owns.
+        unsafe {
+            let p = tj::tj3GetErrorStr(self.0);
+            if p.is_null() {
+                "unknown libjpeg-turbo error".into()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        }
+    }
+
+    fn get(&self, param: tj::TJPARAM) -> i32 {
+        // SAFETY: valid handle, a parameter id from the header.
+        unsafe { tj::tj3Get(self.0, param as libc::c_int) }
+    }
+}
+
+/// Decodes one JPEG stream with `samples` components (1 or 3) of `rows × columns`. The stream's own size and
+/// component count must agree with the DICOM attributes.
+pub fn decode_frame(data: &[u8], rows: usize, columns: usize, samples: usize) -> Result<JpegFrame, String> {
+    let h = Handle::new()?;
+    // SAFETY: the buffer outlives the call; libjpeg-turbo only reads `data.len()` bytes.
+    if unsafe { tj::tj3DecompressHeader(h.0, data.as_ptr(), data.len() as tj::size_t) } != 0 {
+        return Err(format!("JPEG header: {}", h.error()));
+    }
+    let (w, hgt) = (h.get(tj::TJPARAM_TJPARAM_JPEGWIDTH), h.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT));
+    let precision = h.get(tj::TJPARAM_TJPARAM_PRECISION);
+    let lossless = h.get(tj::TJPARAM_TJPARAM_LOSSLESS) == 1;
+    if w as usize != columns || hgt as usize != rows {
+        return Err(format!("the JPEG stream is {w}×{hgt}, the DICOM attributes say {columns}×{rows}"));
+    }
+    if lossless {
+        return Err("a lossless JPEG stream in a DCT transfer syntax".into());
+    }
+    let format = match samples {
+        1 => tj::TJPF_TJPF_GRAY,
+        3 => tj::TJPF_TJPF_RGB,
+        s => return Err(format!("{s} samples per pixel in a JPEG stream")),
+    } as libc::c_int;
+    let pitch = (columns * samples) as libc::c_int;
+    let n = rows * columns * samples;
+    match precision {
+        2..=8 => {
+            let mut out = vec![0u8; n];
+            // SAFETY: `out` holds rows × pitch samples, which is what libjpeg-turbo writes for this format.
+            let rc = unsafe {
+                tj::tj3Decompress8(h.0, data.as_ptr(), data.len() as tj::size_t, out.as_mut_ptr(), pitch, format)
+            };
+            if rc != 0 {
+                return Err(format!("JPEG decoding: {}", h.error()));
+            }
+            Ok(JpegFrame::U8(out))
+        }
+        9..=12 => {
+            let mut out = vec![0i16; n];
+            // SAFETY: as above, with 16-bit samples.
+            let rc = unsafe {
+                tj::tj3Decompress12(h.0, data.as_ptr(), data.len() as tj::size_t, out.as_mut_ptr(), pitch, format)
+            };
+            if rc != 0 {
+                return Err(format!("JPEG decoding: {}", h.error()));
+            }
+            Ok(JpegFrame::U16(out.into_iter().map(|v| v as u16).collect()))
+        }
+        p => Err(format!("{p}-bit JPEG is not a DCT precision (8 or 12)")),
+    }
+}
+
+/// Splits encapsulated pixel data into one JPEG stream per frame: one fragment per frame, or every fragment of a
+/// single frame joined, or streams cut at their start-of-image markers.
+pub fn frames_of(fragments: &[Vec<u8>], frames: usize) -> Result<Vec<Vec<u8>>, String> {
+    if fragments.len() == frames {
+        return Ok(fragments.to_vec());
+    }
+    let joined: Vec<u8> = fragments.concat();
+    if frames == 1 {
+        return Ok(vec![joined]);
+    }
+    // Several fragments per frame: each frame starts with SOI (FF D8 FF) right after the previous frame's EOI.
+    let mut starts = vec![0usize];
+    let mut i = 2;
+    while i + 3 <= joined.len() {
+        if joined[i - 2..i] == [0xFF, 0xD9] && joined[i..i + 3] == [0xFF, 0xD8, 0xFF] {
+            starts.push(i);
+        }
+        i += 1;
+    }
+    if starts.len() != frames {
+        return Err(format!(
+            "{} fragments hold {} JPEG streams for {frames} frames",
+            fragments.len(),
+            starts.len()
+        ));
+    }
+    starts.push(joined.len());
+    Ok(starts.windows(2).map(|w| joined[w[0]..w[1]].to_vec()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_an_error_not_a_crash() {
+        assert!(decode_frame(b"not a jpeg", 4, 4, 1).is_err());
+        assert!(decode_frame(&[], 4, 4, 1).is_err());
+    }
+
+    #[test]
+    fn frames_are_split_at_their_markers() {
+        let a = vec![0xFF, 0xD8, 0xFF, 1, 0xFF, 0xD9];
+        let b = vec![0xFF, 0xD8, 0xFF, 2, 0xFF, 0xD9];
+        let frags = vec![a[..3].to_vec(), a[3..].to_vec(), b.clone()];
+        assert_eq!(frames_of(&frags, 2).unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(frames_of(&frags[..2], 1).unwrap(), vec![a.clone()]);
+        assert!(frames_of(&frags, 3).is_ok()); // one fragment per frame is taken as is
+        assert!(frames_of(&frags[..2], 2).is_ok());
+        assert!(frames_of(&[a.clone()], 2).is_err());
+    }
+}

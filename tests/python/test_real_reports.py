@@ -6,6 +6,7 @@
 - `report ground` on other layouts (named columns, one report per line) and its errors."""
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,9 @@ def test_every_chexpert_mention_is_a_finding_of_its_observation(medgrain_bin, tm
     if not PHRASES.is_dir():
         pytest.fail(f"{PHRASES} is missing (see ../shared/data/README.md)")
     mentions = chexpert_phrases("mention")
-    assert len(mentions) == 142, len(mentions)
+    # 148 lines over the 14 files ("defib" is listed twice; shared/data's README counts 142 with files joined by
+    # `cat`, where files without a final newline run into the next one)
+    assert len(mentions) == 148, len(mentions)
     results = ground_lines(medgrain_bin, tmp_path, [f"There is {p}." for _, p in mentions])
     missed = []
     for (obs, phrase), findings in zip(mentions, results):
@@ -162,8 +165,12 @@ def test_negex_negation_against_medspacy(medgrain_bin):
             s = res[half][tool]
             print(f"\nNegEx {half} {tool}: accuracy {s['accuracy']:.3f} precision {s['precision']:.3f} "
                   f"recall {s['recall']:.3f} F1 {s['f1']:.3f} (n {s['n']})")
-    # every concept is found in its sentence by medgrain (the input says it is there)
-    assert res["medgrain_not_found"] == 0
+    # medgrain finds the concept exactly where it occurs in its sentence at word boundaries, case and runs of white
+    # space aside (13 rows name a concept that is not in their sentence: "orthotopic heart transplantatio", …)
+    found_ref = [re.search(r"(?<![A-Za-z0-9])" + re.escape(negex_eval.squash(c).lower()) + r"(?![A-Za-z0-9])",
+                           negex_eval.squash(s).lower()) is not None for _, c, s, _ in res["_rows"]]
+    assert [p["found"] for p in res["_medgrain"]] == found_ref
+    assert sum(not f for f in found_ref) == 13
     mg, ms = res["even"]["medgrain"], res["even"]["medspacy"]
     # the reference must have run for real
     assert ms["f1"] > 0.5

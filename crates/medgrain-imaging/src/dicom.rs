@@ -318,7 +318,7 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         let streams = crate::jpeg::frames_of(fragments, frames as usize).map_err(unsupported)?;
         let mut out = Vec::with_capacity(n * (bits_allocated as usize).div_ceil(8));
         for (k, s) in streams.iter().enumerate() {
-            let frame = crate::jpeg::decode_frame(s, rows as usize, columns as usize, samples as usize)
+            let frame = crate::jpeg::decode_frame(s, rows as usize, columns as usize, samples as usize, photometric == "RGB")
                 .map_err(|e| unsupported(format!("frame {k}: {e}")))?;
             match (frame, bits_allocated) {
                 (crate::jpeg::JpegFrame::U8(v), 8) => out.extend_from_slice(&v),
@@ -334,6 +334,18 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
             .data()
             .to_vec()
     };
+    // Colour-by-plane (PlanarConfiguration 1) stored as is: every frame's planes interleaved per pixel, the order
+    // pydicom's `pixel_array` gives (codecs already return interleaved samples).
+    let planar = int(tags::PLANAR_CONFIGURATION).unwrap_or(0) == 1;
+    if planar && samples > 1 && NATIVE.contains(&ts.as_str()) {
+        bytes = planes_to_interleaved(
+            &bytes,
+            frames as usize,
+            (rows * columns) as usize,
+            samples as usize,
+            (bits_allocated as usize).div_ceil(8),
+        );
+    }
     // YCbCr stored as is (native or RLE) is turned into RGB, as pydicom's `pixel_array` does; JPEG decoders have
     // already done this for JPEG-coded YCbCr.
     if (ts == RLE_LOSSLESS || NATIVE.contains(&ts.as_str()))
@@ -513,6 +525,27 @@ pub fn check_element_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
         pos = start + len;
     }
     Ok(())
+}
+
+/// Reorders colour-by-plane samples (R…R G…G B…B per frame) to interleaved (RGB RGB …). Bytes past the last whole
+/// frame are kept as they are.
+fn planes_to_interleaved(bytes: &[u8], frames: usize, pixels: usize, samples: usize, sample_bytes: usize) -> Vec<u8> {
+    let frame_len = pixels * samples * sample_bytes;
+    let mut out = bytes.to_vec();
+    for f in 0..frames {
+        let base = f * frame_len;
+        if base + frame_len > bytes.len() {
+            break;
+        }
+        for s in 0..samples {
+            for p in 0..pixels {
+                let from = base + (s * pixels + p) * sample_bytes;
+                let to = base + (p * samples + s) * sample_bytes;
+                out[to..to + sample_bytes].copy_from_slice(&bytes[from..from + sample_bytes]);
+            }
+        }
+    }
+    out
 }
 
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
@@ -727,6 +760,15 @@ pub fn dicom_transfer_syntax_name(uid: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_planes_are_interleaved() {
+        // 2 pixels, RGB, one byte per sample: R0 R1 G0 G1 B0 B1 → R0 G0 B0 R1 G1 B1
+        assert_eq!(planes_to_interleaved(&[1, 2, 3, 4, 5, 6], 1, 2, 3, 1), vec![1, 3, 5, 2, 4, 6]);
+        // two bytes per sample, a trailing pad byte kept
+        let b = [1, 0, 2, 0, 3, 0, 4, 0, 9];
+        assert_eq!(planes_to_interleaved(&b, 1, 2, 2, 2), vec![1, 0, 3, 0, 2, 0, 4, 0, 9]);
+    }
 
     #[test]
     fn packbits_matches_the_published_example() {

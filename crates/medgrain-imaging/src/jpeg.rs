@@ -49,9 +49,35 @@ impl Handle {
     }
 }
 
+/// Whether a JPEG stream carries a JFIF (APP0) or Adobe (APP14) marker, the two that state its colour transform.
+fn has_colour_marker(data: &[u8]) -> bool {
+    // Markers before the first scan: walk the segments after SOI.
+    let mut i = 2;
+    while i + 4 <= data.len() && data[i] == 0xFF {
+        let marker = data[i + 1];
+        if marker == 0xDA {
+            break;
+        }
+        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+        let body = &data[(i + 4).min(data.len())..(i + 2 + len).min(data.len())];
+        if (marker == 0xE0 && body.starts_with(b"JFIF")) || (marker == 0xEE && body.starts_with(b"Adobe")) {
+            return true;
+        }
+        i += 2 + len;
+    }
+    false
+}
+
 /// Decodes one JPEG stream with `samples` components (1 or 3) of `rows × columns`. The stream's own size and
-/// component count must agree with the DICOM attributes.
-pub fn decode_frame(data: &[u8], rows: usize, columns: usize, samples: usize) -> Result<JpegFrame, String> {
+/// component count must agree with the DICOM attributes. `dicom_rgb`: the DICOM header says RGB; a three-component
+/// stream with neither JFIF nor Adobe marker is then taken as RGB-coded (no YCbCr → RGB transform), as pydicom does.
+pub fn decode_frame(
+    data: &[u8],
+    rows: usize,
+    columns: usize,
+    samples: usize,
+    dicom_rgb: bool,
+) -> Result<JpegFrame, String> {
     let h = Handle::new()?;
     // SAFETY: the buffer outlives the call; libjpeg-turbo only reads `data.len()` bytes.
     if unsafe { tj::tj3DecompressHeader(h.0, data.as_ptr(), data.len() as tj::size_t) } != 0 {
@@ -73,6 +99,41 @@ pub fn decode_frame(data: &[u8], rows: usize, columns: usize, samples: usize) ->
     } as libc::c_int;
     let pitch = (columns * samples) as libc::c_int;
     let n = rows * columns * samples;
+    let untransformed = dicom_rgb
+        && samples == 3
+        && precision <= 8
+        && !has_colour_marker(data)
+        && h.get(tj::TJPARAM_TJPARAM_COLORSPACE) == tj::TJCS_TJCS_YCbCr as i32
+        && h.get(tj::TJPARAM_TJPARAM_SUBSAMP) == tj::TJSAMP_TJSAMP_444 as i32;
+    if untransformed {
+        // The three full-resolution planes as coded, interleaved: no colour conversion.
+        let plane = rows * columns;
+        let mut planes = vec![0u8; 3 * plane];
+        let (a, rest) = planes.split_at_mut(plane);
+        let (b, c) = rest.split_at_mut(plane);
+        let mut ptrs = [a.as_mut_ptr(), b.as_mut_ptr(), c.as_mut_ptr()];
+        let mut strides = [columns as libc::c_int; 3];
+        // SAFETY: three planes of rows × columns bytes with those strides, which is what 4:4:4 decoding writes.
+        let rc = unsafe {
+            tj::tj3DecompressToYUVPlanes8(
+                h.0,
+                data.as_ptr(),
+                data.len() as tj::size_t,
+                ptrs.as_mut_ptr(),
+                strides.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(format!("JPEG decoding: {}", h.error()));
+        }
+        let mut out = vec![0u8; n];
+        for p in 0..plane {
+            out[3 * p] = planes[p];
+            out[3 * p + 1] = planes[plane + p];
+            out[3 * p + 2] = planes[2 * plane + p];
+        }
+        return Ok(JpegFrame::U8(out));
+    }
     match precision {
         2..=8 => {
             let mut out = vec![0u8; n];
@@ -136,8 +197,11 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_crash() {
-        assert!(decode_frame(b"not a jpeg", 4, 4, 1).is_err());
-        assert!(decode_frame(&[], 4, 4, 1).is_err());
+        assert!(decode_frame(b"not a jpeg", 4, 4, 1, false).is_err());
+        assert!(decode_frame(&[], 4, 4, 1, false).is_err());
+        assert!(!has_colour_marker(&[0xFF, 0xD8, 0xFF]));
+        let jfif = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x07, b'J', b'F', b'I', b'F', 0x00];
+        assert!(has_colour_marker(&jfif));
     }
 
     #[test]

@@ -17,11 +17,7 @@ from pydicom.pixels import apply_modality_lut
 ROOT = Path(pydicom.__file__).parent / "data/test_files"
 LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.81"}
 # What medgrain cannot decode yet (and why), asserted exactly:
-OURS_FAIL = {
-    # not a codec gap: the data set is written in implicit VR under an explicit-VR transfer syntax; pydicom guesses
-    # and warns ("Expected explicit VR, but found implicit VR"), medgrain refuses the file as malformed
-    "SC_rgb_jpeg.dcm": "data set encoded implicit VR under JPEG Baseline (explicit VR)",
-}
+OURS_FAIL: dict[str, str] = {}
 # Lossy files where the decoders disagree beyond the PSNR floor (none since libjpeg-turbo decodes DCT JPEG):
 KNOWN_DIFFERENT: set[str] = set()
 
@@ -126,8 +122,6 @@ def test_files_only_one_side_reads_are_listed(compared):
     print("pydicom cannot read (medgrain can):", theirs_fail or "none")
     print("neither reads:", both_fail or "none")
     assert set(ours_fail) == set(OURS_FAIL)
-    # the refusal says why: the element length the explicit-VR reading finds
-    assert "claims" in ours_fail["SC_rgb_jpeg.dcm"], ours_fail
     assert not theirs_fail
 
 

@@ -210,9 +210,18 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         source,
     })?;
     check_element_lengths(&bytes).map_err(|e| err(path, e))?;
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| err(path, format!("not a readable DICOM file: {e}")))?;
+    let obj = match implicit_despite_meta(&bytes) {
+        // The data set is implicit VR although the meta names an explicit-VR transfer syntax: read it as implicit VR
+        // with that transfer syntax's pixel encoding (pydicom reads such files the same way, with a warning).
+        Some(ts) => {
+            tracing::warn!(path = %path.display(), transfer_syntax = %ts, "data set written in implicit VR under an explicit-VR transfer syntax; read as implicit VR");
+            OpenFileOptions::new()
+                .transfer_syntax_index(ImplicitVrIndex::for_uid(&ts))
+                .open_file(path)
+        }
+        None => OpenFileOptions::new().open_file(path),
+    }
+    .map_err(|e| err(path, format!("not a readable DICOM file: {e}")))?;
     let ts = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
     let ts_name = dicom_transfer_syntax_name(&ts);
     // Some writers store known attributes with VR UN (pydicom's rtdose_rle.dcm does); pydicom reads them by the
@@ -318,11 +327,19 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         let streams = crate::jpeg::frames_of(fragments, frames as usize).map_err(unsupported)?;
         let mut out = Vec::with_capacity(n * (bits_allocated as usize).div_ceil(8));
         for (k, s) in streams.iter().enumerate() {
-            let frame = crate::jpeg::decode_frame(s, rows as usize, columns as usize, samples as usize, photometric == "RGB")
-                .map_err(|e| unsupported(format!("frame {k}: {e}")))?;
+            let frame = crate::jpeg::decode_frame(
+                s,
+                rows as usize,
+                columns as usize,
+                samples as usize,
+                photometric == "RGB",
+            )
+            .map_err(|e| unsupported(format!("frame {k}: {e}")))?;
             match (frame, bits_allocated) {
                 (crate::jpeg::JpegFrame::U8(v), 8) => out.extend_from_slice(&v),
-                (crate::jpeg::JpegFrame::U8(v), 16) => v.iter().for_each(|&x| out.extend_from_slice(&u16::from(x).to_le_bytes())),
+                (crate::jpeg::JpegFrame::U8(v), 16) => v
+                    .iter()
+                    .for_each(|&x| out.extend_from_slice(&u16::from(x).to_le_bytes())),
                 (crate::jpeg::JpegFrame::U16(v), 16) => v.iter().for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
                 (_, b) => return Err(unsupported(format!("a JPEG of this precision in {b} bits allocated"))),
             }
@@ -409,6 +426,104 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
     })
 }
 
+/// Where the file meta group ends and the transfer syntax it names.
+fn file_meta(bytes: &[u8]) -> std::result::Result<(usize, String), String> {
+    let end = bytes.len();
+    let u16_at = |p: usize| -> Option<u16> { bytes.get(p..p + 2).map(|b| u16::from_le_bytes([b[0], b[1]])) };
+    let u32_at = |p: usize| -> Option<u32> {
+        bytes
+            .get(p..p + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    // File meta group: explicit VR little endian; find the transfer syntax and where the group ends.
+    let mut pos = 132;
+    let mut ts = String::new();
+    while pos + 8 <= end && u16_at(pos) == Some(0x0002) {
+        let elem = u16_at(pos + 2).unwrap_or(0);
+        let vr = &bytes[pos + 4..pos + 6];
+        let (len, header) = if !short_length_vr(vr) {
+            (u32_at(pos + 8).ok_or("truncated file meta")? as usize, 12)
+        } else {
+            (u16_at(pos + 6).unwrap_or(0) as usize, 8)
+        };
+        let start = pos + header;
+        if len > end.saturating_sub(start) {
+            return Err(format!(
+                "file meta element (0002,{elem:04X}) claims {len} bytes, {} remain",
+                end.saturating_sub(start)
+            ));
+        }
+        if elem == 0x0010 {
+            ts = String::from_utf8_lossy(&bytes[start..start + len])
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+        }
+        pos = start + len;
+    }
+    Ok((pos, ts))
+}
+
+/// Whether the data set's first element, in a file whose meta says explicit VR little endian, has no VR where one
+/// should be (two upper-case letters): the writer used implicit VR (pydicom detects this the same way and reads
+/// on, with a warning).
+fn looks_implicit(bytes: &[u8], pos: usize) -> bool {
+    match bytes.get(pos..pos + 6) {
+        Some(b) => !(b[4].is_ascii_uppercase() && b[5].is_ascii_uppercase()),
+        None => false,
+    }
+}
+
+/// A transfer-syntax index that answers every UID with the registry's transfer syntax for it, but with implicit VR.
+struct ImplicitVrIndex(Option<&'static dicom_encoding::TransferSyntax>);
+
+impl ImplicitVrIndex {
+    fn for_uid(uid: &str) -> Self {
+        use dicom_encoding::TransferSyntaxIndex;
+        static MADE: std::sync::Mutex<Vec<&'static dicom_encoding::TransferSyntax>> = std::sync::Mutex::new(Vec::new());
+        let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = made.iter().find(|t| t.uid() == uid) {
+            return ImplicitVrIndex(Some(t));
+        }
+        let Some(real) = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) else {
+            return ImplicitVrIndex(None);
+        };
+        let codec = match real.codec() {
+            dicom_encoding::Codec::None => dicom_encoding::Codec::None,
+            _ => dicom_encoding::Codec::EncapsulatedPixelData(None, None),
+        };
+        // One leaked descriptor per distinct UID, ever (a handful at most).
+        let uid: &'static str = Box::leak(uid.to_string().into_boxed_str());
+        let ts: &'static dicom_encoding::TransferSyntax = Box::leak(Box::new(
+            dicom_encoding::AdapterFreeTransferSyntax::new(
+                uid,
+                real.name(),
+                dicom_encoding::Endianness::Little,
+                false,
+                codec,
+            )
+            .erased(),
+        ));
+        made.push(ts);
+        ImplicitVrIndex(Some(ts))
+    }
+}
+
+impl dicom_encoding::TransferSyntaxIndex for ImplicitVrIndex {
+    fn get(&self, uid: &str) -> Option<&dicom_encoding::TransferSyntax> {
+        self.0.filter(|t| t.uid() == uid.trim_end_matches(['\0', ' ']))
+    }
+}
+
+/// Whether a DICOM file's data set is implicit VR under an explicit-VR little-endian transfer syntax.
+pub(crate) fn implicit_despite_meta(bytes: &[u8]) -> Option<String> {
+    let (pos, ts) = file_meta(bytes).ok()?;
+    let explicit_le = !matches!(
+        ts.as_str(),
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99"
+    );
+    (explicit_le && looks_implicit(bytes, pos)).then_some(ts)
+}
+
 /// Whether an explicit VR has a 2-byte length field. Like dicom-rs, any other code — including an unknown one, read
 /// as UN — has 2 reserved bytes and a 4-byte length.
 fn short_length_vr(vr: &[u8]) -> bool {
@@ -465,37 +580,16 @@ pub fn check_element_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
             u32::from_be_bytes(a)
         })
     };
-    // File meta group: explicit VR little endian; find the transfer syntax and where the group ends.
-    let mut pos = 132;
-    let mut ts = String::new();
-    while pos + 8 <= end && u16_at(pos, true) == Some(0x0002) {
-        let elem = u16_at(pos + 2, true).unwrap_or(0);
-        let vr = &bytes[pos + 4..pos + 6];
-        let (len, header) = if !short_length_vr(vr) {
-            (u32_at(pos + 8, true).ok_or("truncated file meta")? as usize, 12)
-        } else {
-            (u16_at(pos + 6, true).unwrap_or(0) as usize, 8)
-        };
-        let start = pos + header;
-        if len > end.saturating_sub(start) {
-            return Err(format!(
-                "file meta element (0002,{elem:04X}) claims {len} bytes, {} remain",
-                end.saturating_sub(start)
-            ));
-        }
-        if elem == 0x0010 {
-            ts = String::from_utf8_lossy(&bytes[start..start + len])
-                .trim_end_matches(['\0', ' '])
-                .to_string();
-        }
-        pos = start + len;
-    }
-    let (explicit, le) = match ts.as_str() {
+    let (mut pos, ts) = file_meta(bytes)?;
+    let (mut explicit, le) = match ts.as_str() {
         "1.2.840.10008.1.2" => (false, true),
         "1.2.840.10008.1.2.2" => (true, false),
         "1.2.840.10008.1.2.1.99" => return Ok(()),
         _ => (true, true),
     };
+    if explicit && le && looks_implicit(bytes, pos) {
+        explicit = false;
+    }
     while pos + 8 <= end {
         let group = u16_at(pos, le).unwrap_or(0);
         let elem = u16_at(pos + 2, le).unwrap_or(0);
@@ -764,7 +858,10 @@ mod tests {
     #[test]
     fn colour_planes_are_interleaved() {
         // 2 pixels, RGB, one byte per sample: R0 R1 G0 G1 B0 B1 → R0 G0 B0 R1 G1 B1
-        assert_eq!(planes_to_interleaved(&[1, 2, 3, 4, 5, 6], 1, 2, 3, 1), vec![1, 3, 5, 2, 4, 6]);
+        assert_eq!(
+            planes_to_interleaved(&[1, 2, 3, 4, 5, 6], 1, 2, 3, 1),
+            vec![1, 3, 5, 2, 4, 6]
+        );
         // two bytes per sample, a trailing pad byte kept
         let b = [1, 0, 2, 0, 3, 0, 4, 0, 9];
         assert_eq!(planes_to_interleaved(&b, 1, 2, 2, 2), vec![1, 0, 3, 0, 2, 0, 4, 0, 9]);

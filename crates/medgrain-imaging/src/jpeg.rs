@@ -60,7 +60,10 @@ fn has_colour_marker(data: &[u8]) -> bool {
         }
         let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
         let body = &data[(i + 4).min(data.len())..(i + 2 + len).min(data.len())];
-        if (marker == 0xE0 && body.starts_with(b"JFIF")) || (marker == 0xEE && body.starts_with(b"Adobe")) {
+        // An Adobe segment counts only when it holds the transform byte (12 bytes of data), as libjpeg reads it.
+        if (marker == 0xE0 && body.starts_with(b"JFIF"))
+            || (marker == 0xEE && body.starts_with(b"Adobe") && body.len() >= 12)
+        {
             return true;
         }
         i += 2 + len;
@@ -83,11 +86,16 @@ pub fn decode_frame(
     if unsafe { tj::tj3DecompressHeader(h.0, data.as_ptr(), data.len() as tj::size_t) } != 0 {
         return Err(format!("JPEG header: {}", h.error()));
     }
-    let (w, hgt) = (h.get(tj::TJPARAM_TJPARAM_JPEGWIDTH), h.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT));
+    let (w, hgt) = (
+        h.get(tj::TJPARAM_TJPARAM_JPEGWIDTH),
+        h.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT),
+    );
     let precision = h.get(tj::TJPARAM_TJPARAM_PRECISION);
     let lossless = h.get(tj::TJPARAM_TJPARAM_LOSSLESS) == 1;
     if w as usize != columns || hgt as usize != rows {
-        return Err(format!("the JPEG stream is {w}×{hgt}, the DICOM attributes say {columns}×{rows}"));
+        return Err(format!(
+            "the JPEG stream is {w}×{hgt}, the DICOM attributes say {columns}×{rows}"
+        ));
     }
     if lossless {
         return Err("a lossless JPEG stream in a DCT transfer syntax".into());
@@ -139,7 +147,14 @@ pub fn decode_frame(
             let mut out = vec![0u8; n];
             // SAFETY: `out` holds rows × pitch samples, which is what libjpeg-turbo writes for this format.
             let rc = unsafe {
-                tj::tj3Decompress8(h.0, data.as_ptr(), data.len() as tj::size_t, out.as_mut_ptr(), pitch, format)
+                tj::tj3Decompress8(
+                    h.0,
+                    data.as_ptr(),
+                    data.len() as tj::size_t,
+                    out.as_mut_ptr(),
+                    pitch,
+                    format,
+                )
             };
             if rc != 0 {
                 return Err(format!("JPEG decoding: {}", h.error()));
@@ -150,7 +165,14 @@ pub fn decode_frame(
             let mut out = vec![0i16; n];
             // SAFETY: as above, with 16-bit samples.
             let rc = unsafe {
-                tj::tj3Decompress12(h.0, data.as_ptr(), data.len() as tj::size_t, out.as_mut_ptr(), pitch, format)
+                tj::tj3Decompress12(
+                    h.0,
+                    data.as_ptr(),
+                    data.len() as tj::size_t,
+                    out.as_mut_ptr(),
+                    pitch,
+                    format,
+                )
             };
             if rc != 0 {
                 return Err(format!("JPEG decoding: {}", h.error()));
@@ -202,6 +224,15 @@ mod tests {
         assert!(!has_colour_marker(&[0xFF, 0xD8, 0xFF]));
         let jfif = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x07, b'J', b'F', b'I', b'F', 0x00];
         assert!(has_colour_marker(&jfif));
+        // a truncated Adobe segment (no transform byte, pydicom's SC_rgb_jpeg.dcm) states nothing
+        let short = [
+            0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0C, b'A', b'd', b'o', b'b', b'e', 0, 0, 0, 0, 0,
+        ];
+        assert!(!has_colour_marker(&short));
+        let full = [
+            0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0E, b'A', b'd', b'o', b'b', b'e', 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(has_colour_marker(&full));
     }
 
     #[test]

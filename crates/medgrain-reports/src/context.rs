@@ -91,9 +91,27 @@ fn clause(text: &str, start: usize, end: usize) -> (usize, usize) {
 
 /// Verbs that end a list of findings: a post-negation cue after one of them belongs to another statement.
 const VERBS: &[&str] = &[
-    " is ", " are ", " was ", " were ", " seen", " observed", " noted", " present", " detected", " shows ",
+    " is ",
+    " are ",
+    " was ",
+    " were ",
+    " seen",
+    " observed",
+    " noted",
+    " present",
+    " detected",
+    " shows ",
 ];
-const AUXILIARIES: &[&str] = &[" is", " are", " was", " were", " has been", " have been", " has", " have"];
+const AUXILIARIES: &[&str] = &[
+    " is",
+    " are",
+    " was",
+    " were",
+    " has been",
+    " have been",
+    " has",
+    " have",
+];
 
 /// Whether the text between a cue and its finding is near enough: few words, or a list of short items.
 fn near(between: &str) -> bool {
@@ -189,9 +207,7 @@ pub fn assess_among(text: &str, start: usize, end: usize, structure: bool, other
                 let cat = c.list[m.index].1;
                 (cat == Cat::PostUnc || cat == Cat::BiUnc) && m.start >= end && m.end <= hi
             })
-            .filter(|m| {
-                c.list[m.index].1 == Cat::PostUnc || !others.iter().any(|&(s, _)| s >= m.end && s < hi)
-            })
+            .filter(|m| c.list[m.index].1 == Cat::PostUnc || !others.iter().any(|&(s, _)| s >= m.end && s < hi))
             .min_by_key(|m| m.start)
     });
     Assessment {
@@ -221,7 +237,9 @@ pub fn concept_context(concept: &str, sentence: &str) -> ConceptContext {
     let hit = if needle.is_empty() {
         None
     } else {
-        crate::text::find_phrases(&text, &[(needle.as_str(), 0)]).first().copied()
+        crate::text::find_phrases(&text, &[(needle.as_str(), 0)])
+            .first()
+            .copied()
     };
     let a = hit.map(|m| assess(&text, m.start, m.end)).unwrap_or_default();
     ConceptContext {
@@ -275,4 +293,3 @@ mod tests {
         assert!(!c.found && !c.negated && c.cue.is_none());
     }
 }
-

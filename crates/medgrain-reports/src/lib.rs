@@ -191,7 +191,10 @@ pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
     // A structure mention ("heart size", "the mediastinum", "valve") is a finding only in a sentence that names
     // no finding outright: "calcification of the aortic valve" is a calcification, "the heart is enlarged" is
     // cardiomegaly.
-    if finding_hits.iter().any(|h| vocab.entries[h.index].kind == TermKind::Finding) {
+    if finding_hits
+        .iter()
+        .any(|h| vocab.entries[h.index].kind == TermKind::Finding)
+    {
         finding_hits.retain(|h| vocab.entries[h.index].kind == TermKind::Finding);
     }
     // "pleural or pericardial effusion": one phrase, two findings.

@@ -101,7 +101,9 @@ impl Vocabulary {
             entries.push(VocabEntry {
                 finding: finding.trim().to_string(),
                 kind,
-                anatomy: Some(anatomy.trim()).filter(|a| *a != "-" && !a.is_empty()).map(str::to_string),
+                anatomy: Some(anatomy.trim())
+                    .filter(|a| *a != "-" && !a.is_empty())
+                    .map(str::to_string),
                 terms: list,
                 sources: sources.split_whitespace().map(str::to_string).collect(),
             });
@@ -162,7 +164,11 @@ mod tests {
         let ont = crate::Ontology::embedded().unwrap();
         for e in &v.entries {
             if let Some(a) = &e.anatomy {
-                assert!(ont.node(a).is_some(), "{}: anatomy {a:?} is not in anatomy.json", e.finding);
+                assert!(
+                    ont.node(a).is_some(),
+                    "{}: anatomy {a:?} is not in anatomy.json",
+                    e.finding
+                );
             }
             assert!(!e.sources.is_empty(), "{} has no source", e.finding);
         }

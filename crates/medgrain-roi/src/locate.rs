@@ -210,7 +210,11 @@ const BONE_GROW_HU: f64 = 100.0;
 
 fn bone_mask(hu: &[f64], body: &[bool], grid: Grid<'_>) -> Vec<bool> {
     let shape = grid.shape;
-    let cand: Vec<u32> = hu.iter().zip(body).map(|(&v, &b)| (b && v > BONE_GROW_HU) as u32).collect();
+    let cand: Vec<u32> = hu
+        .iter()
+        .zip(body)
+        .map(|(&v, &b)| (b && v > BONE_GROW_HU) as u32)
+        .collect();
     let Ok(lab) = label_components(&cand, &[shape[2], shape[1], shape[0]], 1) else {
         return vec![false; hu.len()];
     };

@@ -53,7 +53,11 @@ pub fn patient_midline_x(world_x: &[f64], spine: &[bool], hu: &[f64], width: usi
         }
         xs.sort_by(f64::total_cmp);
         let m = xs.len() / 2;
-        Some(if xs.len() % 2 == 1 { xs[m] } else { (xs[m - 1] + xs[m]) / 2.0 })
+        Some(if xs.len() % 2 == 1 {
+            xs[m]
+        } else {
+            (xs[m - 1] + xs[m]) / 2.0
+        })
     };
     let on_spine: Vec<f64> = (0..n).filter(|&i| spine[i]).map(|i| world_x[i]).collect();
     if !on_spine.is_empty() {
@@ -61,8 +65,16 @@ pub fn patient_midline_x(world_x: &[f64], spine: &[bool], hu: &[f64], width: usi
     }
     let body: Vec<u32> = hu.iter().map(|&v| (v > -500.0) as u32).collect();
     let lab = crate::components::label_components(&body, &[height, width], 1).ok()?;
-    let largest = lab.components.iter().max_by(|a, b| a.voxels.cmp(&b.voxels).then(b.id.cmp(&a.id)))?;
-    median((0..n).filter(|&i| lab.component_of[i] == largest.id).map(|i| world_x[i]).collect())
+    let largest = lab
+        .components
+        .iter()
+        .max_by(|a, b| a.voxels.cmp(&b.voxels).then(b.id.cmp(&a.id)))?;
+    median(
+        (0..n)
+            .filter(|&i| lab.component_of[i] == largest.id)
+            .map(|i| world_x[i])
+            .collect(),
+    )
 }
 
 /// Size class of an ROI by its area fraction of the image, used to choose words ("small", ...).

@@ -112,7 +112,7 @@ pub fn decode_frame(
         && precision <= 8
         && !has_colour_marker(data)
         && h.get(tj::TJPARAM_TJPARAM_COLORSPACE) == tj::TJCS_TJCS_YCbCr as i32
-        && h.get(tj::TJPARAM_TJPARAM_SUBSAMP) == tj::TJSAMP_TJSAMP_444 as i32;
+        && h.get(tj::TJPARAM_TJPARAM_SUBSAMP) == tj::TJSAMP_TJSAMP_444;
     if untransformed {
         // The three full-resolution planes as coded, interleaved: no colour conversion.
         let plane = rows * columns;
@@ -244,6 +244,6 @@ mod tests {
         assert_eq!(frames_of(&frags[..2], 1).unwrap(), vec![a.clone()]);
         assert!(frames_of(&frags, 3).is_ok()); // one fragment per frame is taken as is
         assert!(frames_of(&frags[..2], 2).is_ok());
-        assert!(frames_of(&[a.clone()], 2).is_err());
+        assert!(frames_of(std::slice::from_ref(&a), 2).is_err());
     }
 }

@@ -142,41 +142,26 @@ pub fn decode_frame(
         }
         return Ok(JpegFrame::U8(out));
     }
+    // One call per precision; `out` holds rows × pitch samples, which is what libjpeg-turbo writes for this format.
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(format!("JPEG decoding: {}", h.error()))
+        }
+    };
+    let (buf, len) = (data.as_ptr(), data.len() as tj::size_t);
     match precision {
         2..=8 => {
             let mut out = vec![0u8; n];
-            // SAFETY: `out` holds rows × pitch samples, which is what libjpeg-turbo writes for this format.
-            let rc = unsafe {
-                tj::tj3Decompress8(
-                    h.0,
-                    data.as_ptr(),
-                    data.len() as tj::size_t,
-                    out.as_mut_ptr(),
-                    pitch,
-                    format,
-                )
-            };
-            if rc != 0 {
-                return Err(format!("JPEG decoding: {}", h.error()));
-            }
+            // SAFETY: see above; the input buffer outlives the call.
+            check(unsafe { tj::tj3Decompress8(h.0, buf, len, out.as_mut_ptr(), pitch, format) })?;
             Ok(JpegFrame::U8(out))
         }
         9..=12 => {
             let mut out = vec![0i16; n];
             // SAFETY: as above, with 16-bit samples.
-            let rc = unsafe {
-                tj::tj3Decompress12(
-                    h.0,
-                    data.as_ptr(),
-                    data.len() as tj::size_t,
-                    out.as_mut_ptr(),
-                    pitch,
-                    format,
-                )
-            };
-            if rc != 0 {
-                return Err(format!("JPEG decoding: {}", h.error()));
-            }
+            check(unsafe { tj::tj3Decompress12(h.0, buf, len, out.as_mut_ptr(), pitch, format) })?;
             Ok(JpegFrame::U16(out.into_iter().map(|v| v as u16).collect()))
         }
         p => Err(format!("{p}-bit JPEG is not a DCT precision (8 or 12)")),

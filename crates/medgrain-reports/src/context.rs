@@ -75,20 +75,6 @@ pub struct Assessment {
 /// since findings are listed with commas ("No effusion, nodule or mass").
 const BREAKS: &[&str] = &["; ", ", and ", ", a ", ", an ", ", the ", ", there ", ". "];
 
-fn clause(text: &str, start: usize, end: usize) -> (usize, usize) {
-    let mut lo = 0;
-    let mut hi = text.len();
-    for br in BREAKS {
-        if let Some(p) = text[..start].rfind(br) {
-            lo = lo.max(p + br.len());
-        }
-        if let Some(p) = text[end..].find(br) {
-            hi = hi.min(end + p);
-        }
-    }
-    (lo, hi)
-}
-
 /// Verbs that end a list of findings: a post-negation cue after one of them belongs to another statement.
 const VERBS: &[&str] = &[
     " is ",
@@ -148,7 +134,7 @@ pub fn assess_among(text: &str, start: usize, end: usize, structure: bool, other
         .into_iter()
         .filter(|m| m.end <= start || m.start >= end)
         .collect();
-    let (mut lo, mut hi) = clause(text, start, end);
+    let (mut lo, mut hi) = crate::text::clause_by(text, start, end, BREAKS);
     for m in found.iter().filter(|m| c.list[m.index].1 == Cat::Term) {
         if m.end <= start {
             lo = lo.max(m.end);

@@ -238,9 +238,14 @@ const BREAKS: &[&str] = &[
 
 /// The clause around `[start, end)`: from the previous break to the next one.
 fn clause(text: &str, start: usize, end: usize) -> (usize, usize) {
+    clause_by(text, start, end, BREAKS)
+}
+
+/// The span around `[start, end)` from the last of `breaks` before it to the first after it.
+pub(crate) fn clause_by(text: &str, start: usize, end: usize, breaks: &[&str]) -> (usize, usize) {
     let mut lo = 0;
     let mut hi = text.len();
-    for br in BREAKS {
+    for br in breaks {
         if let Some(p) = text[..start].rfind(br) {
             lo = lo.max(p + br.len());
         }

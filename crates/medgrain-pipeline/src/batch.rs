@@ -7,10 +7,10 @@
 //! `OUT/batch/errors.jsonl` (samples that could not be prepared).
 
 use crate::config::LoadedConfig;
+use crate::engine::fsio::io_err;
 use crate::generator::openai_config;
-use crate::process::prepare;
-use crate::run::io_err;
-use crate::source::open_source;
+use crate::recipes::triplet_stages::prepare;
+use crate::sources::open_source;
 use crate::PipelineError;
 use medgrain_generate::openai::cache::{CachedAnswer, RequestCache};
 use medgrain_generate::openai::client::parse_completion;
@@ -137,7 +137,7 @@ pub fn export(loaded: &LoadedConfig, out: &Path, limits: BatchLimits) -> Result<
                 generator
                     .request_body(&p.facts())
                     .map(|(b, k)| (p.record.id.clone(), b, k))
-                    .map_err(|e| crate::source::SampleError::new("generate", e.to_string()))
+                    .map_err(|e| crate::sources::SampleError::new("generate", e.to_string()))
             });
             match body {
                 Ok((id, body, key)) => {

@@ -3,16 +3,29 @@
 //! the directory of the config file.
 
 use crate::PipelineError;
+use medgrain_roi::locate::LocatorName;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The recipes a config can name; each has its module in [`crate::recipes`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recipe {
+    /// MedTrinity-25M: image + ROIs + five-part description ([`crate::recipes::triplets`]).
+    #[default]
+    Triplets,
+    /// RadGenome-Chest CT: grounded report sentences, VQA, structured findings
+    /// ([`crate::recipes::grounded_reports`]); its inputs are the `[reports]` table.
+    GroundedReports,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BuildConfig {
-    /// "triplets" (MedTrinity recipe) or "grounded-reports" (RadGenome recipe).
-    #[serde(default = "default_recipe")]
-    pub recipe: String,
+    /// Which recipe the build runs (`recipe = "triplets"` or `"grounded-reports"`).
+    #[serde(default)]
+    pub recipe: Recipe,
     #[serde(default)]
     pub output: OutputConfig,
     #[serde(rename = "source", default)]
@@ -70,10 +83,6 @@ fn default_shard_volumes() -> usize {
 
 fn default_masks_dir() -> String {
     "masks".into()
-}
-
-fn default_recipe() -> String {
-    "triplets".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,7 +151,7 @@ pub struct SourceConfig {
     pub annotations: Option<String>,
     /// image-folder: column names of a box CSV (`file`, `label`, and `x_min y_min x_max y_max` or
     /// `x y width height`).
-    pub box_columns: Option<crate::boxes_csv::BoxColumns>,
+    pub box_columns: Option<crate::sources::boxes_csv::BoxColumns>,
     /// nifti / dicom-series: organ masks giving ROIs their organ context (`masks/{stem}/*.nii.gz`, binary files
     /// named by organ, on the volume's grid); they are context, not ROIs.
     pub organs: Option<String>,
@@ -156,7 +165,7 @@ pub struct SourceConfig {
     /// An ROI locator run on each volume (`classical:ct-body`, `classical:ct-lung`, `classical:ct-bone`, or
     /// `expert:onnx` with an `[source.onnx]` table); its masks join the mask files and its ROIs carry its name as
     /// `origin`. image-folder sources take `expert:onnx` only, for images without a mask.
-    pub locator: Option<String>,
+    pub locator: Option<medgrain_roi::locate::LocatorName>,
     /// The model behind `locator = "expert:onnx"` and its contract (README, "Expert segmenters"); paths relative
     /// to the config file.
     pub onnx: Option<medgrain_expert::OnnxConfig>,
@@ -167,7 +176,7 @@ pub struct SourceConfig {
 
 /// `locator = "expert:onnx"` and an `onnx` table come together, and the table is sound.
 fn validate_onnx(s: &SourceConfig, at: &str, path: &Path) -> Result<(), PipelineError> {
-    match (s.locator.as_deref() == Some("expert:onnx"), &s.onnx) {
+    match (s.locator == Some(LocatorName::ExpertOnnx), &s.onnx) {
         (true, None) => Err(config_err(
             path,
             format!("{at}: locator = \"expert:onnx\" needs an [source.onnx] table (model, classes, …)"),
@@ -521,9 +530,9 @@ pub fn validate_generator(g: &GeneratorConfig, path: &Path) -> Result<(), Pipeli
 }
 
 fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
-    match c.recipe.as_str() {
-        "triplets" => {}
-        "grounded-reports" => {
+    match c.recipe {
+        Recipe::Triplets => {}
+        Recipe::GroundedReports => {
             if c.reports.is_none() {
                 return Err(config_err(
                     path,
@@ -531,12 +540,6 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 ));
             }
             return Ok(());
-        }
-        other => {
-            return Err(config_err(
-                path,
-                format!("recipe = {other:?}: supported recipes are \"triplets\" and \"grounded-reports\""),
-            ))
         }
     }
     if c.output.shard_size == 0 {
@@ -572,10 +575,10 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                         format!("{at}: organs, mask_labels and resample_masks apply to volumes (kind = \"nifti\" or \"dicom-series\")"),
                     ));
                 }
-                if let Some(l) = s.locator.as_deref().filter(|&l| l != "expert:onnx") {
+                if let Some(l) = s.locator.filter(|&l| l != LocatorName::ExpertOnnx) {
                     return Err(config_err(
                         path,
-                        format!("{at}.locator = {l:?}: image folders take \"expert:onnx\" (the classical locators need CT volumes)"),
+                        format!("{at}.locator = \"{l}\": image folders take \"expert:onnx\" (the classical locators need CT volumes)"),
                     ));
                 }
                 validate_onnx(s, &at, path)?;
@@ -589,16 +592,7 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 }
             }
             "nifti" | "dicom-series" => {
-                if let Some(l) = &s.locator {
-                    if l != "expert:onnx" && medgrain_roi::locate::ClassicalLocator::parse(l).is_none() {
-                        return Err(config_err(
-                            path,
-                            format!(
-                                "{at}.locator = {l:?}: use classical:ct-body, classical:ct-lung, classical:ct-bone or expert:onnx"
-                            ),
-                        ));
-                    }
-                }
+                // an unknown locator name does not parse: `LocatorName` is the one list
                 validate_onnx(s, &at, path)?;
                 if let Some(m) = &s.masks {
                     if !m.contains("{stem}") {

@@ -2,7 +2,8 @@
 //! the embedded demo config to `OUT/demo.toml`, and builds it into `OUT` — offline, no model server.
 
 use crate::config::{self, LoadedConfig};
-use crate::run::{build, io_err, write_atomic, BuildOptions, BuildSummary};
+use crate::engine::fsio::{io_err, write_atomic};
+use crate::recipes::triplets::{build, BuildOptions, BuildSummary};
 use crate::PipelineError;
 use medgrain_synth::{write_corpus, SynthOptions, SynthSummary};
 use std::path::Path;
@@ -16,7 +17,7 @@ pub struct DemoSummary {
     pub synth: SynthSummary,
     pub synth_reused: bool,
     pub triplets: BuildSummary,
-    pub reports: crate::reports_recipe::ReportsSummary,
+    pub reports: crate::recipes::grounded_reports::ReportsSummary,
     /// One CT report (findings section) and the structured findings measured on its masks, shown side by side.
     pub example: Option<(String, String, String)>,
 }
@@ -100,7 +101,7 @@ pub fn demo(
     write_atomic(&cfg_path, cfg_text.as_bytes())?;
     build_starter_kb(out)?;
     let triplets = build(&loaded, out, opts)?;
-    let job = crate::reports_recipe::ReportsJob {
+    let job = crate::recipes::grounded_reports::ReportsJob {
         csv: synth_dir.join("3d/reports.csv"),
         root: synth_dir.join("3d"),
         masks: "masks".into(),
@@ -109,7 +110,7 @@ pub fn demo(
         shard_volumes: 4,
         top_level_files: false,
     };
-    let reports = crate::reports_recipe::build_grounded_reports(&job, out)?;
+    let reports = crate::recipes::grounded_reports::build_grounded_reports(&job, out)?;
     let example = example_volume(&job, out);
     Ok(DemoSummary {
         synth,
@@ -140,7 +141,7 @@ fn build_starter_kb(out: &Path) -> Result<(), PipelineError> {
 }
 
 /// The first volume that has measured lesions: (volume, its findings text, its structured findings block).
-fn example_volume(job: &crate::reports_recipe::ReportsJob, out: &Path) -> Option<(String, String, String)> {
+fn example_volume(job: &crate::recipes::grounded_reports::ReportsJob, out: &Path) -> Option<(String, String, String)> {
     let text = std::fs::read_to_string(out.join("structured_findings/part-00000.jsonl")).ok()?;
     let block = text.lines().find_map(|l| {
         let v: medgrain_records::VolumeFindings = serde_json::from_str(l).ok()?;

@@ -1,7 +1,7 @@
 //! `medgrain inspect DIR`: a summary of an output dataset read from the data itself (Parquet parts and
 //! `errors.jsonl`), not from `stats.json`, so it also checks that the dataset is readable.
 
-use crate::run::io_err;
+use crate::engine::fsio::io_err;
 use crate::PipelineError;
 use medgrain_export::read::{triplet_summaries, TripletSummary};
 use serde::Serialize;

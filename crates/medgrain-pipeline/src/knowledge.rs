@@ -3,7 +3,7 @@
 //! `medgrain_knowledge::query`), and stores the top passages with ids and scores in the record's `knowledge`.
 
 use crate::config::{KnowledgeConfig, LoadedConfig};
-use crate::source::SampleError;
+use crate::engine::error::SampleError;
 use crate::PipelineError;
 use medgrain_knowledge::{KnowledgeBase, Mode};
 use medgrain_records::{KnowledgeRef, TripletRecord};

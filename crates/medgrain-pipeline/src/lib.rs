@@ -1,63 +1,18 @@
-//! The pipeline: build configs ([`config`]), sample sources ([`source`]), the per-sample triplet stages
-//! ([`process`]), sharded and resumable runs ([`run`]), dataset statistics ([`stats`]), the offline demo
-//! ([`demo`]) and dataset summaries for `inspect` ([`inspect`]).
+//! The pipeline: build configs ([`config`]), the engine's errors and file helpers ([`engine`]), sample sources
+//! ([`sources`]), the recipes ([`recipes`]: triplets with their per-sample stages, grounded reports), dataset
+//! statistics ([`stats`]), the offline demo ([`demo`]) and dataset summaries for `inspect` ([`inspect`]).
 
 pub mod batch;
-pub mod boxes_csv;
-pub mod coco;
 pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod generator;
 pub mod inspect;
 pub mod knowledge;
-pub mod located_cache;
-pub mod process;
-pub mod reports_recipe;
+pub mod recipes;
 pub mod rois;
-pub mod run;
-pub mod source;
+pub mod sources;
 pub mod stats;
-pub mod volume_source;
 
-pub use run::{build, BuildOptions, BuildSummary};
-
-use std::path::PathBuf;
-
-/// Errors that stop a run. Per-sample problems never do: they go to `errors.jsonl`.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// The config (or a path it names) is unusable; nothing was done.
-    #[error("{path}: config: {reason}")]
-    Config { path: PathBuf, reason: String },
-    /// The request conflicts with what is on disk (e.g. resuming with another config).
-    #[error("{0}")]
-    Usage(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Export(#[from] medgrain_export::ExportError),
-    #[error("synthetic corpus: {0}")]
-    Synth(#[from] medgrain_synth::SynthError),
-    #[error("knowledge base: {0}")]
-    Knowledge(#[from] medgrain_knowledge::KnowledgeError),
-    /// An input file cannot be used (a single-file command such as `render`).
-    #[error("{0}")]
-    Input(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl PipelineError {
-    /// The process exit status for this error: 2 for unusable arguments or config, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            PipelineError::Config { .. } | PipelineError::Usage(_) => 2,
-            PipelineError::Knowledge(medgrain_knowledge::KnowledgeError::Usage(_)) => 2,
-            _ => 1,
-        }
-    }
-}
+pub use engine::error::{PipelineError, SampleError};
+pub use recipes::triplets::{build, BuildOptions, BuildSummary};

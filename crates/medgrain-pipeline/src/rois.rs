@@ -266,20 +266,17 @@ pub(crate) fn scaled_values(
 /// The locator a config names: a classical one, or `expert:onnx` with its model config (paths already resolved).
 /// Loading the model happens here, once per source.
 pub fn build_locator(
-    spec: &str,
+    name: medgrain_roi::locate::LocatorName,
     onnx: Option<&medgrain_expert::OnnxConfig>,
 ) -> Result<std::sync::Arc<dyn RoiLocator>, String> {
-    if let Some(c) = medgrain_roi::locate::ClassicalLocator::parse(spec) {
+    if let Some(c) = name.classical() {
         return Ok(std::sync::Arc::new(c));
     }
-    match (spec, onnx) {
-        ("expert:onnx", Some(cfg)) => medgrain_expert::OnnxLocator::new(cfg.clone())
+    match onnx {
+        Some(cfg) => medgrain_expert::OnnxLocator::new(cfg.clone())
             .map(|l| std::sync::Arc::new(l) as std::sync::Arc<dyn RoiLocator>)
             .map_err(|e| e.to_string()),
-        ("expert:onnx", None) => Err("expert:onnx needs an onnx config (model, classes, …)".into()),
-        _ => Err(format!(
-            "locator {spec:?}: use classical:ct-body, classical:ct-lung, classical:ct-bone or expert:onnx"
-        )),
+        None => Err(format!("{name} needs an onnx config (model, classes, …)")),
     }
 }
 

@@ -4,8 +4,8 @@
 
 use medgrain_generate::template::TemplateWriter;
 use medgrain_pipeline::config;
-use medgrain_pipeline::process::build_record;
-use medgrain_pipeline::source::{open_source, SampleRef};
+use medgrain_pipeline::recipes::triplet_stages::build_record;
+use medgrain_pipeline::sources::{open_source, SampleRef};
 use medgrain_synth::{write_corpus, SynthOptions};
 use std::path::Path;
 

@@ -6,6 +6,7 @@ pub mod appearance;
 pub mod components;
 pub mod locate;
 pub mod measure;
+pub mod organ;
 pub mod polygon;
 pub mod position;
 pub mod report;

@@ -46,6 +46,71 @@ pub trait RoiLocator: Send + Sync {
     fn locate(&self, values: &[f64], grid: Grid<'_>) -> Result<Vec<LocatedMask>, LocateError>;
 }
 
+/// Every locator a config, the CLI or a build can name — the one list of names (`locator = "…"`, `--locator …`).
+/// The classical ones live here; `expert:onnx` is built by `medgrain-expert` from its model config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum LocatorName {
+    #[serde(rename = "classical:ct-body")]
+    CtBody,
+    #[serde(rename = "classical:ct-lung")]
+    CtLung,
+    #[serde(rename = "classical:ct-bone")]
+    CtBone,
+    #[serde(rename = "expert:onnx")]
+    ExpertOnnx,
+}
+
+impl LocatorName {
+    pub const ALL: [LocatorName; 4] = [
+        LocatorName::CtBody,
+        LocatorName::CtLung,
+        LocatorName::CtBone,
+        LocatorName::ExpertOnnx,
+    ];
+
+    /// The name as written in configs and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocatorName::CtBody => "classical:ct-body",
+            LocatorName::CtLung => "classical:ct-lung",
+            LocatorName::CtBone => "classical:ct-bone",
+            LocatorName::ExpertOnnx => "expert:onnx",
+        }
+    }
+
+    /// The rule-based locator of this name (none for `expert:onnx`).
+    pub fn classical(self) -> Option<ClassicalLocator> {
+        match self {
+            LocatorName::CtBody => Some(ClassicalLocator::CtBody),
+            LocatorName::CtLung => Some(ClassicalLocator::CtLung),
+            LocatorName::CtBone => Some(ClassicalLocator::CtBone),
+            LocatorName::ExpertOnnx => None,
+        }
+    }
+
+    /// "classical:ct-body, classical:ct-lung, classical:ct-bone or expert:onnx" (for error messages).
+    pub fn choices() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|l| l.as_str()).collect();
+        format!("{} or {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
+    }
+}
+
+impl std::fmt::Display for LocatorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LocatorName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| format!("locator {s:?}: use {}", Self::choices()))
+    }
+}
+
 /// The rule-based CT locators (Hounsfield-unit thresholds, hole filling, connected components).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClassicalLocator {
@@ -57,21 +122,17 @@ pub enum ClassicalLocator {
 impl ClassicalLocator {
     /// Parses a config value (`classical:ct-body`, `classical:ct-lung`, `classical:ct-bone`).
     pub fn parse(s: &str) -> Option<ClassicalLocator> {
-        Some(match s {
-            "classical:ct-body" => ClassicalLocator::CtBody,
-            "classical:ct-lung" => ClassicalLocator::CtLung,
-            "classical:ct-bone" => ClassicalLocator::CtBone,
-            _ => return None,
-        })
+        s.parse::<LocatorName>().ok().and_then(LocatorName::classical)
     }
 
     /// The config name, recorded as the ROI's `origin`.
     pub fn config_name(self) -> &'static str {
         match self {
-            ClassicalLocator::CtBody => "classical:ct-body",
-            ClassicalLocator::CtLung => "classical:ct-lung",
-            ClassicalLocator::CtBone => "classical:ct-bone",
+            ClassicalLocator::CtBody => LocatorName::CtBody,
+            ClassicalLocator::CtLung => LocatorName::CtLung,
+            ClassicalLocator::CtBone => LocatorName::CtBone,
         }
+        .as_str()
     }
 
     /// Named binary masks found in `hu` (first-axis-fastest, `grid.shape`).

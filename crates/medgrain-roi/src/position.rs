@@ -77,6 +77,48 @@ pub fn patient_midline_x(world_x: &[f64], spine: &[bool], hu: &[f64], width: usi
     )
 }
 
+/// The patient side of a world x (RAS mm: +x is the patient's right) against the patient's midline: `None` within
+/// 5 % of the field of view `fov_mm` of it.
+pub fn patient_side(x: f64, midline_x: f64, fov_mm: f64) -> Option<&'static str> {
+    if (x - midline_x).abs() < 0.05 * fov_mm {
+        None
+    } else if x > midline_x {
+        Some("right")
+    } else {
+        Some("left")
+    }
+}
+
+/// "right, anterior, superior": the ROI's patient side, then its anterior/posterior and superior/inferior offset
+/// from the volume's centre where it exceeds 5 % of the field of view along that axis (RAS: +y anterior,
+/// +z superior). `world_of_col`/`world_of_row`: the world position (RAS mm) of each display column at the middle row
+/// and of each row at the middle column; `centroid_xy` in display pixels.
+pub fn patient_position_words(
+    side: Option<&str>,
+    centroid_xy: [f64; 2],
+    world_of_col: &[[f64; 3]],
+    world_of_row: &[[f64; 3]],
+    volume_centre: [f64; 3],
+    volume_fov: [f64; 3],
+) -> Option<String> {
+    let (w, h) = (world_of_col.len(), world_of_row.len());
+    if w == 0 || h == 0 {
+        return None;
+    }
+    let c = (centroid_xy[0].round().max(0.0) as usize).min(w - 1);
+    let r = (centroid_xy[1].round().max(0.0) as usize).min(h - 1);
+    let mid = world_of_col[w / 2];
+    let p: [f64; 3] = std::array::from_fn(|a| world_of_col[c][a] + world_of_row[r][a] - mid[a]);
+    let mut words: Vec<String> = side.map(str::to_string).into_iter().collect();
+    for (axis, pos, neg) in [(1, "anterior", "posterior"), (2, "superior", "inferior")] {
+        let d = p[axis] - volume_centre[axis];
+        if d.abs() > 0.05 * volume_fov[axis] {
+            words.push(if d > 0.0 { pos } else { neg }.to_string());
+        }
+    }
+    (!words.is_empty()).then(|| words.join(", "))
+}
+
 /// Size class of an ROI by its area fraction of the image, used to choose words ("small", ...).
 pub fn size_words(area_fraction: f64) -> &'static str {
     match area_fraction {
@@ -121,6 +163,14 @@ mod tests {
         let air = vec![-1000.0; w * h];
         assert_eq!(patient_midline_x(&world, &none, &air, w, h), None);
         assert_eq!(patient_midline_x(&world[1..], &none, &hu, w, h), None);
+    }
+
+    #[test]
+    fn patient_sides_follow_ras_x() {
+        assert_eq!(patient_side(30.0, 0.0, 400.0), Some("right"));
+        assert_eq!(patient_side(-30.0, 0.0, 400.0), Some("left"));
+        assert_eq!(patient_side(19.0, 0.0, 400.0), None); // within 5 % of 400 mm
+        assert_eq!(patient_side(70.0, 50.0, 100.0), Some("right"));
     }
 
     #[test]

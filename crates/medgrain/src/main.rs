@@ -139,7 +139,7 @@ enum Command {
         file: PathBuf,
         /// classical:ct-body, classical:ct-lung, classical:ct-bone (CT volumes), or expert:onnx (with --onnx).
         #[arg(long)]
-        locator: String,
+        locator: medgrain_roi::locate::LocatorName,
         /// The model config for expert:onnx (TOML: model, classes, normalize, tile, …; see README).
         #[arg(long)]
         onnx: Option<PathBuf>,
@@ -452,8 +452,10 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
         } => {
             let loaded = config::load(&path)?;
             let out = out_dir(&loaded, out)?;
-            if let (Some(r), "grounded-reports") = (&loaded.config.reports, loaded.config.recipe.as_str()) {
-                let job = medgrain_pipeline::reports_recipe::ReportsJob {
+            if let (Some(r), medgrain_pipeline::config::Recipe::GroundedReports) =
+                (&loaded.config.reports, loaded.config.recipe)
+            {
+                let job = medgrain_pipeline::recipes::grounded_reports::ReportsJob {
                     csv: loaded.resolve(&r.csv),
                     root: loaded.resolve(&r.root),
                     masks: r.masks.clone(),
@@ -462,7 +464,7 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                     shard_volumes: r.shard_volumes,
                     top_level_files: true,
                 };
-                let s = medgrain_pipeline::reports_recipe::build_grounded_reports(&job, &out)?;
+                let s = medgrain_pipeline::recipes::grounded_reports::build_grounded_reports(&job, &out)?;
                 println!(
                     "medgrain build {} → {} (grounded reports)",
                     path.display(),
@@ -626,12 +628,7 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
             onnx,
             out,
         } => {
-            let expert = locator == "expert:onnx";
-            if !expert && medgrain_roi::locate::ClassicalLocator::parse(&locator).is_none() {
-                return Err(PipelineError::Usage(format!(
-                    "--locator {locator:?}: use classical:ct-body, classical:ct-lung, classical:ct-bone or expert:onnx"
-                )));
-            }
+            let expert = locator == medgrain_roi::locate::LocatorName::ExpertOnnx;
             let onnx = match (onnx, expert) {
                 (Some(p), true) => {
                     Some(medgrain_expert::OnnxConfig::from_file(&p).map_err(|e| PipelineError::Usage(e.to_string()))?)
@@ -645,7 +642,7 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, PipelineError> {
                 (None, false) => None,
             };
             // the name is known: what fails now is loading (the library, the model, its signature)
-            let loc = medgrain_pipeline::rois::build_locator(&locator, onnx.as_ref()).map_err(PipelineError::Input)?;
+            let loc = medgrain_pipeline::rois::build_locator(locator, onnx.as_ref()).map_err(PipelineError::Input)?;
             let written = medgrain_pipeline::rois::locate_file(&file, loc.as_ref(), &out)
                 .map_err(|e| PipelineError::Input(e.message))?;
             for f in written {

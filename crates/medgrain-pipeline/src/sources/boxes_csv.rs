@@ -6,7 +6,7 @@
 //! the label column. Rows whose coordinates are empty (VinDr "No finding", RSNA `Target = 0`) say the image has no
 //! box; a row with unreadable coordinates is an error naming its line.
 
-use crate::coco::{Annotations, Region};
+use crate::sources::coco::{Annotations, Region};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(ann["a"][0].name, "Nodule/Mass");
         assert!(ann["b"].is_empty(), "an image listed without a box has no region");
         // the region is the COCO box [10, 20, 20, 40]: its mask has 20 × 40 pixels
-        let (m, _) = crate::coco::label_map(&ann["a"][..1], 100, 100).expect("map");
+        let (m, _) = crate::sources::coco::label_map(&ann["a"][..1], 100, 100).expect("map");
         assert_eq!(m.labels.iter().filter(|&&l| l == 1).count(), 20 * 40);
 
         let cols = BoxColumns {
@@ -154,7 +154,7 @@ mod tests {
         };
         let (_d, p) = write("patientId,x,y,width,height,Target\np1,10,20,30,40,1\np2,,,,,0\n");
         let ann = read_box_csv(&p, &cols).expect("read");
-        let (m, names) = crate::coco::label_map(&ann["p1"], 100, 100).expect("map");
+        let (m, names) = crate::sources::coco::label_map(&ann["p1"], 100, 100).expect("map");
         assert_eq!(m.labels.iter().filter(|&&l| l == 1).count(), 30 * 40);
         assert_eq!(names, ["1"]);
     }

@@ -10,7 +10,7 @@
 //! keeps every shard whose marker matches and redoes the rest. The RadGenome-style CSVs
 //! (`grounded_reports/grounded_reports.csv`, `vqa/vqa.csv`) are assembled from per-shard parts at the end.
 
-use crate::run::{io_err, sha256_hex, write_atomic};
+use crate::engine::fsio::{io_err, sha256_hex, write_atomic};
 use crate::PipelineError;
 use medgrain_export::reports::{write_grounded, write_vqa};
 use medgrain_imaging::nifti_read::read_nifti;
@@ -255,7 +255,7 @@ fn measure_volume(
         if voxels.is_empty() {
             continue;
         }
-        let finding = crate::volume_source::mask_name(&p);
+        let finding = crate::sources::volume::mask_name(&p);
         // The organ holding most of the lesion, else the finding's usual place (an effusion lies outside the lung).
         let mut votes = vec![0usize; organs.len() + 1];
         for &i in &voxels {

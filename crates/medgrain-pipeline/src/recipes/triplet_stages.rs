@@ -1,7 +1,7 @@
 //! One sample through the triplet stages: load → ROIs → coarse caption → description → QC → record.
 //! Each stage's failure is reported with the stage's name; nothing here panics on input.
 
-use crate::source::{SampleError, SampleRef, SampleSource};
+use crate::sources::{SampleError, SampleRef, SampleSource};
 use medgrain_generate::{caption, qc, GenerateError, Generated, Generator, SampleFacts};
 use medgrain_imaging::{encode_png, PixelData, Raster};
 use medgrain_records::{GeneratorInfo, ImageCell, SliceRef, TripletRecord};
@@ -78,7 +78,7 @@ fn png_bytes(raster: &Raster, original: Vec<u8>) -> Result<Vec<u8>, SampleError>
 /// field of view) and in-plane measurements (mm, HU) for ROIs of a slice cut from a volume.
 fn apply_patient_geometry(
     rois: &mut [medgrain_records::RoiRecord],
-    g: &crate::source::SliceGeometry,
+    g: &crate::sources::SliceGeometry,
     w: usize,
     h: usize,
 ) {
@@ -96,13 +96,7 @@ fn apply_patient_geometry(
     for roi in rois.iter_mut() {
         let col = (roi.centroid_xy[0].round() as usize).min(w.saturating_sub(1));
         let x = g.world_of_col.get(col).map_or(g.midline_x, |p| p[0]);
-        roi.side = if (x - g.midline_x).abs() < 0.05 * fov {
-            None
-        } else if x > g.midline_x {
-            Some("right".into()) // RAS: +x is the patient's right
-        } else {
-            Some("left".into())
-        };
+        roi.side = medgrain_roi::position::patient_side(x, g.midline_x, fov).map(str::to_string);
         roi.side_frame = "patient".into();
         roi.patient_position = patient_position(roi, g);
         if let Ok(mask) = medgrain_roi::rle::decode(&roi.mask_rle) {
@@ -123,132 +117,33 @@ fn apply_patient_geometry(
             let roi_mean = m.mean_hu;
             roi.measurements = Some(m);
             if let Some((organs, names)) = &g.organs {
-                roi.organ_context = organ_context(&mask, organs, w, h).map(|(k, relation, fraction_inside)| {
-                    let stats = organ_intensity(k, &mask, organs, &g.values, roi_mean);
-                    medgrain_records::OrganContext {
-                        organ: names.get(k as usize - 1).cloned().unwrap_or_default(),
-                        relation: relation.into(),
-                        fraction_inside,
-                        organ_mean_hu: stats.map(|s| s.0),
-                        organ_std_hu: stats.map(|s| s.1),
-                        attenuation_vs_organ: stats.and_then(|s| s.2).map(str::to_string),
-                    }
-                });
+                roi.organ_context =
+                    medgrain_roi::organ::organ_context(&mask, organs, w, h).map(|(k, relation, fraction_inside)| {
+                        let stats = medgrain_roi::organ::organ_intensity(k, &mask, organs, &g.values, roi_mean);
+                        medgrain_records::OrganContext {
+                            organ: names.get(k as usize - 1).cloned().unwrap_or_default(),
+                            relation: relation.into(),
+                            fraction_inside,
+                            organ_mean_hu: stats.map(|s| s.0),
+                            organ_std_hu: stats.map(|s| s.1),
+                            attenuation_vs_organ: stats.and_then(|s| s.2).map(str::to_string),
+                        }
+                    });
             }
         }
     }
 }
 
-/// "right, anterior, superior": the ROI's side, then its anterior/posterior and superior/inferior offset from the
-/// volume's centre where it exceeds 5 % of the field of view along that axis (RAS: +y anterior, +z superior).
-fn patient_position(roi: &medgrain_records::RoiRecord, g: &crate::source::SliceGeometry) -> Option<String> {
-    let (w, h) = (g.world_of_col.len(), g.world_of_row.len());
-    if w == 0 || h == 0 {
-        return None;
-    }
-    let c = (roi.centroid_xy[0].round().max(0.0) as usize).min(w - 1);
-    let r = (roi.centroid_xy[1].round().max(0.0) as usize).min(h - 1);
-    let mid = g.world_of_col[w / 2];
-    let p: [f64; 3] = std::array::from_fn(|a| g.world_of_col[c][a] + g.world_of_row[r][a] - mid[a]);
-    let mut words: Vec<String> = roi.side.iter().cloned().collect();
-    for (axis, pos, neg) in [(1, "anterior", "posterior"), (2, "superior", "inferior")] {
-        let d = p[axis] - g.volume_centre[axis];
-        if d.abs() > 0.05 * g.volume_fov[axis] {
-            words.push(if d > 0.0 { pos } else { neg }.to_string());
-        }
-    }
-    (!words.is_empty()).then(|| words.join(", "))
-}
-
-/// Organ `k`'s mean and std on the slice (its pixels outside the ROI; `None` below 10 pixels) and the ROI's
-/// attenuation against that mean (`ORGAN_ISO_BAND_HU` either side counts as iso-attenuating, as for the ROI against
-/// its shell).
-fn organ_intensity(
-    k: u16,
-    mask: &[bool],
-    organs: &[u16],
-    values: &[f64],
-    roi_mean: Option<f64>,
-) -> Option<(f64, f64, Option<&'static str>)> {
-    const ORGAN_ISO_BAND_HU: f64 = 10.0;
-    if values.len() != organs.len() {
-        return None;
-    }
-    let (mut n, mut sum, mut sum2) = (0usize, 0.0, 0.0);
-    for ((&l, &m), &v) in organs.iter().zip(mask).zip(values) {
-        if l == k && !m {
-            n += 1;
-            sum += v;
-            sum2 += v * v;
-        }
-    }
-    if n < 10 {
-        return None;
-    }
-    let mean = sum / n as f64;
-    let std = (sum2 / n as f64 - mean * mean).max(0.0).sqrt();
-    let attenuation = roi_mean.map(|r| {
-        if r < mean - ORGAN_ISO_BAND_HU {
-            "hypoattenuating"
-        } else if r > mean + ORGAN_ISO_BAND_HU {
-            "hyperattenuating"
-        } else {
-            "isoattenuating"
-        }
-    });
-    Some((mean, std, attenuation))
-}
-
-/// The organ holding or surrounding an ROI (`mask`, row-major `h × w`) among per-pixel organ labels, as (organ
-/// label, relation, fraction of the ROI inside that organ): the organ with most of the ROI's pixels ("inside" when
-/// ≥ half), else the organ most present in a 2-pixel ring around the ROI ("enclosed" when it fills ≥ half of the
-/// ring — a lesion cut out of its organ's mask — else "adjacent").
-fn organ_context(mask: &[bool], organs: &[u16], w: usize, h: usize) -> Option<(u16, &'static str, f64)> {
-    let area = mask.iter().filter(|&&b| b).count();
-    if area == 0 || organs.len() != mask.len() {
-        return None;
-    }
-    let labels = organs.iter().copied().max().unwrap_or(0) as usize + 1;
-    let mut inside = vec![0usize; labels];
-    for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
-        inside[organs[i] as usize] += 1;
-    }
-    let best = (1..labels).max_by_key(|&k| (inside[k], std::cmp::Reverse(k)))?;
-    let fraction = |k: usize| inside[k] as f64 / area as f64;
-    if fraction(best) >= 0.5 {
-        return Some((best as u16, "inside", fraction(best)));
-    }
-    // the ring: pixels within 2 (Chebyshev) of the ROI, not in it; only pixels within 2 of the ROI's box qualify
-    let mut ring = vec![0usize; labels];
-    let mut ring_n = 0usize;
-    let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
-    for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
-        let (r, c) = (i / w, i % w);
-        (r0, r1, c0, c1) = (r0.min(r), r1.max(r), c0.min(c), c1.max(c));
-    }
-    for r in r0.saturating_sub(2)..(r1 + 3).min(h) {
-        for c in c0.saturating_sub(2)..(c1 + 3).min(w) {
-            if mask[r * w + c] {
-                continue;
-            }
-            let near = (r.saturating_sub(2)..(r + 3).min(h))
-                .any(|rr| (c.saturating_sub(2)..(c + 3).min(w)).any(|cc| mask[rr * w + cc]));
-            if near {
-                ring[organs[r * w + c] as usize] += 1;
-                ring_n += 1;
-            }
-        }
-    }
-    let around = (1..labels).max_by_key(|&k| (ring[k], std::cmp::Reverse(k)))?;
-    if ring[around] == 0 {
-        return (inside[best] > 0).then(|| (best as u16, "adjacent", fraction(best)));
-    }
-    let relation = if ring[around] * 2 >= ring_n {
-        "enclosed"
-    } else {
-        "adjacent"
-    };
-    Some((around as u16, relation, fraction(around)))
+/// "right, anterior, superior" for an ROI of a slice (see [`medgrain_roi::position::patient_position_words`]).
+fn patient_position(roi: &medgrain_records::RoiRecord, g: &crate::sources::SliceGeometry) -> Option<String> {
+    medgrain_roi::position::patient_position_words(
+        roi.side.as_deref(),
+        roi.centroid_xy.map(f64::from),
+        &g.world_of_col,
+        &g.world_of_row,
+        g.volume_centre,
+        g.volume_fov,
+    )
 }
 
 /// A sample after loading and ROI extraction, waiting for its description.

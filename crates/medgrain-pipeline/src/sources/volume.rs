@@ -10,7 +10,7 @@
 //! (its voxels would not sit on one grid).
 
 use crate::config::{LoadedConfig, SourceConfig};
-use crate::source::{LoadedSample, SampleError, SampleMeta, SampleRef, SampleSource, SliceGeometry};
+use crate::sources::sample::{LoadedSample, SampleError, SampleMeta, SampleRef, SampleSource, SliceGeometry};
 use crate::PipelineError;
 use medgrain_imaging::nifti_read::{read_nifti, read_nifti_header, NiftiImage};
 use medgrain_imaging::render::{apply_window, ct_window, percentile_window, Plane, SliceLayout};
@@ -58,11 +58,11 @@ pub(crate) fn open_locator(
     cfg: &SourceConfig,
     loaded: &LoadedConfig,
 ) -> Result<Option<Arc<dyn medgrain_roi::locate::RoiLocator>>, PipelineError> {
-    let Some(spec) = cfg.locator.as_deref() else {
+    let Some(name) = cfg.locator else {
         return Ok(None);
     };
     let onnx = cfg.onnx.clone().map(|o| o.resolved(&loaded.base_dir));
-    crate::rois::build_locator(spec, onnx.as_ref())
+    crate::rois::build_locator(name, onnx.as_ref())
         .map(Some)
         .map_err(|reason| PipelineError::Config {
             path: loaded.path.clone(),
@@ -212,8 +212,11 @@ impl NiftiVolumeSource {
         let file = self
             .located_dir
             .as_ref()
-            .and_then(|d| crate::located_cache::cache_file(d, rel, &source_path, loc.name()));
-        if let Some(found) = file.as_ref().and_then(|f| crate::located_cache::read(f, values.len())) {
+            .and_then(|d| crate::sources::located_cache::cache_file(d, rel, &source_path, loc.name()));
+        if let Some(found) = file
+            .as_ref()
+            .and_then(|f| crate::sources::located_cache::read(f, values.len()))
+        {
             return Ok(found);
         }
         let found = loc
@@ -221,7 +224,7 @@ impl NiftiVolumeSource {
             .map_err(|e| SampleError::new("locator", e.to_string()))?;
         if let Some(f) = &file {
             // the cache saves work; failing to write it costs only a second run of the locator
-            if let Err(e) = crate::located_cache::write(f, values.len(), &found) {
+            if let Err(e) = crate::sources::located_cache::write(f, values.len(), &found) {
                 tracing::warn!(file = %f.display(), error = %e, "could not keep the located masks");
             }
         }
@@ -443,11 +446,11 @@ impl NiftiVolumeSource {
 
     /// Volume keys: NIfTI files matching `images`, or for `dicom-series` the matching folders — `DIR` when the
     /// folder holds one series, `DIR#SERIES_UID` for each when it holds several.
-    fn volume_keys(&self) -> Result<crate::source::Listing, PipelineError> {
+    fn volume_keys(&self) -> Result<crate::sources::sample::Listing, PipelineError> {
         if !self.dicom {
-            return crate::source::list_files(&self.root, &self.cfg.images, &self.cfg.name);
+            return crate::sources::sample::list_files(&self.root, &self.cfg.images, &self.cfg.name);
         }
-        let (dirs, unreadable) = crate::source::list_dirs(&self.root, &self.cfg.images, &self.cfg.name)?;
+        let (dirs, unreadable) = crate::sources::sample::list_dirs(&self.root, &self.cfg.images, &self.cfg.name)?;
         let mut keys = Vec::new();
         for d in dirs {
             let uids = medgrain_imaging::dicom_series::series_uids(&self.root.join(&d)).unwrap_or_default();
@@ -681,6 +684,6 @@ impl SampleSource for NiftiVolumeSource {
     }
 
     fn roi_options(&self) -> medgrain_roi::RoiOptions {
-        crate::source::roi_options(&self.cfg)
+        crate::sources::sample::roi_options(&self.cfg)
     }
 }

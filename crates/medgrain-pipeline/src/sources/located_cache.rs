@@ -35,7 +35,7 @@ pub fn cache_file(dir: &Path, volume_key: &str, volume_path: &Path, locator: &st
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_nanos();
-    let key = crate::run::sha256_hex([volume_key, &meta.len().to_string(), &modified.to_string(), locator]);
+    let key = crate::engine::fsio::sha256_hex([volume_key, &meta.len().to_string(), &modified.to_string(), locator]);
     Some(dir.join(format!("{}.located.gz", &key[..32])))
 }
 

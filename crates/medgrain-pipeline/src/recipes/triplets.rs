@@ -7,9 +7,10 @@
 //! `OUT/errors.jsonl`, `OUT/stats.json`, `OUT/manifest.json`.
 
 use crate::config::LoadedConfig;
+use crate::engine::fsio::{io_err, sha256_hex, write_atomic};
 use crate::generator::{make_generator, shard_workers};
-use crate::process::{prepare, sample_id, Prepared};
-use crate::source::{open_source_in, SampleError, SampleRef, SampleSource};
+use crate::recipes::triplet_stages::{prepare, sample_id, Prepared};
+use crate::sources::{open_source_in, SampleError, SampleRef, SampleSource};
 use crate::stats::Stats;
 use crate::PipelineError;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -64,29 +65,6 @@ struct Planned<'a> {
     source: &'a dyn SampleSource,
     sample: SampleRef,
     id: String,
-}
-
-pub(crate) fn io_err(path: &Path, source: std::io::Error) -> PipelineError {
-    PipelineError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Writes `bytes` to `path` via a temporary file and a rename, so readers never see a partial file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
-}
-
-pub(crate) fn sha256_hex(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_ref());
-        h.update([0u8]);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hash of a config's meaning (its parsed form), independent of comments and formatting.

@@ -1,95 +1,12 @@
-//! Sample sources: where samples come from and how one is loaded. A source lists its samples (sorted, so ids and
-//! shards are deterministic) and loads one at a time, reporting failures per sample with the stage that failed.
-//! New sources (DICOM series, NIfTI volumes, WebDataset, ...) implement [`SampleSource`].
+//! `kind = "image-folder"`: a folder of 2D images (PNG/JPEG/TIFF, DICOM files), with masks, COCO annotations, box
+//! CSVs or an expert segmenter for the ROIs and a metadata CSV.
 
+use super::sample::{list_files, roi_options, LoadedSample, SampleError, SampleMeta, SampleRef, SampleSource};
 use crate::config::{LoadedConfig, SourceConfig};
 use crate::PipelineError;
-use medgrain_imaging::{decode_raster, read_label_map, LabelMap, Raster};
+use medgrain_imaging::{decode_raster, read_label_map, LabelMap};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// One sample to process: its path relative to the source root, or an error found while listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SampleRef {
-    pub rel_path: String,
-    /// For samples cut from volumes: the plane and slice index.
-    pub slice: Option<medgrain_records::SliceRef>,
-    /// A problem found while listing (e.g. a metadata row naming a missing file): the sample fails with it.
-    pub listing_error: Option<SampleError>,
-}
-
-/// A per-sample failure: the stage and the reason. It becomes one line of `errors.jsonl`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SampleError {
-    pub stage: &'static str,
-    pub message: String,
-}
-
-impl SampleError {
-    pub fn new(stage: &'static str, message: impl Into<String>) -> Self {
-        SampleError {
-            stage,
-            message: message.into(),
-        }
-    }
-}
-
-/// Metadata of one image after defaults are applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SampleMeta {
-    pub modality: Option<String>,
-    pub organ: Option<String>,
-    pub diseases: Vec<String>,
-    pub notes: Option<String>,
-}
-
-/// A loaded sample: original file bytes, decoded pixels, optional label map, metadata.
-#[derive(Debug, Clone)]
-pub struct LoadedSample {
-    pub bytes: Vec<u8>,
-    pub raster: Raster,
-    pub mask: Option<LabelMap>,
-    pub meta: SampleMeta,
-    /// Names of the mask's label values (value − 1 indexes it) when they differ per sample.
-    pub label_names: Option<Vec<String>>,
-    /// Where each label's mask came from (value − 1 indexes it), when not all from annotations: e.g.
-    /// `classical:ct-lung` for masks a locator found. ROIs carry it as `origin`.
-    pub label_origins: Option<Vec<String>>,
-    /// The locator's confidence per label (value − 1 indexes it; experts only). ROIs carry it as `score`.
-    pub label_scores: Option<Vec<Option<f64>>>,
-    /// Patient geometry of a slice cut from a volume.
-    pub geometry: Option<SliceGeometry>,
-}
-
-/// What a slice of a volume knows about the patient: pixel size, the x of the patient midline (RAS, mm), the
-/// unwindowed values (HU for CT) in display order, and where its columns and rows lie in the patient.
-#[derive(Debug, Clone)]
-pub struct SliceGeometry {
-    pub pixel_mm: f64,
-    pub midline_x: f64,
-    pub values: Vec<f64>,
-    /// World position (RAS mm) of each display column at the middle row (its x gives the side), and of each row at
-    /// the middle column; with the volume's centre and field of view per world axis, for patient-frame positions.
-    pub world_of_col: Vec<[f64; 3]>,
-    pub world_of_row: Vec<[f64; 3]>,
-    pub volume_centre: [f64; 3],
-    pub volume_fov: [f64; 3],
-    /// Organ label per display pixel (0 = none; value − 1 indexes the names), when the source has organ masks.
-    pub organs: Option<(Vec<u16>, Vec<String>)>,
-}
-
-/// A source of 2D samples.
-pub trait SampleSource: Send + Sync {
-    fn name(&self) -> &str;
-    fn license(&self) -> Option<&str>;
-    /// All samples, sorted by `rel_path`.
-    fn list(&self) -> Result<Vec<SampleRef>, PipelineError>;
-    fn load(&self, sample: &SampleRef) -> Result<LoadedSample, SampleError>;
-    /// The name of a mask label value in this sample.
-    fn label_name(&self, label: u32, meta: &SampleMeta) -> String;
-    /// ROI options for this source.
-    fn roi_options(&self) -> medgrain_roi::RoiOptions;
-}
 
 /// A folder of images with optional masks and a metadata CSV (`kind = "image-folder"`).
 pub struct ImageFolderSource {
@@ -99,7 +16,7 @@ pub struct ImageFolderSource {
     /// Samples that exist only as problems found in the metadata file.
     metadata_problems: Vec<SampleRef>,
     /// COCO regions per image (`annotations = "instances.json"`).
-    annotations: Option<crate::coco::Annotations>,
+    annotations: Option<crate::sources::coco::Annotations>,
     /// An expert segmenter for images without a mask (`locator = "expert:onnx"`).
     locator: Option<std::sync::Arc<dyn medgrain_roi::locate::RoiLocator>>,
 }
@@ -118,7 +35,10 @@ fn split_diseases(v: &str) -> Vec<String> {
 }
 
 /// An image's regions: by its path relative to the root, else by its file stem (box CSVs name images by id).
-fn annotations_for<'a>(a: &'a crate::coco::Annotations, rel: &str) -> Option<&'a Vec<crate::coco::Region>> {
+fn annotations_for<'a>(
+    a: &'a crate::sources::coco::Annotations,
+    rel: &str,
+) -> Option<&'a Vec<crate::sources::coco::Region>> {
     a.get(rel).or_else(|| {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
@@ -141,14 +61,14 @@ impl ImageFolderSource {
             metadata: HashMap::new(),
             metadata_problems: Vec::new(),
             annotations: None,
-            locator: crate::volume_source::open_locator(cfg, loaded)?,
+            locator: crate::sources::volume::open_locator(cfg, loaded)?,
         };
         if let Some(a) = &cfg.annotations {
             let path = src.root.join(a);
             let read = if a.ends_with(".csv") {
-                crate::boxes_csv::read_box_csv(&path, &cfg.box_columns.clone().unwrap_or_default())
+                crate::sources::boxes_csv::read_box_csv(&path, &cfg.box_columns.clone().unwrap_or_default())
             } else {
-                crate::coco::read_coco(&path)
+                crate::sources::coco::read_coco(&path)
             };
             src.annotations = Some(read.map_err(|reason| PipelineError::Config {
                 path: loaded.path.clone(),
@@ -360,8 +280,9 @@ impl SampleSource for ImageFolderSource {
         let mut label_names = None;
         let from_coco = match self.annotations.as_ref().map(|a| annotations_for(a, &sample.rel_path)) {
             Some(Some(regions)) => {
-                let (m, names) = crate::coco::label_map(regions, raster.height as usize, raster.width as usize)
-                    .map_err(|e| SampleError::new("mask", format!("{}: {e}", sample.rel_path)))?;
+                let (m, names) =
+                    crate::sources::coco::label_map(regions, raster.height as usize, raster.width as usize)
+                        .map_err(|e| SampleError::new("mask", format!("{}: {e}", sample.rel_path)))?;
                 label_names = Some(names);
                 Some(m)
             }
@@ -466,81 +387,5 @@ impl SampleSource for ImageFolderSource {
 
     fn roi_options(&self) -> medgrain_roi::RoiOptions {
         roi_options(&self.cfg)
-    }
-}
-
-/// Matching files, and `(path, reason)` for paths the glob could not read.
-pub(crate) type Listing = (Vec<String>, Vec<(String, String)>);
-
-/// Files under `root` matching the glob `pattern` (paths relative to `root`, `/`-separated, sorted), and the
-/// paths the glob could not read with the reason.
-pub(crate) fn list_files(root: &Path, pattern: &str, source: &str) -> Result<Listing, PipelineError> {
-    list_matching(root, pattern, source, Path::is_file)
-}
-
-/// Folders under `root` matching the glob `pattern` (for `dicom-series` sources), like [`list_files`].
-pub(crate) fn list_dirs(root: &Path, pattern: &str, source: &str) -> Result<Listing, PipelineError> {
-    list_matching(root, pattern, source, Path::is_dir)
-}
-
-fn list_matching(root: &Path, pattern: &str, source: &str, keep: fn(&Path) -> bool) -> Result<Listing, PipelineError> {
-    let full = format!("{}/{}", glob::Pattern::escape(&root.to_string_lossy()), pattern);
-    let entries = glob::glob(&full).map_err(|e| PipelineError::Config {
-        path: root.to_path_buf(),
-        reason: format!("source {source:?}: images pattern: {e}"),
-    })?;
-    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/");
-    let (mut found, mut unreadable) = (Vec::new(), Vec::new());
-    for entry in entries {
-        match entry {
-            Ok(p) if keep(&p) => found.push(rel(&p)),
-            Ok(_) => {}
-            Err(e) => unreadable.push((rel(e.path()), e.to_string())),
-        }
-    }
-    found.sort();
-    Ok((found, unreadable))
-}
-
-/// The ROI options of a source's `[source.rois]` table.
-pub(crate) fn roi_options(cfg: &SourceConfig) -> medgrain_roi::RoiOptions {
-    medgrain_roi::RoiOptions {
-        connectivity: cfg.rois.connectivity,
-        unit: if cfg.rois.unit == "label" {
-            medgrain_roi::RoiUnit::Label
-        } else {
-            medgrain_roi::RoiUnit::Component
-        },
-        min_area_px: cfg.rois.min_area_px,
-        ..Default::default()
-    }
-}
-
-/// Opens the source a config table describes.
-pub fn open_source(cfg: &SourceConfig, loaded: &LoadedConfig) -> Result<Box<dyn SampleSource>, PipelineError> {
-    open_source_in(cfg, loaded, None)
-}
-
-/// Opens a source for a build into OUT: `work` (`OUT/.medgrain`) keeps what a volume source's locator found, so
-/// that it runs once per volume and build (see [`crate::located_cache`]).
-pub fn open_source_in(
-    cfg: &SourceConfig,
-    loaded: &LoadedConfig,
-    work: Option<&Path>,
-) -> Result<Box<dyn SampleSource>, PipelineError> {
-    match cfg.kind.as_str() {
-        "image-folder" => Ok(Box::new(ImageFolderSource::open(cfg, loaded)?)),
-        "nifti" | "dicom-series" => {
-            let mut src = crate::volume_source::NiftiVolumeSource::open(cfg, loaded)?;
-            if src.has_locator() {
-                let key = crate::run::sha256_hex([cfg.name.as_str()]);
-                src.located_dir = work.map(|w| w.join("located").join(&key[..16]));
-            }
-            Ok(Box::new(src))
-        }
-        other => Err(PipelineError::Config {
-            path: loaded.path.clone(),
-            reason: format!("unknown source kind {other:?}"),
-        }),
     }
 }

@@ -1,0 +1,37 @@
+//! File helpers every recipe shares: I/O errors with their path, atomic writes (temporary name, then rename), and
+//! the content hashes that ids, plans and markers are made of.
+
+use crate::PipelineError;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// An I/O error with the path it happened on.
+pub fn io_err(path: &Path, source: std::io::Error) -> PipelineError {
+    PipelineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary file, synced, then renamed, so readers never see a partial file and a
+/// crash never leaves a renamed file whose bytes are not on disk.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| io_err(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// SHA-256 (hex) of the parts, each followed by a NUL so that ("ab", "c") and ("a", "bc") differ.
+pub fn sha256_hex(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_ref());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,5 @@
+//! The engine every recipe runs on: typed errors ([`error`]) and the shared file helpers ([`fsio`]). Sources of
+//! samples live in [`crate::sources`], recipes in [`crate::recipes`].
+
+pub mod error;
+pub mod fsio;

@@ -1,0 +1,315 @@
+//! The command line's grammar (clap): the commands and their arguments. Each command runs in its own module under
+//! `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "medgrain",
+    version,
+    about = "Build grounded, multigranular medical vision-language datasets",
+    long_about = "medgrain turns medical images and their annotations into image–ROI–description triplets \
+                  (the MedTrinity-25M recipe), offline and resumably.\n\n\
+                  Start with `medgrain demo --out demo`, then `medgrain inspect demo`.",
+    after_help = "Exit status: 0 success · 1 finished, but some samples failed (see OUT/errors.jsonl) · 2 unusable arguments or config.\n\
+                  Logs go to stderr; set MEDGRAIN_LOG=debug for per-sample detail."
+)]
+pub(crate) struct Cli {
+    /// Only print errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Write a deterministic synthetic corpus with known ground truth (2D images + masks, 3D CT + organ masks + reports).
+    Synth(SynthArgs),
+    /// Run the main job on embedded defaults: synthetic corpus, then the triplet recipe; offline.
+    Demo(DemoArgs),
+    /// Run the pipeline a TOML config describes (resumes when OUT already holds a run of the same config).
+    Build(BuildArgs),
+    /// Offline batch generation through OpenAI Batch API files (also read by `vllm run-batch`).
+    Batch {
+        #[command(subcommand)]
+        action: BatchAction,
+    },
+    /// A local Chat Completions server for trying configs and testing clients (answers from the prompt's facts).
+    MockServer(MockServerArgs),
+    /// Facts about images and volumes (NIfTI-1/2, PNG, JPEG, TIFF), one JSON object per line.
+    Probe(ProbeArgs),
+    /// Render one frame of a DICOM file to an 8-bit PNG for display: modality LUT, VOI window (the file's, or
+    /// --window), MONOCHROME1 inverted, YCbCr as RGB.
+    Render(RenderArgs),
+    /// Reorient a 3D NIfTI volume to RAS+ (nibabel's as_closest_canonical: axes permuted and flipped, never
+    /// resampled) and write it as .nii.gz.
+    Reorient(ReorientArgs),
+    /// Find ROIs in an unannotated volume (NIfTI, or a DICOM series folder) or 2D image with a locator and write
+    /// one mask per structure (`OUT/<name>.nii.gz` on the volume's grid; `OUT/<name>.png` for images).
+    Locate(LocateArgs),
+    /// Connected components of a label map or mask (NIfTI, PNG, TIFF) per label, as JSON.
+    Rois(RoisArgs),
+    /// Medical knowledge base: build from JSONL / Markdown / text / PubMed XML, search by BM25, dense or hybrid.
+    Kb {
+        #[command(subcommand)]
+        action: KbAction,
+    },
+    /// Radiology reports: grounding of report sentences to anatomy and findings.
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
+    },
+    /// Summarise an output dataset: counts per modality/organ/source, failures, sample rows.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct SynthArgs {
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed: the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per 2D kind (seven kinds).
+    #[arg(long, default_value_t = 36)]
+    pub images_per_kind: usize,
+    /// Number of 3D CT volumes.
+    #[arg(long, default_value_t = 8)]
+    pub volumes: usize,
+}
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// Output folder (the corpus goes to OUT/synth, the dataset to OUT).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Corpus seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Discard previous output in OUT and start over (default: resume).
+    #[arg(long)]
+    pub force: bool,
+    /// Write descriptions with an OpenAI-compatible server at URL (ending in /v1); key from OPENAI_API_KEY.
+    #[arg(long, requires = "model")]
+    pub generator_url: Option<String>,
+    /// The model name the server serves (with --generator-url).
+    #[arg(long, requires = "generator_url")]
+    pub model: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct BuildArgs {
+    /// The config file.
+    pub config: PathBuf,
+    /// Output folder (default: `[output] dir` of the config).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Discard previous output in OUT and start over.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct MockServerArgs {
+    /// Port on 127.0.0.1 (0 = any free port; the address is printed).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// The model name it serves.
+    #[arg(long, default_value = "mock-model")]
+    pub model: String,
+    /// Latency added to every answer, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Inject faults deterministically per prompt (429, 500, stalls, malformed and truncated answers).
+    #[arg(long)]
+    pub faults: bool,
+    /// How long a stalled answer (a fault class) hangs, milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub stall_ms: u64,
+    /// Require `Authorization: Bearer $VAR`.
+    #[arg(long)]
+    pub require_key_env: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct ProbeArgs {
+    /// Files, or folders of DICOM files (one line per series: slices ordered by position, gaps reported).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// JSON lines (the only output form).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write each DICOM file's decoded stored values as float64 `.npy` (`DIR/N.npy`, N = the output line,
+    /// 0-based; the line gains "values_npy").
+    #[arg(long)]
+    pub npy_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct RenderArgs {
+    pub file: PathBuf,
+    /// PNG to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Frame of a multi-frame file (0-based).
+    #[arg(long, default_value_t = 0)]
+    pub frame: usize,
+    /// `CENTRE,WIDTH` or a CT preset (lung, mediastinum, bone, brain, abdomen); default: the file's window, else
+    /// the frame's full range.
+    #[arg(long, allow_hyphen_values = true)]
+    pub window: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct ReorientArgs {
+    pub file: PathBuf,
+    /// Output .nii.gz.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct LocateArgs {
+    pub file: PathBuf,
+    /// classical:ct-body, classical:ct-lung, classical:ct-bone (CT volumes), or expert:onnx (with --onnx).
+    #[arg(long)]
+    pub locator: medgrain_roi::locate::LocatorName,
+    /// The model config for expert:onnx (TOML: model, classes, normalize, tile, …; see README).
+    #[arg(long)]
+    pub onnx: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct RoisArgs {
+    pub file: PathBuf,
+    /// JSON output (the only form).
+    #[arg(long)]
+    pub json: bool,
+    /// scipy connectivity: 1 = faces only … rank = full (default: full).
+    #[arg(long)]
+    pub connectivity: Option<usize>,
+    /// Label names, lines `value name` (default: FILE.txt next to the file, if present).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Intensity volume on the same grid (e.g. the CT) for mean/std HU and attenuation.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct InspectArgs {
+    /// The output folder of `build` or `demo`.
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How many rows to show in full.
+    #[arg(long, default_value_t = 3)]
+    pub samples: usize,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KbAction {
+    /// Build (or extend) a knowledge base. Files already ingested (same content) are skipped.
+    Build {
+        /// Input files or folders (.jsonl, .md, .txt, PubMed .xml).
+        #[arg(long, num_args = 1.., required = true)]
+        input: Vec<PathBuf>,
+        /// The knowledge base folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// all-MiniLM-L6-v2 folder (config.json, model.safetensors, tokenizer.json); default $MEDGRAIN_EMBED_MODEL.
+        /// Without one the knowledge base is BM25-only.
+        #[arg(long)]
+        embed_model: Option<PathBuf>,
+        /// Chunk size limit in model tokens.
+        #[arg(long, default_value_t = 200)]
+        max_tokens: usize,
+        /// Sentences shared by consecutive chunks.
+        #[arg(long, default_value_t = 1)]
+        overlap: usize,
+    },
+    /// Retrieve passages: {"query", "hits": [{"id", "title", "source", "score", "text"}]}.
+    Search {
+        kb: PathBuf,
+        /// The query (or give --queries).
+        #[arg(required_unless_present = "queries")]
+        query: Option<String>,
+        /// A file with one query per line: one JSON object per query, in order (model loaded once).
+        #[arg(long, conflicts_with = "query")]
+        queries: Option<PathBuf>,
+        /// JSON output (the default form is text).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// bm25 | dense | hybrid (default: hybrid when the KB has embeddings and the model is found, else bm25).
+        #[arg(long)]
+        mode: Option<medgrain_knowledge::Mode>,
+        #[arg(long)]
+        embed_model: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ReportAction {
+    /// Ground every sentence of a report file: one JSON object per sentence. A CSV (CT-RATE's columns VolumeName,
+    /// Findings_EN, Impressions_EN by default), or plain text with one report per line (`.txt`, or --lines).
+    Ground {
+        reports: PathBuf,
+        /// JSON lines (the only output form).
+        #[arg(long)]
+        json: bool,
+        /// The CSV column that names the report (default VolumeName).
+        #[arg(long, default_value = "VolumeName")]
+        id_column: String,
+        /// The CSV column with the findings section (default Findings_EN).
+        #[arg(long, default_value = "Findings_EN")]
+        findings_column: String,
+        /// The CSV column with the impression section (default Impressions_EN).
+        #[arg(long, default_value = "Impressions_EN")]
+        impression_column: String,
+        /// Read plain text, one report per line (ids `line-N`); the default for files ending in .txt.
+        #[arg(long)]
+        lines: bool,
+    },
+    /// Negation and uncertainty of a concept in a sentence: for JSON lines {"concept", "sentence"}, one JSON object
+    /// {"concept", "sentence", "negated", "uncertain", "cue", "found"} per line, in order.
+    Context {
+        file: PathBuf,
+        /// JSON lines (the only output form).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum BatchAction {
+    /// Write the requests a build would send (those not already cached) to OUT/batch/requests-NNNNN.jsonl.
+    Export {
+        config: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Lines per file at most.
+        #[arg(long, default_value_t = 50_000)]
+        max_lines: usize,
+        /// Megabytes per file at most.
+        #[arg(long, default_value_t = 200)]
+        max_mb: usize,
+    },
+    /// Read Batch API output/error files into the request cache; then `build` writes the answered samples.
+    Import {
+        config: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Output and error files of the batch.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}

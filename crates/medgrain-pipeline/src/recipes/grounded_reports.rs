@@ -11,6 +11,7 @@
 //! (`grounded_reports/grounded_reports.csv`, `vqa/vqa.csv`) are assembled from per-shard parts at the end.
 
 use crate::engine::fsio::{io_err, sha256_hex, write_atomic};
+use crate::engine::shards::MarkerStore;
 use crate::PipelineError;
 use medgrain_export::reports::{write_grounded, write_vqa};
 use medgrain_imaging::nifti_read::read_nifti;
@@ -416,14 +417,11 @@ fn part_name(k: usize, ext: &str) -> String {
     format!("part-{k:05}.{ext}")
 }
 
-fn marker_path(out: &Path, k: usize) -> PathBuf {
-    out.join(".medgrain/shards").join(format!("reports-{k:05}.json"))
-}
-
 struct Run<'a> {
     ont: Ontology,
     job: &'a ReportsJob,
     out: &'a Path,
+    markers: MarkerStore,
     settings: String,
     shard: usize,
     total: ReportsSummary,
@@ -452,10 +450,9 @@ impl Run<'_> {
         self.shard += 1;
         let key = self.shard_key(reports)?;
         let paths = self.paths(k);
-        if let Some(m) = std::fs::read(marker_path(self.out, k))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ShardMarker>(&b).ok())
-            .filter(|m| m.key == key && paths.iter().all(|p| p.is_file()))
+        if let Some(m) = self
+            .markers
+            .read(k, |m: &ShardMarker| m.key == key && paths.iter().all(|p| p.is_file()))
         {
             self.total.add(&m.counts);
             self.total.shards_resumed += 1;
@@ -509,8 +506,7 @@ impl Run<'_> {
             counts: counts.clone(),
             errors: errors.clone(),
         };
-        let bytes = serde_json::to_vec(&marker).map_err(|e| PipelineError::Internal(e.to_string()))?;
-        write_atomic(&marker_path(self.out, k), &bytes)?;
+        self.markers.write(k, &marker)?;
         tracing::info!(
             "reports shard {k}: {} volumes, {} grounded rows, {} VQA pairs",
             counts.volumes,
@@ -543,13 +539,7 @@ fn assemble_csv(out: &Path, dest: &Path, header: &str, prefix: &str, shards: usi
 /// Runs the recipe (see the module docs).
 pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSummary, PipelineError> {
     let ont = Ontology::embedded().map_err(|e| PipelineError::Internal(e.to_string()))?;
-    for dir in [
-        "grounded_reports",
-        "vqa",
-        "structured_findings",
-        ".medgrain/parts",
-        ".medgrain/shards",
-    ] {
+    for dir in ["grounded_reports", "vqa", "structured_findings", ".medgrain/parts"] {
         let d = out.join(dir);
         std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
     }
@@ -562,6 +552,7 @@ pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSum
         ont,
         job,
         out,
+        markers: MarkerStore::open(out, "reports")?,
         settings,
         shard: 0,
         total: ReportsSummary::default(),
@@ -591,13 +582,10 @@ pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSum
     }
     let shards = run.shard;
     // Parts of an earlier, longer run are not part of this dataset.
-    let mut k = shards;
-    while marker_path(out, k).exists() {
+    for k in run.markers.remove_from(shards)? {
         for p in run.paths(k) {
             let _ = std::fs::remove_file(p);
         }
-        let _ = std::fs::remove_file(marker_path(out, k));
-        k += 1;
     }
     assemble_csv(
         out,

@@ -8,6 +8,7 @@
 
 use crate::config::LoadedConfig;
 use crate::engine::fsio::{io_err, sha256_hex, write_atomic};
+use crate::engine::shards::MarkerStore;
 use crate::generator::{make_generator, shard_workers};
 use crate::recipes::triplet_stages::{prepare, sample_id, Prepared};
 use crate::sources::{open_source_in, SampleError, SampleRef, SampleSource};
@@ -106,6 +107,7 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, SampleError>) -> Result<T, SampleErr
 /// What every shard of one build shares.
 struct ShardContext<'a> {
     config_hash: &'a str,
+    markers: &'a MarkerStore,
     out: &'a Path,
     generator: &'a dyn Generator,
     knowledge: Option<&'a crate::knowledge::Knowledge>,
@@ -120,6 +122,7 @@ fn process_shard(
 ) -> Result<ShardMarker, PipelineError> {
     let ShardContext {
         config_hash,
+        markers: _,
         out,
         generator,
         knowledge,
@@ -182,25 +185,8 @@ fn process_shard(
         errors,
         stats,
     };
-    let path = marker_path(out, k);
-    let json = serde_json::to_vec(&marker).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    write_atomic(&path, &json)?;
+    cx.markers.write(k, &marker)?;
     Ok(marker)
-}
-
-fn marker_path(out: &Path, k: usize) -> PathBuf {
-    out.join(".medgrain")
-        .join("shards")
-        .join(format!("triplets-{k:05}.json"))
-}
-
-fn read_marker(out: &Path, k: usize) -> Option<ShardMarker> {
-    let bytes = std::fs::read(marker_path(out, k)).ok()?;
-    let m: ShardMarker = serde_json::from_slice(&bytes).ok()?;
-    match &m.file {
-        Some(f) if !out.join(f).is_file() => None,
-        _ => Some(m),
-    }
 }
 
 /// Runs the build a config describes into `out`.
@@ -276,14 +262,18 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         .collect();
     tracing::info!(samples = plan.len(), shards = shards.len(), shard_size, "planned");
 
-    // Resume: keep shards whose marker matches.
+    // Resume: keep shards whose marker matches (and whose part is there).
+    let store = MarkerStore::open(out, "triplets")?;
     let mut markers: Vec<Option<ShardMarker>> = (0..shards.len())
         .map(|k| {
-            read_marker(out, k)
-                .filter(|m| m.plan_hash == plan_hashes[k] && m.config_hash == chash)
-                // Generation failures are worth retrying (server down, rate limits); the shard's other samples
-                // come back from the request cache without new requests.
-                .filter(|m| !m.errors.iter().any(|e| e.stage == "generate"))
+            store.read(k, |m: &ShardMarker| {
+                m.plan_hash == plan_hashes[k]
+                    && m.config_hash == chash
+                    && m.file.as_ref().is_none_or(|f| out.join(f).is_file())
+                    // Generation failures are worth retrying (server down, rate limits); the shard's other samples
+                    // come back from the request cache without new requests.
+                    && !m.errors.iter().any(|e| e.stage == "generate")
+            })
         })
         .collect();
     let resumed = markers.iter().filter(|m| m.is_some()).count();
@@ -310,6 +300,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         .map_err(|e| PipelineError::Internal(format!("thread pool: {e}")))?;
     let cx = ShardContext {
         config_hash: &chash,
+        markers: &store,
         out,
         generator: generator.as_ref(),
         knowledge: knowledge.as_ref(),
@@ -337,12 +328,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
             }
         }
     }
-    let mut k = shards.len();
-    while marker_path(out, k).exists() {
-        let p = marker_path(out, k);
-        std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
-        k += 1;
-    }
+    store.remove_from(shards.len())?;
 
     // Assemble.
     let mut stats = Stats::default();

@@ -2,6 +2,11 @@
 //! synced, renamed), then its marker, so a marker on disk means the shard is finished. A marker that does not parse
 //! (truncated, corrupt) or whose recipe-specific check fails is ignored and its shard is redone, never trusted.
 //! Markers live in `OUT/.medgrain/shards/{prefix}-NNNNN.json`.
+//!
+//! [`run_shards`] is the one sharded runner every recipe uses: shards come from the recipe (planned up front or
+//! streamed from a file), finished ones are kept, pending ones are processed in parallel as they come (at most one
+//! shard per worker in memory), each writes its parts and then its marker, and markers of an earlier, longer plan are
+//! removed with their parts. The recipe assembles its dataset from the markers it gets back.
 
 use crate::engine::fsio::{io_err, write_atomic};
 use crate::PipelineError;
@@ -57,6 +62,89 @@ impl MarkerStore {
     }
 }
 
+/// A recipe's shard work, as [`run_shards`] runs it.
+pub trait ShardWork: Sync {
+    /// One shard's inputs.
+    type Input: Send;
+    /// What a finished shard records: its key, counts, errors, the parts it wrote.
+    type Marker: Serialize + DeserializeOwned + Send;
+    /// The marker file prefix (`triplets`, `reports`).
+    fn prefix(&self) -> &'static str;
+    /// The shard's key: a hash of its inputs (and settings); a marker made for another key is redone.
+    fn key(&self, k: usize, input: &Self::Input) -> Result<String, PipelineError>;
+    /// Whether a marker read from disk still stands for this key (its parts are there, nothing is worth retrying).
+    fn keep(&self, k: usize, key: &str, marker: &Self::Marker) -> bool;
+    /// Processes shard `k` and writes its parts atomically; the runner writes the marker after.
+    fn process(&self, k: usize, input: Self::Input, key: String) -> Result<Self::Marker, PipelineError>;
+    /// Removes shard `k`'s parts (a shard of an earlier, longer plan).
+    fn remove_parts(&self, k: usize) -> Result<(), PipelineError>;
+    /// Called once per shard kept from an earlier run (progress display).
+    fn kept(&self, _k: usize, _input: &Self::Input) {}
+}
+
+/// What [`run_shards`] did: every shard's marker in shard order, and which were kept from an earlier run.
+#[derive(Debug)]
+pub struct ShardRun<M> {
+    pub markers: Vec<M>,
+    pub kept: Vec<bool>,
+}
+
+impl<M> ShardRun<M> {
+    /// How many shards were kept from an earlier run.
+    pub fn resumed(&self) -> usize {
+        self.kept.iter().filter(|&&k| k).count()
+    }
+}
+
+/// Runs every shard `shards` yields (see the module docs) on `pool` (the global pool when `None`).
+pub fn run_shards<W, I>(
+    work: &W,
+    out: &Path,
+    shards: I,
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<ShardRun<W::Marker>, PipelineError>
+where
+    W: ShardWork,
+    I: Iterator<Item = Result<W::Input, PipelineError>> + Send,
+{
+    use rayon::iter::{ParallelBridge, ParallelIterator};
+    let store = MarkerStore::open(out, work.prefix())?;
+    let go = || -> Vec<Result<(usize, W::Marker, bool), PipelineError>> {
+        shards
+            .enumerate()
+            .par_bridge()
+            .map(|(k, input)| {
+                let input = input?;
+                let key = work.key(k, &input)?;
+                if let Some(m) = store.read(k, |m: &W::Marker| work.keep(k, &key, m)) {
+                    work.kept(k, &input);
+                    return Ok((k, m, true));
+                }
+                let marker = work.process(k, input, key)?;
+                store.write(k, &marker)?;
+                Ok((k, marker, false))
+            })
+            .collect()
+    };
+    let results = match pool {
+        Some(p) => p.install(go),
+        None => go(),
+    };
+    let mut done = Vec::with_capacity(results.len());
+    for r in results {
+        done.push(r?);
+    }
+    done.sort_by_key(|(k, _, _)| *k);
+    for k in store.remove_from(done.len())? {
+        work.remove_parts(k)?;
+    }
+    let kept = done.iter().map(|(_, _, kept)| *kept).collect();
+    Ok(ShardRun {
+        markers: done.into_iter().map(|(_, m, _)| m).collect(),
+        kept,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +170,68 @@ mod tests {
         assert_eq!(s.remove_from(1).unwrap(), vec![1, 2]);
         assert!(!s.path(2).exists() && s.path(0).exists());
         assert!(!s.path(0).with_extension("tmp").exists());
+    }
+
+    /// Shards are numbers; a shard's "part" is a file holding its square.
+    struct Squares<'a> {
+        out: &'a Path,
+        processed: std::sync::atomic::AtomicUsize,
+    }
+
+    impl ShardWork for Squares<'_> {
+        type Input = u64;
+        type Marker = M;
+        fn prefix(&self) -> &'static str {
+            "sq"
+        }
+        fn key(&self, _k: usize, input: &u64) -> Result<String, PipelineError> {
+            Ok(input.to_string())
+        }
+        fn keep(&self, k: usize, key: &str, m: &M) -> bool {
+            m.key == key && self.out.join(format!("{k}.part")).is_file()
+        }
+        fn process(&self, k: usize, input: u64, key: String) -> Result<M, PipelineError> {
+            self.processed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            write_atomic(
+                &self.out.join(format!("{k}.part")),
+                (input * input).to_string().as_bytes(),
+            )?;
+            Ok(M { key })
+        }
+        fn remove_parts(&self, k: usize) -> Result<(), PipelineError> {
+            let p = self.out.join(format!("{k}.part"));
+            std::fs::remove_file(&p).map_err(|e| io_err(&p, e))
+        }
+    }
+
+    #[test]
+    fn the_runner_keeps_finished_shards_redoes_changed_ones_and_drops_stale_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Squares {
+            out: d.path(),
+            processed: Default::default(),
+        };
+        let n = |w: &Squares| w.processed.load(std::sync::atomic::Ordering::SeqCst);
+        let r = run_shards(&w, d.path(), (1..=5u64).map(Ok), None).unwrap();
+        assert_eq!((r.resumed(), n(&w)), (0, 5));
+        assert_eq!(
+            r.markers.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
+            ["1", "2", "3", "4", "5"]
+        );
+        // shard 2 changes, the plan gets shorter, and shard 0's part is lost: 0 and 2 are redone, 4 dropped
+        std::fs::remove_file(d.path().join("0.part")).unwrap();
+        let r = run_shards(&w, d.path(), [1u64, 2, 9, 4].into_iter().map(Ok), None).unwrap();
+        assert_eq!((r.resumed(), n(&w)), (2, 7));
+        assert_eq!(r.kept, [false, true, false, true]);
+        assert_eq!(std::fs::read_to_string(d.path().join("2.part")).unwrap(), "81");
+        assert!(!d.path().join("4.part").exists());
+        // an error from the shard source stops the run
+        let e = run_shards(
+            &w,
+            d.path(),
+            [Ok(1u64), Err(PipelineError::Usage("bad".into()))].into_iter(),
+            None,
+        );
+        assert!(e.is_err());
     }
 }

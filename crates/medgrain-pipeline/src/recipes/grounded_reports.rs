@@ -11,7 +11,7 @@
 //! (`grounded_reports/grounded_reports.csv`, `vqa/vqa.csv`) are assembled from per-shard parts at the end.
 
 use crate::engine::fsio::{io_err, sha256_hex, write_atomic};
-use crate::engine::shards::MarkerStore;
+use crate::engine::shards::{run_shards, ShardWork};
 use crate::PipelineError;
 use medgrain_export::reports::{write_grounded, write_vqa};
 use medgrain_imaging::nifti_read::read_nifti;
@@ -417,23 +417,16 @@ fn part_name(k: usize, ext: &str) -> String {
     format!("part-{k:05}.{ext}")
 }
 
-struct Run<'a> {
+/// The grounded-reports recipe's shards for the engine's runner: a shard is `shard_volumes` consecutive reports of
+/// the CSV, its key the hash of the recipe version, the settings and the reports' text.
+struct ReportsWork<'a> {
     ont: Ontology,
     job: &'a ReportsJob,
     out: &'a Path,
-    markers: MarkerStore,
     settings: String,
-    shard: usize,
-    total: ReportsSummary,
-    errors: Vec<ErrorRecord>,
 }
 
-impl Run<'_> {
-    fn shard_key(&self, reports: &[ReportRecord]) -> Result<String, PipelineError> {
-        let rows = serde_json::to_string(reports).map_err(|e| PipelineError::Internal(e.to_string()))?;
-        Ok(sha256_hex([RECIPE_VERSION, self.settings.as_str(), rows.as_str()]))
-    }
-
+impl ReportsWork<'_> {
     fn paths(&self, k: usize) -> [PathBuf; 5] {
         let o = self.out;
         [
@@ -444,21 +437,34 @@ impl Run<'_> {
             o.join(".medgrain/parts").join(format!("vqa-{k:05}.csv")),
         ]
     }
+}
 
-    fn flush(&mut self, reports: &[ReportRecord]) -> Result<(), PipelineError> {
-        let k = self.shard;
-        self.shard += 1;
-        let key = self.shard_key(reports)?;
-        let paths = self.paths(k);
-        if let Some(m) = self
-            .markers
-            .read(k, |m: &ShardMarker| m.key == key && paths.iter().all(|p| p.is_file()))
-        {
-            self.total.add(&m.counts);
-            self.total.shards_resumed += 1;
-            self.errors.extend(m.errors);
-            return Ok(());
+impl ShardWork for ReportsWork<'_> {
+    type Input = Vec<ReportRecord>;
+    type Marker = ShardMarker;
+
+    fn prefix(&self) -> &'static str {
+        "reports"
+    }
+
+    fn key(&self, _k: usize, reports: &Vec<ReportRecord>) -> Result<String, PipelineError> {
+        let rows = serde_json::to_string(reports).map_err(|e| PipelineError::Internal(e.to_string()))?;
+        Ok(sha256_hex([RECIPE_VERSION, self.settings.as_str(), rows.as_str()]))
+    }
+
+    fn keep(&self, k: usize, key: &str, m: &ShardMarker) -> bool {
+        m.key == key && self.paths(k).iter().all(|p| p.is_file())
+    }
+
+    fn remove_parts(&self, k: usize) -> Result<(), PipelineError> {
+        for p in self.paths(k) {
+            let _ = std::fs::remove_file(p);
         }
+        Ok(())
+    }
+
+    fn process(&self, k: usize, reports: Vec<ReportRecord>, key: String) -> Result<ShardMarker, PipelineError> {
+        let paths = self.paths(k);
         let outputs: Vec<VolumeOutput> = reports
             .par_iter()
             .map(|r| process_volume(&self.ont, self.job, r))
@@ -501,21 +507,13 @@ impl Run<'_> {
             ));
         }
         write_atomic(&paths[4], v_csv.as_bytes())?;
-        let marker = ShardMarker {
-            key,
-            counts: counts.clone(),
-            errors: errors.clone(),
-        };
-        self.markers.write(k, &marker)?;
         tracing::info!(
             "reports shard {k}: {} volumes, {} grounded rows, {} VQA pairs",
             counts.volumes,
             counts.grounded_rows,
             counts.vqa_rows
         );
-        self.total.add(&counts);
-        self.errors.extend(errors);
-        Ok(())
+        Ok(ShardMarker { key, counts, errors })
     }
 }
 
@@ -548,45 +546,51 @@ pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSum
         "root": job.root, "shard_volumes": job.shard_volumes,
     })
     .to_string();
-    let mut run = Run {
+    let work = ReportsWork {
         ont,
         job,
         out,
-        markers: MarkerStore::open(out, "reports")?,
         settings,
-        shard: 0,
-        total: ReportsSummary::default(),
-        errors: Vec::new(),
     };
     let size = job.shard_volumes.max(1);
-    let mut buffer: Vec<ReportRecord> = Vec::with_capacity(size);
-    let mut failure: Option<PipelineError> = None;
-    read_reports(&job.csv, &mut |r| {
-        if failure.is_some() {
-            return;
-        }
-        buffer.push(r);
-        if buffer.len() == size {
-            if let Err(e) = run.flush(&buffer) {
-                failure = Some(e);
+    // The CSV is read on its own thread and handed over one shard at a time (a bounded channel: memory stays at
+    // a few shards whatever the CSV's size).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<ReportRecord>, PipelineError>>(1);
+    let csv = job.csv.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buffer: Vec<ReportRecord> = Vec::with_capacity(size);
+        let mut sent = false;
+        let read = read_reports(&csv, &mut |r| {
+            buffer.push(r);
+            if buffer.len() == size {
+                let _ = tx.send(Ok(std::mem::take(&mut buffer)));
+                sent = true;
             }
-            buffer.clear();
+        });
+        match read {
+            Err(e) => {
+                let _ = tx.send(Err(PipelineError::Usage(e.to_string())));
+            }
+            // an empty CSV is one empty shard, so that the outputs exist
+            Ok(_) if !buffer.is_empty() || !sent => {
+                let _ = tx.send(Ok(buffer));
+            }
+            Ok(_) => {}
         }
-    })
-    .map_err(|e| PipelineError::Usage(e.to_string()))?;
-    if let Some(e) = failure {
-        return Err(e);
+    });
+    let run = run_shards(&work, out, rx.into_iter(), None);
+    reader
+        .join()
+        .map_err(|_| PipelineError::Internal("the report reader stopped".into()))?;
+    let run = run?;
+    let shards = run.markers.len();
+    let mut total = ReportsSummary::default();
+    let mut errors = Vec::new();
+    for m in &run.markers {
+        total.add(&m.counts);
+        errors.extend(m.errors.iter().cloned());
     }
-    if !buffer.is_empty() || run.shard == 0 {
-        run.flush(&buffer)?;
-    }
-    let shards = run.shard;
-    // Parts of an earlier, longer run are not part of this dataset.
-    for k in run.markers.remove_from(shards)? {
-        for p in run.paths(k) {
-            let _ = std::fs::remove_file(p);
-        }
-    }
+    total.shards_resumed = run.resumed();
     assemble_csv(
         out,
         &out.join("grounded_reports/grounded_reports.csv"),
@@ -601,9 +605,7 @@ pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSum
         "vqa",
         shards,
     )?;
-    let mut total = run.total.clone();
     total.shards = shards;
-    let errors = std::mem::take(&mut run.errors);
     let mut err_lines = String::new();
     for e in &errors {
         err_lines.push_str(&serde_json::to_string(e).map_err(|e| PipelineError::Internal(e.to_string()))?);

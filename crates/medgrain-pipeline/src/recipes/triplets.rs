@@ -8,7 +8,7 @@
 
 use crate::config::LoadedConfig;
 use crate::engine::fsio::{io_err, sha256_hex, write_atomic};
-use crate::engine::shards::MarkerStore;
+use crate::engine::shards::{run_shards, ShardWork};
 use crate::generator::{make_generator, shard_workers};
 use crate::recipes::triplet_stages::{prepare, sample_id, Prepared};
 use crate::sources::{open_source_in, SampleError, SampleRef, SampleSource};
@@ -18,7 +18,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use medgrain_export::{RowWriter, TripletParquetWriter};
 use medgrain_generate::Generator;
 use medgrain_records::{ErrorRecord, TripletRecord};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -107,7 +106,6 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, SampleError>) -> Result<T, SampleErr
 /// What every shard of one build shares.
 struct ShardContext<'a> {
     config_hash: &'a str,
-    markers: &'a MarkerStore,
     out: &'a Path,
     generator: &'a dyn Generator,
     knowledge: Option<&'a crate::knowledge::Knowledge>,
@@ -122,7 +120,6 @@ fn process_shard(
 ) -> Result<ShardMarker, PipelineError> {
     let ShardContext {
         config_hash,
-        markers: _,
         out,
         generator,
         knowledge,
@@ -185,8 +182,53 @@ fn process_shard(
         errors,
         stats,
     };
-    cx.markers.write(k, &marker)?;
     Ok(marker)
+}
+
+/// The triplet recipe's shards for the engine's runner: a shard is a slice of the plan, its key the hash of its
+/// sample ids.
+struct TripletWork<'a> {
+    cx: ShardContext<'a>,
+}
+
+impl<'a> ShardWork for TripletWork<'a> {
+    type Input = &'a [Planned<'a>];
+    type Marker = ShardMarker;
+
+    fn prefix(&self) -> &'static str {
+        "triplets"
+    }
+
+    fn key(&self, _k: usize, shard: &Self::Input) -> Result<String, PipelineError> {
+        Ok(sha256_hex(shard.iter().map(|p| {
+            format!("{}{}", p.id, if p.sample.listing_error.is_some() { "!" } else { "" })
+        })))
+    }
+
+    fn keep(&self, _k: usize, key: &str, m: &ShardMarker) -> bool {
+        m.plan_hash == key
+            && m.config_hash == self.cx.config_hash
+            && m.file.as_ref().is_none_or(|f| self.cx.out.join(f).is_file())
+            // Generation failures are worth retrying (server down, rate limits); the shard's other samples come
+            // back from the request cache without new requests.
+            && !m.errors.iter().any(|e| e.stage == "generate")
+    }
+
+    fn process(&self, k: usize, shard: Self::Input, key: String) -> Result<ShardMarker, PipelineError> {
+        process_shard(k, shard, &key, &self.cx)
+    }
+
+    fn remove_parts(&self, k: usize) -> Result<(), PipelineError> {
+        let p = self.cx.out.join(format!("triplets/part-{k:05}.parquet"));
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&p, e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn kept(&self, _k: usize, shard: &Self::Input) {
+        self.cx.bar.inc(shard.len() as u64);
+    }
 }
 
 /// Runs the build a config describes into `out`.
@@ -251,39 +293,10 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     }
     let shard_size = cfg.output.shard_size;
     let shards: Vec<&[Planned<'_>]> = plan.chunks(shard_size).collect();
-    let plan_hashes: Vec<String> = shards
-        .iter()
-        .map(|s| {
-            sha256_hex(
-                s.iter()
-                    .map(|p| format!("{}{}", p.id, if p.sample.listing_error.is_some() { "!" } else { "" })),
-            )
-        })
-        .collect();
     tracing::info!(samples = plan.len(), shards = shards.len(), shard_size, "planned");
 
-    // Resume: keep shards whose marker matches (and whose part is there).
-    let store = MarkerStore::open(out, "triplets")?;
-    let mut markers: Vec<Option<ShardMarker>> = (0..shards.len())
-        .map(|k| {
-            store.read(k, |m: &ShardMarker| {
-                m.plan_hash == plan_hashes[k]
-                    && m.config_hash == chash
-                    && m.file.as_ref().is_none_or(|f| out.join(f).is_file())
-                    // Generation failures are worth retrying (server down, rate limits); the shard's other samples
-                    // come back from the request cache without new requests.
-                    && !m.errors.iter().any(|e| e.stage == "generate")
-            })
-        })
-        .collect();
-    let resumed = markers.iter().filter(|m| m.is_some()).count();
-    if resumed > 0 {
-        tracing::info!(resumed, "resuming: finished shards are kept");
-    }
-    let pending: Vec<usize> = (0..shards.len()).filter(|&k| markers[k].is_none()).collect();
-    let pending_samples: u64 = pending.iter().map(|&k| shards[k].len() as u64).sum();
     let bar = if opts.progress {
-        ProgressBar::new(pending_samples)
+        ProgressBar::new(plan.len() as u64)
     } else {
         ProgressBar::hidden()
     };
@@ -298,29 +311,33 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         .num_threads(shard_workers(&cfg.generator, shard_size))
         .build()
         .map_err(|e| PipelineError::Internal(format!("thread pool: {e}")))?;
-    let cx = ShardContext {
-        config_hash: &chash,
-        markers: &store,
-        out,
-        generator: generator.as_ref(),
-        knowledge: knowledge.as_ref(),
-        bar: &bar,
+    let work = TripletWork {
+        cx: ShardContext {
+            config_hash: &chash,
+            out,
+            generator: generator.as_ref(),
+            knowledge: knowledge.as_ref(),
+            bar: &bar,
+        },
     };
-    let done: Vec<(usize, Result<ShardMarker, PipelineError>)> = pool.install(|| {
-        pending
-            .par_iter()
-            .map(|&k| (k, process_shard(k, shards[k], &plan_hashes[k], &cx)))
-            .collect()
-    });
+    let run = run_shards(&work, out, shards.iter().copied().map(Ok), Some(&pool))?;
     bar.finish_and_clear();
-    for (k, r) in done {
-        markers[k] = Some(r?);
+    let resumed = run.resumed();
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming: finished shards were kept");
     }
+    let pending_samples: u64 = shards
+        .iter()
+        .zip(&run.kept)
+        .filter(|(_, &kept)| !kept)
+        .map(|(s, _)| s.len() as u64)
+        .sum();
+    let markers = run.markers;
 
     // Remove parts and markers of a previous, longer plan.
     let parts_dir = out.join("triplets");
     if let Ok(rd) = std::fs::read_dir(&parts_dir) {
-        let keep: std::collections::HashSet<String> = markers.iter().flatten().filter_map(|m| m.file.clone()).collect();
+        let keep: std::collections::HashSet<String> = markers.iter().filter_map(|m| m.file.clone()).collect();
         for e in rd.flatten() {
             let rel = format!("triplets/{}", e.file_name().to_string_lossy());
             if !keep.contains(&rel) {
@@ -328,13 +345,12 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
             }
         }
     }
-    store.remove_from(shards.len())?;
 
     // Assemble.
     let mut stats = Stats::default();
     let mut errors_jsonl = Vec::new();
     let mut files = Vec::new();
-    for m in markers.iter().flatten() {
+    for m in &markers {
         stats.merge(&m.stats);
         for e in &m.errors {
             let line = serde_json::to_string(e).map_err(|e| PipelineError::Internal(e.to_string()))?;

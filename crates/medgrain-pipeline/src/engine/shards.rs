@@ -109,7 +109,9 @@ where
 {
     use rayon::iter::{ParallelBridge, ParallelIterator};
     let store = MarkerStore::open(out, work.prefix())?;
-    let go = || -> Vec<Result<(usize, W::Marker, bool), PipelineError>> {
+    // (shard, marker, kept from an earlier run)
+    type Done<M> = Result<(usize, M, bool), PipelineError>;
+    let go = || -> Vec<Done<W::Marker>> {
         shards
             .enumerate()
             .par_bridge()

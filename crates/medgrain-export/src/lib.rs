@@ -36,3 +36,13 @@ pub trait RowWriter<R> {
     /// Flushes and makes the output durable and visible under its final name.
     fn finish(self: Box<Self>) -> Result<()>;
 }
+
+/// A temporary name beside `path` that no other process or thread writing the same file uses
+/// (`NAME.PID.N.tmp`): two workers finishing the same shard each write their own file and the last rename wins, whole.
+pub fn temp_path(path: &std::path::Path) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    path.with_file_name(name)
+}

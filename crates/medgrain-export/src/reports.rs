@@ -23,7 +23,7 @@ fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) -> Result<()> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let tmp = path.with_extension("parquet.tmp");
+    let tmp = crate::temp_path(path);
     let file = std::fs::File::create(&tmp).map_err(|source| ExportError::Io {
         path: tmp.clone(),
         source,

@@ -259,7 +259,7 @@ pub struct TripletParquetWriter {
 
 impl TripletParquetWriter {
     pub fn create(path: &Path) -> Result<Self> {
-        let tmp = path.with_extension("parquet.tmp");
+        let tmp = crate::temp_path(path);
         Ok(TripletParquetWriter {
             path: path.to_path_buf(),
             tmp,

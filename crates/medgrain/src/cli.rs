@@ -31,6 +31,14 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Run the pipeline a TOML config describes (resumes when OUT already holds a run of the same config).
     Build(BuildArgs),
+    /// Plan a build's shards into OUT/plan.json (balanced by input bytes) for workers: `build --worker I/N`, then
+    /// `merge`. The same inputs give the same plan; changed inputs under an existing plan are refused unless --force.
+    Plan(PlanArgs),
+    /// Assemble errors.jsonl, stats.json and manifest.json from every shard the workers finished (exit 1 naming
+    /// the missing shards); idempotent.
+    Merge(MergeArgs),
+    /// Done, missing and failed shards of the plan in OUT, the rate, the ETA and the command that reruns the rest.
+    Status(MergeArgs),
     /// Offline batch generation through OpenAI Batch API files (also read by `vllm run-batch`).
     Batch {
         #[command(subcommand)]
@@ -110,6 +118,31 @@ pub(crate) struct BuildArgs {
     /// Discard previous output in OUT and start over.
     #[arg(long)]
     pub force: bool,
+    /// Run only worker I of N's shards of the plan in OUT (`medgrain plan` first) and leave assembling to
+    /// `medgrain merge`. I may be `slurm` (SLURM_ARRAY_TASK_ID) or `k8s` (JOB_COMPLETION_INDEX): `--worker slurm/8`.
+    #[arg(long, value_name = "I/N")]
+    pub worker: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct PlanArgs {
+    /// The config file.
+    pub config: PathBuf,
+    /// Output folder (default: `[output] dir` of the config).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Plan again even when the inputs changed under an existing plan.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct MergeArgs {
+    /// The config file the workers ran.
+    pub config: PathBuf,
+    /// Output folder (default: `[output] dir` of the config).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args)]

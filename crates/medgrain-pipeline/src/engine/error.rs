@@ -29,6 +29,9 @@ pub enum PipelineError {
     Input(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Work that is not finished yet (shards missing at `merge`): exit 1, rerun what is missing.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 impl PipelineError {

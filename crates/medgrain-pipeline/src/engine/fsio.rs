@@ -17,7 +17,7 @@ pub fn io_err(path: &Path, source: std::io::Error) -> PipelineError {
 /// crash never leaves a renamed file whose bytes are not on disk.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    let tmp = medgrain_export::temp_path(path);
     let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
@@ -34,4 +34,19 @@ pub fn sha256_hex(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
         h.update([0u8]);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes the temporary files (`*.tmp`) a killed process left in `dir`. Only for a single process that owns the
+/// folder (a plain build, `merge`): a running worker's temporary file is not this one's to remove.
+pub fn remove_temporaries(dir: &Path) -> Result<(), PipelineError> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "tmp") && p.is_file() {
+            std::fs::remove_file(&p).map_err(|err| io_err(&p, err))?;
+        }
+    }
+    Ok(())
 }

@@ -3,4 +3,5 @@
 
 pub mod error;
 pub mod fsio;
+pub mod plan;
 pub mod shards;

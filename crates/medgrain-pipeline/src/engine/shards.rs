@@ -82,11 +82,13 @@ pub trait ShardWork: Sync {
     fn kept(&self, _k: usize, _input: &Self::Input) {}
 }
 
-/// What [`run_shards`] did: every shard's marker in shard order, and which were kept from an earlier run.
+/// What [`run_shards`] did: the markers of the shards it ran, in shard order, which were kept from an earlier run,
+/// and their shard numbers (every shard, unless the run was limited to some).
 #[derive(Debug)]
 pub struct ShardRun<M> {
     pub markers: Vec<M>,
     pub kept: Vec<bool>,
+    pub shards: Vec<usize>,
 }
 
 impl<M> ShardRun<M> {
@@ -107,6 +109,22 @@ where
     W: ShardWork,
     I: Iterator<Item = Result<W::Input, PipelineError>> + Send,
 {
+    run_some_shards(work, out, shards, pool, None)
+}
+
+/// [`run_shards`] limited to the shards `mine` accepts (one worker of many on a shared OUT): the others are left
+/// alone, and markers beyond the plan are not removed (another worker's run is not this one's to tidy).
+pub fn run_some_shards<W, I>(
+    work: &W,
+    out: &Path,
+    shards: I,
+    pool: Option<&rayon::ThreadPool>,
+    mine: Option<&(dyn Fn(usize) -> bool + Sync)>,
+) -> Result<ShardRun<W::Marker>, PipelineError>
+where
+    W: ShardWork,
+    I: Iterator<Item = Result<W::Input, PipelineError>> + Send,
+{
     use rayon::iter::{ParallelBridge, ParallelIterator};
     let store = MarkerStore::open(out, work.prefix())?;
     // (shard, marker, kept from an earlier run)
@@ -114,6 +132,7 @@ where
     let go = || -> Vec<Done<W::Marker>> {
         shards
             .enumerate()
+            .filter(|(k, _)| mine.is_none_or(|f| f(*k)))
             .par_bridge()
             .map(|(k, input)| {
                 let input = input?;
@@ -137,13 +156,17 @@ where
         done.push(r?);
     }
     done.sort_by_key(|(k, _, _)| *k);
-    for k in store.remove_from(done.len())? {
-        work.remove_parts(k)?;
+    if mine.is_none() {
+        for k in store.remove_from(done.len())? {
+            work.remove_parts(k)?;
+        }
     }
     let kept = done.iter().map(|(_, _, kept)| *kept).collect();
+    let shards = done.iter().map(|(k, _, _)| *k).collect();
     Ok(ShardRun {
         markers: done.into_iter().map(|(_, m, _)| m).collect(),
         kept,
+        shards,
     })
 }
 
@@ -171,7 +194,11 @@ mod tests {
         std::fs::write(s.path(1), br#"{"key": "b"}"#).unwrap();
         assert_eq!(s.remove_from(1).unwrap(), vec![1, 2]);
         assert!(!s.path(2).exists() && s.path(0).exists());
-        assert!(!s.path(0).with_extension("tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(d.path().join(".medgrain/shards"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(left.iter().all(|e| !e.path().to_string_lossy().ends_with(".tmp")));
     }
 
     /// Shards are numbers; a shard's "part" is a file holding its square.

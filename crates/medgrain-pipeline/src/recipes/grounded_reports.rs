@@ -10,7 +10,7 @@
 //! keeps every shard whose marker matches and redoes the rest. The RadGenome-style CSVs
 //! (`grounded_reports/grounded_reports.csv`, `vqa/vqa.csv`) are assembled from per-shard parts at the end.
 
-use crate::engine::fsio::{io_err, sha256_hex, write_atomic};
+use crate::engine::fsio::{io_err, remove_temporaries, sha256_hex, write_atomic};
 use crate::engine::shards::{run_shards, ShardWork};
 use crate::PipelineError;
 use medgrain_export::reports::{write_grounded, write_vqa};
@@ -480,11 +480,9 @@ impl ShardWork for ReportsWork<'_> {
             jsonl.push_str(&serde_json::to_string(&o.findings).map_err(|e| PipelineError::Internal(e.to_string()))?);
             jsonl.push('\n');
         }
-        let tmp = |p: &Path| p.with_extension("parquet.tmp");
-        write_grounded(&tmp(&paths[0]), &grounded)?;
-        std::fs::rename(tmp(&paths[0]), &paths[0]).map_err(|e| io_err(&paths[0], e))?;
-        write_vqa(&tmp(&paths[1]), &vqa)?;
-        std::fs::rename(tmp(&paths[1]), &paths[1]).map_err(|e| io_err(&paths[1], e))?;
+        // the writers write to a temporary name, sync and rename themselves
+        write_grounded(&paths[0], &grounded)?;
+        write_vqa(&paths[1], &vqa)?;
         write_atomic(&paths[2], jsonl.as_bytes())?;
         let mut g_csv = String::new();
         for r in &grounded {
@@ -591,6 +589,15 @@ pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSum
         errors.extend(m.errors.iter().cloned());
     }
     total.shards_resumed = run.resumed();
+    for d in [
+        "grounded_reports",
+        "vqa",
+        "structured_findings",
+        ".medgrain/parts",
+        ".medgrain/shards",
+    ] {
+        remove_temporaries(&out.join(d))?;
+    }
     assemble_csv(
         out,
         &out.join("grounded_reports/grounded_reports.csv"),

@@ -7,8 +7,9 @@
 //! `OUT/errors.jsonl`, `OUT/stats.json`, `OUT/manifest.json`.
 
 use crate::config::LoadedConfig;
-use crate::engine::fsio::{io_err, sha256_hex, write_atomic};
-use crate::engine::shards::{run_shards, ShardWork};
+use crate::engine::fsio::{io_err, remove_temporaries, sha256_hex, write_atomic};
+use crate::engine::plan::{balanced_ranges, Plan, PlanInput, PlanShard};
+use crate::engine::shards::{run_some_shards, MarkerStore, ShardWork};
 use crate::generator::{make_generator, shard_workers};
 use crate::recipes::triplet_stages::{prepare, sample_id, Prepared};
 use crate::sources::{open_source_in, SampleError, SampleRef, SampleSource};
@@ -30,6 +31,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// Draw a progress bar (on a terminal).
     pub progress: bool,
+    /// Run only worker `I` of `N`'s shards (`k % N == I`) of the plan in OUT, and do not assemble (see [`merge`]).
+    pub worker: Option<(usize, usize)>,
 }
 
 /// What a run did.
@@ -191,6 +194,17 @@ struct TripletWork<'a> {
     cx: ShardContext<'a>,
 }
 
+impl TripletWork<'_> {
+    /// A shard's key: the hash of its sample ids (a listing error marks its sample).
+    fn key_of(shard: &[Planned<'_>]) -> String {
+        sha256_hex(
+            shard
+                .iter()
+                .map(|p| format!("{}{}", p.id, if p.sample.listing_error.is_some() { "!" } else { "" })),
+        )
+    }
+}
+
 impl<'a> ShardWork for TripletWork<'a> {
     type Input = &'a [Planned<'a>];
     type Marker = ShardMarker;
@@ -200,9 +214,7 @@ impl<'a> ShardWork for TripletWork<'a> {
     }
 
     fn key(&self, _k: usize, shard: &Self::Input) -> Result<String, PipelineError> {
-        Ok(sha256_hex(shard.iter().map(|p| {
-            format!("{}{}", p.id, if p.sample.listing_error.is_some() { "!" } else { "" })
-        })))
+        Ok(Self::key_of(shard))
     }
 
     fn keep(&self, _k: usize, key: &str, m: &ShardMarker) -> bool {
@@ -236,23 +248,23 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     let started = Instant::now();
     let cfg = &loaded.config;
     let knowledge = crate::knowledge::Knowledge::open(loaded)?;
-    let mut chash = match &knowledge {
-        Some(k) => sha256_hex([config_hash(loaded)?, k.fingerprint()]),
-        None => config_hash(loaded)?,
-    };
-    // an expert model replaced under the same path changes every ROI it found: its bytes are part of the settings
-    for src in &cfg.sources {
-        if let Some(o) = &src.onnx {
-            let model = loaded.resolve(&o.model);
-            if let Ok(bytes) = std::fs::read(&model) {
-                chash = sha256_hex([chash.as_bytes(), &Sha256::digest(&bytes)[..]]);
-            }
-        }
+    let chash = settings_hash(loaded, knowledge.as_ref())?;
+    if opts.force && opts.worker.is_some() {
+        return Err(PipelineError::Usage(
+            "--force with --worker would delete the other workers' shards: start over with `plan --force` and a \
+             plain build, or remove OUT"
+                .into(),
+        ));
     }
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let manifest_path = out.join("manifest.json");
     if opts.force {
         clear_output(out)?;
+        // starting over starts without the old plan too
+        let p = crate::engine::plan::plan_path(out);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+        }
     } else if let Ok(bytes) = std::fs::read(&manifest_path) {
         let old: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         if let Some(h) = old.get("config_hash").and_then(|v| v.as_str()) {
@@ -292,7 +304,33 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         }
     }
     let shard_size = cfg.output.shard_size;
-    let shards: Vec<&[Planned<'_>]> = plan.chunks(shard_size).collect();
+    // With a plan in OUT (`medgrain plan`), its shards; else shards of `shard_size` in listing order.
+    let saved = Plan::read(out)?;
+    if opts.worker.is_some() && saved.is_none() {
+        return Err(PipelineError::Usage(format!(
+            "--worker needs a plan in {0}: run `medgrain plan {1} --out {0}` first",
+            out.display(),
+            loaded.path.display()
+        )));
+    }
+    let ranges: Vec<(usize, usize)> = match &saved {
+        Some(p) => {
+            check_plan(p, &chash, &plan_inputs(loaded, &plan), out)?;
+            p.shards.iter().map(|s| (s.first, s.count)).collect()
+        }
+        None => (0..plan.len().div_ceil(shard_size))
+            .map(|k| {
+                (
+                    k * shard_size,
+                    shard_size.min(plan.len() - (k * shard_size).min(plan.len())),
+                )
+            })
+            .collect(),
+    };
+    let shards: Vec<&[Planned<'_>]> = ranges
+        .iter()
+        .map(|&(first, count)| &plan[first..first + count])
+        .collect();
     tracing::info!(samples = plan.len(), shards = shards.len(), shard_size, "planned");
 
     let bar = if opts.progress {
@@ -320,18 +358,45 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
             bar: &bar,
         },
     };
-    let run = run_shards(&work, out, shards.iter().copied().map(Ok), Some(&pool))?;
+    let mine = opts.worker.map(|(i, n)| move |k: usize| k % n == i);
+    let run = run_some_shards(
+        &work,
+        out,
+        shards.iter().copied().map(Ok),
+        Some(&pool),
+        mine.as_ref().map(|f| f as &(dyn Fn(usize) -> bool + Sync)),
+    )?;
     bar.finish_and_clear();
     let resumed = run.resumed();
     if resumed > 0 {
         tracing::info!(resumed, "resuming: finished shards were kept");
     }
-    let pending_samples: u64 = shards
+    let pending_samples: u64 = run
+        .shards
         .iter()
         .zip(&run.kept)
         .filter(|(_, &kept)| !kept)
-        .map(|(s, _)| s.len() as u64)
+        .map(|(&k, _)| shards[k].len() as u64)
         .sum();
+    if opts.worker.is_some() {
+        // A worker writes its shards and stops: `merge` assembles the dataset from every worker's markers.
+        let mut stats = Stats::default();
+        for m in &run.markers {
+            stats.merge(&m.stats);
+        }
+        return Ok(BuildSummary {
+            out: out.to_path_buf(),
+            samples: stats.samples,
+            rows: stats.rows,
+            failed: stats.failed,
+            shards: run.shards.len(),
+            shards_resumed: resumed,
+            processed: pending_samples,
+            elapsed_s: started.elapsed().as_secs_f64(),
+            generator_usage: generator.usage(),
+            stats,
+        });
+    }
     let markers = run.markers;
 
     // Remove parts and markers of a previous, longer plan.
@@ -346,11 +411,40 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         }
     }
 
+    remove_temporaries(&out.join(".medgrain/shards"))?;
+
     // Assemble.
+    let stats = assemble(loaded, out, &chash, generator.as_ref(), &markers, &inputs, shards.len())?;
+    Ok(BuildSummary {
+        out: out.to_path_buf(),
+        samples: stats.samples,
+        rows: stats.rows,
+        failed: stats.failed,
+        shards: shards.len(),
+        shards_resumed: resumed,
+        processed: pending_samples,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        generator_usage: generator.usage(),
+        stats,
+    })
+}
+
+/// Writes `errors.jsonl`, `stats.json` and `manifest.json` from the shards' markers (in shard order); returns the
+/// dataset's stats. What a single-process build and `merge` both end with.
+fn assemble(
+    loaded: &LoadedConfig,
+    out: &Path,
+    chash: &str,
+    generator: &dyn Generator,
+    markers: &[ShardMarker],
+    inputs: &[serde_json::Value],
+    shard_count: usize,
+) -> Result<Stats, PipelineError> {
+    let cfg = &loaded.config;
     let mut stats = Stats::default();
     let mut errors_jsonl = Vec::new();
     let mut files = Vec::new();
-    for m in &markers {
+    for m in markers {
         stats.merge(&m.stats);
         for e in &m.errors {
             let line = serde_json::to_string(e).map_err(|e| PipelineError::Internal(e.to_string()))?;
@@ -381,20 +475,287 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         "inputs": inputs,
         "counts": {"samples": stats.samples, "rows": stats.rows, "failed": stats.failed, "rois": stats.rois},
         "generator": {"kind": generator.kind(), "prompt_version": generator.prompt_version(), "usage": generator.usage()},
-        "shards": {"size": shard_size, "count": shards.len(), "files": files},
+        "shards": {"size": cfg.output.shard_size, "count": shard_count, "files": files},
     });
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    write_atomic(&manifest_path, &manifest_bytes)?;
+    write_atomic(&out.join("manifest.json"), &manifest_bytes)?;
+    Ok(stats)
+}
+
+/// The hash of everything that makes a shard's rows: the config's meaning, the knowledge base's contents and the
+/// bytes of any expert model (a model replaced under the same path changes every ROI it found).
+fn settings_hash(
+    loaded: &LoadedConfig,
+    knowledge: Option<&crate::knowledge::Knowledge>,
+) -> Result<String, PipelineError> {
+    let mut chash = match knowledge {
+        Some(k) => sha256_hex([config_hash(loaded)?, k.fingerprint()]),
+        None => config_hash(loaded)?,
+    };
+    for src in &loaded.config.sources {
+        if let Some(o) = &src.onnx {
+            let model = loaded.resolve(&o.model);
+            if let Ok(bytes) = std::fs::read(&model) {
+                chash = sha256_hex([chash.as_bytes(), &Sha256::digest(&bytes)[..]]);
+            }
+        }
+    }
+    Ok(chash)
+}
+
+/// The plan's view of the listing: per sample its source, path and work — the input file's bytes, shared out
+/// between the samples cut from it (slices of one volume).
+fn plan_inputs(loaded: &LoadedConfig, plan: &[Planned<'_>]) -> Vec<PlanInput> {
+    let roots: std::collections::HashMap<&str, PathBuf> = loaded
+        .config
+        .sources
+        .iter()
+        .map(|s| (s.name.as_str(), loaded.resolve(&s.root)))
+        .collect();
+    let mut per_file: std::collections::HashMap<(&str, &str), u64> = std::collections::HashMap::new();
+    for p in plan {
+        *per_file
+            .entry((p.source.name(), p.sample.rel_path.as_str()))
+            .or_default() += 1;
+    }
+    plan.iter()
+        .map(|p| {
+            let (src, rel) = (p.source.name(), p.sample.rel_path.as_str());
+            let bytes = roots
+                .get(src)
+                .and_then(|r| std::fs::metadata(r.join(rel)).ok())
+                .map_or(0, |m| m.len());
+            let path = match &p.sample.slice {
+                Some(s) => format!("{rel}#{}{}", s.axis, s.index),
+                None => rel.to_string(),
+            };
+            PlanInput {
+                source: src.to_string(),
+                path,
+                bytes: bytes / per_file[&(src, rel)].max(1),
+            }
+        })
+        .collect()
+}
+
+/// A plan made for another config, or for other inputs, is refused (exit 2) with what changed.
+fn check_plan(p: &Plan, chash: &str, now: &[PlanInput], out: &Path) -> Result<(), PipelineError> {
+    if p.config_hash != chash {
+        return Err(PipelineError::Usage(format!(
+            "the plan in {} was made for another config, knowledge base or expert model (hash {} ≠ {}); rerun `medgrain plan` with --force",
+            out.display(),
+            &p.config_hash[..12.min(p.config_hash.len())],
+            &chash[..12]
+        )));
+    }
+    let changes = p.input_changes(now, 10);
+    if !changes.is_empty() {
+        return Err(PipelineError::Usage(format!(
+            "the inputs changed since the plan in {} was made: {}; rerun `medgrain plan` with --force to plan them again",
+            out.display(),
+            changes.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// `medgrain plan`: lists the inputs and writes `OUT/plan.json` with shards balanced by input bytes (as many as
+/// `shard_size` samples per shard would give). The same inputs give the same plan; an existing plan whose inputs or
+/// config differ is refused unless `force`.
+pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan, PipelineError> {
+    let knowledge = crate::knowledge::Knowledge::open(loaded)?;
+    let chash = settings_hash(loaded, knowledge.as_ref())?;
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    let sources: Vec<Box<dyn SampleSource>> = loaded
+        .config
+        .sources
+        .iter()
+        .map(|s| open_source_in(s, loaded, Some(&out.join(".medgrain"))))
+        .collect::<Result<_, _>>()?;
+    let mut planned: Vec<Planned<'_>> = Vec::new();
+    for src in &sources {
+        for sample in src.list()? {
+            let id = sample_id(src.name(), &sample.rel_path, None);
+            planned.push(Planned {
+                source: src.as_ref(),
+                sample,
+                id,
+            });
+        }
+    }
+    let inputs = plan_inputs(loaded, &planned);
+    if let (Some(old), false) = (Plan::read(out)?, force) {
+        check_plan(&old, &chash, &inputs, out)?;
+        return Ok(old);
+    }
+    let size = loaded.config.output.shard_size.max(1);
+    let work: Vec<u64> = inputs.iter().map(|i| i.bytes).collect();
+    let ranges = balanced_ranges(&work, planned.len().div_ceil(size).max(1));
+    let shards = ranges
+        .into_iter()
+        .map(|(first, count)| {
+            let slice = &planned[first..first + count];
+            Ok(PlanShard {
+                first,
+                count,
+                bytes: work[first..first + count].iter().sum(),
+                key: TripletWork::key_of(slice),
+            })
+        })
+        .collect::<Result<Vec<_>, PipelineError>>()?;
+    let plan = Plan {
+        recipe: "triplets".into(),
+        config_hash: chash,
+        inputs,
+        shards,
+    };
+    plan.write(out)?;
+    Ok(plan)
+}
+
+/// Which of a plan's shards are finished in OUT (a valid marker and its part).
+fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, std::time::SystemTime)>>, PipelineError> {
+    let store = MarkerStore::open(out, "triplets")?;
+    Ok(plan
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            store
+                .read(k, |m: &ShardMarker| {
+                    m.plan_hash == s.key
+                        && m.config_hash == plan.config_hash
+                        && m.file.as_ref().is_none_or(|f| out.join(f).is_file())
+                })
+                .map(|m| {
+                    let t = std::fs::metadata(store.path(k))
+                        .and_then(|md| md.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    (m, t)
+                })
+        })
+        .collect())
+}
+
+/// `medgrain merge`: assembles `errors.jsonl`, `stats.json` and `manifest.json` from the markers on disk of every
+/// shard of the plan (never from a process's memory); idempotent. Missing shards are an error naming them.
+pub fn merge(loaded: &LoadedConfig, out: &Path) -> Result<BuildSummary, PipelineError> {
+    let started = Instant::now();
+    let plan = Plan::read(out)?
+        .ok_or_else(|| PipelineError::Usage(format!("no plan in {}: nothing to merge", out.display())))?;
+    let knowledge = crate::knowledge::Knowledge::open(loaded)?;
+    let chash = settings_hash(loaded, knowledge.as_ref())?;
+    if plan.config_hash != chash {
+        return Err(PipelineError::Usage(format!(
+            "the shards in {} were planned for config hash {}, this config is {}: merge with the config the workers ran",
+            out.display(),
+            &plan.config_hash[..12.min(plan.config_hash.len())],
+            &chash[..12]
+        )));
+    }
+    let done = finished(&plan, out)?;
+    let missing: Vec<usize> = done
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().take(20).map(|k| k.to_string()).collect();
+        return Err(PipelineError::Incomplete(format!(
+            "{} of {} shards are not finished in {} (shards {}{}); rerun the workers that own them, or a plain `medgrain build`",
+            missing.len(),
+            plan.shards.len(),
+            out.display(),
+            list.join(", "),
+            if missing.len() > 20 { ", …" } else { "" }
+        )));
+    }
+    let markers: Vec<ShardMarker> = done.into_iter().flatten().map(|(m, _)| m).collect();
+    let mut inputs_per_source: Vec<(String, usize)> = Vec::new();
+    for i in &plan.inputs {
+        match inputs_per_source.last_mut() {
+            Some((s, n)) if *s == i.source => *n += 1,
+            _ => inputs_per_source.push((i.source.clone(), 1)),
+        }
+    }
+    let inputs: Vec<serde_json::Value> = inputs_per_source
+        .iter()
+        .map(|(s, n)| serde_json::json!({"source": s, "samples": n}))
+        .collect();
+    // what killed workers left behind (merge runs once they are done)
+    for d in ["triplets", ".medgrain/shards"] {
+        remove_temporaries(&out.join(d))?;
+    }
+    let generator = make_generator(loaded, out)?;
+    let stats = assemble(
+        loaded,
+        out,
+        &chash,
+        generator.as_ref(),
+        &markers,
+        &inputs,
+        plan.shards.len(),
+    )?;
     Ok(BuildSummary {
         out: out.to_path_buf(),
         samples: stats.samples,
         rows: stats.rows,
         failed: stats.failed,
-        shards: shards.len(),
-        shards_resumed: resumed,
-        processed: pending_samples,
+        shards: plan.shards.len(),
+        shards_resumed: plan.shards.len(),
+        processed: 0,
         elapsed_s: started.elapsed().as_secs_f64(),
         generator_usage: generator.usage(),
         stats,
+    })
+}
+
+/// What `medgrain status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub shards: usize,
+    pub done: usize,
+    pub missing: Vec<usize>,
+    /// Finished shards with failed samples.
+    pub with_failures: usize,
+    pub samples_done: u64,
+    pub samples_total: u64,
+    /// Samples per second between the first and the last finished marker, when two or more are finished.
+    pub rate: Option<f64>,
+    pub eta_s: Option<f64>,
+}
+
+/// `medgrain status`: done, missing and failed shards of the plan in OUT, the rate and the ETA.
+pub fn status(out: &Path) -> Result<Status, PipelineError> {
+    let plan = Plan::read(out)?.ok_or_else(|| PipelineError::Usage(format!("no plan in {}", out.display())))?;
+    let done = finished(&plan, out)?;
+    let missing: Vec<usize> = done
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    let samples_done: u64 = done.iter().flatten().map(|(m, _)| m.stats.samples).sum();
+    let samples_total = plan.inputs.len() as u64;
+    let times: Vec<std::time::SystemTime> = done.iter().flatten().map(|(_, t)| *t).collect();
+    let rate = match (times.iter().min(), times.iter().max()) {
+        (Some(a), Some(b)) if times.len() >= 2 => b
+            .duration_since(*a)
+            .ok()
+            .map(|d| d.as_secs_f64())
+            .filter(|&s| s > 0.0)
+            .map(|s| samples_done as f64 / s),
+        _ => None,
+    };
+    Ok(Status {
+        shards: plan.shards.len(),
+        done: done.iter().filter(|d| d.is_some()).count(),
+        with_failures: done.iter().flatten().filter(|(m, _)| !m.errors.is_empty()).count(),
+        missing,
+        samples_done,
+        samples_total,
+        rate,
+        eta_s: rate.map(|r| (samples_total - samples_done) as f64 / r),
     })
 }

@@ -11,12 +11,20 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
         config: path,
         out,
         force,
+        worker,
     } = args;
+    let worker = worker.as_deref().map(parse_worker).transpose()?;
     let loaded = config::load(&path)?;
     let out = out_dir(&loaded, out)?;
     if let (Some(r), medgrain_pipeline::config::Recipe::GroundedReports) =
         (&loaded.config.reports, loaded.config.recipe)
     {
+        if worker.is_some() {
+            return Err(CliError::Usage(
+                "--worker runs the triplets recipe only for now; build the grounded-reports recipe in one process"
+                    .into(),
+            ));
+        }
         let job = medgrain_pipeline::recipes::grounded_reports::ReportsJob {
             csv: loaded.resolve(&r.csv),
             root: loaded.resolve(&r.root),
@@ -50,11 +58,50 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
             ExitCode::SUCCESS
         });
     }
-    let s = medgrain_pipeline::build(&loaded, &out, &BuildOptions { force, progress })?;
-    print_build(&format!("medgrain build {} → {}", path.display(), out.display()), &s);
+    let s = medgrain_pipeline::build(
+        &loaded,
+        &out,
+        &BuildOptions {
+            force,
+            progress,
+            worker,
+        },
+    )?;
+    let title = match worker {
+        Some((i, n)) => format!(
+            "medgrain build {} → {} (worker {i} of {n}: its shards only; `medgrain merge` assembles)",
+            path.display(),
+            out.display()
+        ),
+        None => format!("medgrain build {} → {}", path.display(), out.display()),
+    };
+    print_build(&title, &s);
     Ok(if s.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `I/N`, with I a number or `slurm` (SLURM_ARRAY_TASK_ID) or `k8s` (JOB_COMPLETION_INDEX).
+pub(crate) fn parse_worker(s: &str) -> Result<(usize, usize), CliError> {
+    let bad = |why: String| CliError::Usage(format!("--worker {s:?}: {why} (I/N, e.g. 0/4, slurm/4 or k8s/4)"));
+    let (i, n) = s.split_once('/').ok_or_else(|| bad("no /".into()))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{n:?} is not a worker count")))?;
+    let i = match i.trim() {
+        "slurm" => std::env::var("SLURM_ARRAY_TASK_ID").map_err(|_| bad("SLURM_ARRAY_TASK_ID is not set".into()))?,
+        "k8s" => std::env::var("JOB_COMPLETION_INDEX").map_err(|_| bad("JOB_COMPLETION_INDEX is not set".into()))?,
+        other => other.to_string(),
+    };
+    let i: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{i:?} is not a worker index")))?;
+    if n == 0 || i >= n {
+        return Err(bad(format!("worker {i} of {n} does not exist")));
+    }
+    Ok((i, n))
 }

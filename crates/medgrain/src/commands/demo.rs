@@ -18,7 +18,16 @@ pub(crate) fn run(args: DemoArgs, progress: bool) -> Result<ExitCode, CliError> 
         (Some(base_url), Some(model)) => Some(demo::DemoGenerator { base_url, model }),
         _ => None,
     };
-    let d = demo::demo(&out, seed, &BuildOptions { force, progress }, remote.as_ref())?;
+    let d = demo::demo(
+        &out,
+        seed,
+        &BuildOptions {
+            force,
+            progress,
+            worker: None,
+        },
+        remote.as_ref(),
+    )?;
     println!("medgrain demo → {}", out.display());
     println!(
         "  synthetic corpus: {} images, {} CT volumes in {}{}",

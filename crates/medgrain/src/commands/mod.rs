@@ -7,6 +7,7 @@ pub(crate) mod inspect;
 pub(crate) mod kb;
 pub(crate) mod locate;
 pub(crate) mod mock_server;
+pub(crate) mod plan;
 pub(crate) mod probe;
 pub(crate) mod render;
 pub(crate) mod reorient;

@@ -1,0 +1,154 @@
+//! A build's shard plan, written by `medgrain plan` to `OUT/plan.json` before any worker starts: every input in plan
+//! order with its size, and shards as contiguous ranges of it balanced by work (input bytes), each with its key. The
+//! same inputs give the same plan; workers and `merge` read it, so every process agrees on what shard `k` is, and a
+//! listing that no longer matches it is refused rather than silently re-sharded.
+
+use crate::engine::fsio::{io_err, write_atomic};
+use crate::PipelineError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One input of the plan: its source, its path in that source, and its work (bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanInput {
+    pub source: String,
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// One shard: the inputs `first..first + count`, their bytes, and the shard's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanShard {
+    pub first: usize,
+    pub count: usize,
+    pub bytes: u64,
+    pub key: String,
+}
+
+/// `OUT/plan.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub recipe: String,
+    pub config_hash: String,
+    pub inputs: Vec<PlanInput>,
+    pub shards: Vec<PlanShard>,
+}
+
+/// Where the plan of an output folder lives.
+pub fn plan_path(out: &Path) -> std::path::PathBuf {
+    out.join("plan.json")
+}
+
+impl Plan {
+    /// The plan in `out`, if one was made; a plan file that does not parse is an error, not "no plan".
+    pub fn read(out: &Path) -> Result<Option<Plan>, PipelineError> {
+        let p = plan_path(out);
+        match std::fs::read(&p) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| PipelineError::Usage(format!("{}: not a plan medgrain can read: {e}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    pub fn write(&self, out: &Path) -> Result<(), PipelineError> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| PipelineError::Internal(e.to_string()))?;
+        write_atomic(&plan_path(out), &bytes)
+    }
+
+    /// What differs between the planned inputs and `now` (same order of fields): up to `limit` lines "added …" /
+    /// "removed …" / "changed size …". Empty when they agree.
+    pub fn input_changes(&self, now: &[PlanInput], limit: usize) -> Vec<String> {
+        let key = |i: &PlanInput| (i.source.clone(), i.path.clone());
+        let before: std::collections::BTreeMap<_, _> = self.inputs.iter().map(|i| (key(i), i.bytes)).collect();
+        let after: std::collections::BTreeMap<_, _> = now.iter().map(|i| (key(i), i.bytes)).collect();
+        let mut out = Vec::new();
+        for (k, b) in &after {
+            match before.get(k) {
+                None => out.push(format!("added {}/{}", k.0, k.1)),
+                Some(old) if old != b => out.push(format!("changed size {}/{} ({old} → {b} bytes)", k.0, k.1)),
+                _ => {}
+            }
+        }
+        for k in before.keys().filter(|k| !after.contains_key(*k)) {
+            out.push(format!("removed {}/{}", k.0, k.1));
+        }
+        out.truncate(limit);
+        out
+    }
+}
+
+/// Contiguous shards over `work` (one entry per input, in order) balanced by work: `count` shards (at least one input
+/// each, fewer when there are fewer inputs), cut where the running total passes each multiple of total / count.
+pub fn balanced_ranges(work: &[u64], count: usize) -> Vec<(usize, usize)> {
+    let n = work.len();
+    let count = count.clamp(1, n.max(1));
+    if n == 0 {
+        return vec![(0, 0)];
+    }
+    let total: u128 = work.iter().map(|&w| w.max(1) as u128).sum();
+    let mut out = Vec::with_capacity(count);
+    let (mut first, mut acc) = (0usize, 0u128);
+    for (i, &w) in work.iter().enumerate() {
+        let w = w.max(1) as u128;
+        let shards_left = count - out.len();
+        let target = total * (out.len() as u128 + 1) / count as u128;
+        // cut before this input when stopping short of the target is closer than passing it, or when every
+        // remaining shard needs one of the remaining inputs
+        let inputs_left = n - i;
+        let closer_before = acc + w > target && target.saturating_sub(acc) < acc + w - target;
+        if shards_left > 1 && i > first && (closer_before || inputs_left < shards_left) {
+            out.push((first, i - first));
+            first = i;
+        }
+        acc += w;
+    }
+    out.push((first, n - first));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_everything_once_and_balance_bytes() {
+        let work = [10, 10, 10, 10, 100, 10, 10, 10, 10, 10];
+        let r = balanced_ranges(&work, 3);
+        assert_eq!(r.iter().map(|r| r.1).sum::<usize>(), work.len());
+        assert_eq!(r.len(), 3);
+        let mut next = 0;
+        for &(first, count) in &r {
+            assert_eq!(first, next);
+            assert!(count > 0);
+            next = first + count;
+        }
+        // the 100-byte input makes its shard short: [10, 10, 10, 10, 100] is more than a third of 220
+        assert_eq!(r[0], (0, 4));
+        assert_eq!(balanced_ranges(&[5, 5], 8), vec![(0, 1), (1, 1)]);
+        assert_eq!(balanced_ranges(&[], 4), vec![(0, 0)]);
+        assert_eq!(balanced_ranges(&[1, 1, 1, 1], 2), vec![(0, 2), (2, 2)]);
+    }
+
+    #[test]
+    fn input_changes_name_the_files() {
+        let i = |p: &str, b| PlanInput {
+            source: "s".into(),
+            path: p.into(),
+            bytes: b,
+        };
+        let plan = Plan {
+            recipe: "triplets".into(),
+            config_hash: "h".into(),
+            inputs: vec![i("a.png", 1), i("b.png", 2)],
+            shards: vec![],
+        };
+        assert!(plan.input_changes(&[i("a.png", 1), i("b.png", 2)], 10).is_empty());
+        let c = plan.input_changes(&[i("a.png", 3), i("c.png", 2)], 10);
+        assert_eq!(
+            c,
+            ["changed size s/a.png (1 → 3 bytes)", "added s/c.png", "removed s/b.png"]
+        );
+    }
+}

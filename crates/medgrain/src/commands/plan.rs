@@ -1,0 +1,90 @@
+//! `medgrain plan`, `merge` and `status`: the shard plan workers share, assembling their output, and progress.
+
+use crate::cli::*;
+use crate::error::CliError;
+use crate::output::*;
+use medgrain_pipeline::config::{self, Recipe};
+use medgrain_pipeline::recipes::triplets;
+use std::process::ExitCode;
+
+fn triplets_only(loaded: &config::LoadedConfig, what: &str) -> Result<(), CliError> {
+    match loaded.config.recipe {
+        Recipe::Triplets => Ok(()),
+        Recipe::GroundedReports => Err(CliError::Usage(format!(
+            "{what} covers the triplets recipe for now; build the grounded-reports recipe in one process"
+        ))),
+    }
+}
+
+pub(crate) fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
+    let loaded = config::load(&args.config)?;
+    triplets_only(&loaded, "plan")?;
+    let out = out_dir(&loaded, args.out)?;
+    let p = triplets::make_plan(&loaded, &out, args.force)?;
+    let bytes: Vec<u64> = p.shards.iter().map(|s| s.bytes).collect();
+    let (lo, hi) = (
+        bytes.iter().min().copied().unwrap_or(0),
+        bytes.iter().max().copied().unwrap_or(0),
+    );
+    println!("medgrain plan {} → {}/plan.json", args.config.display(), out.display());
+    println!(
+        "  inputs {} · shards {} (input bytes per shard {lo}–{hi}) · config {}",
+        p.inputs.len(),
+        p.shards.len(),
+        &p.config_hash[..12]
+    );
+    println!(
+        "  next: `medgrain build {0} --out {1} --worker I/N` on each worker, then `medgrain merge {0} --out {1}`",
+        args.config.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn merge(args: MergeArgs) -> Result<ExitCode, CliError> {
+    let loaded = config::load(&args.config)?;
+    triplets_only(&loaded, "merge")?;
+    let out = out_dir(&loaded, args.out)?;
+    let s = triplets::merge(&loaded, &out)?;
+    print_build(
+        &format!("medgrain merge {} → {}", args.config.display(), out.display()),
+        &s,
+    );
+    Ok(if s.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) fn status(args: MergeArgs) -> Result<ExitCode, CliError> {
+    let loaded = config::load(&args.config)?;
+    triplets_only(&loaded, "status")?;
+    let out = out_dir(&loaded, args.out)?;
+    let s = triplets::status(&out)?;
+    println!("medgrain status {}", out.display());
+    println!(
+        "  shards {} done of {} ({} with failed samples) · samples {} of {}",
+        s.done, s.shards, s.with_failures, s.samples_done, s.samples_total
+    );
+    if let Some(r) = s.rate {
+        println!("  rate {r:.1} samples/s · ETA {:.0} s", s.eta_s.unwrap_or(0.0));
+    }
+    if s.missing.is_empty() {
+        println!(
+            "  every shard is finished: `medgrain merge {} --out {}`",
+            args.config.display(),
+            out.display()
+        );
+    } else {
+        let list: Vec<String> = s.missing.iter().take(20).map(|k| k.to_string()).collect();
+        println!(
+            "  missing shards {}{} — rerun them with `medgrain build {} --out {}` (one process: finished shards are kept)",
+            list.join(", "),
+            if s.missing.len() > 20 { ", …" } else { "" },
+            args.config.display(),
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -80,12 +80,12 @@ def test_workers_at_once_equal_one_process_and_merge_is_idempotent(medgrain_bin,
         _, err = p.communicate()
         assert p.returncode == 0, err
     assert not (out / "stats.json").exists(), "workers leave assembling to merge"
-    r = mg(medgrain_bin, "merge", str(d / "c.toml"), "--out", str(out))
+    r = mg(medgrain_bin, "merge", str(out))
     assert r.returncode == 0, r.stderr
     got = dataset(out)
     assert got == want
     first = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    assert mg(medgrain_bin, "merge", str(d / "c.toml"), "--out", str(out)).returncode == 0
+    assert mg(medgrain_bin, "merge", str(out)).returncode == 0
     second = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert first == second, "merge is idempotent"
     assert not list(out.rglob("*.tmp"))
@@ -98,12 +98,15 @@ def test_missing_shards_are_named_and_only_they_are_redone(medgrain_bin, corpus)
     r = mg(medgrain_bin, "build", str(d / "c.toml"), "--out", str(out), "--worker", "k8s/3",
            env={"JOB_COMPLETION_INDEX": "0"})
     assert r.returncode == 0, r.stderr
-    r = mg(medgrain_bin, "merge", str(d / "c.toml"), "--out", str(out))
+    r = mg(medgrain_bin, "merge", str(out))
     assert r.returncode == 1 and "6 of 9 shards are not finished" in r.stderr and "1, 2, 4, 5, 7, 8" in r.stderr, \
         r.stderr
-    s = subprocess.run([medgrain_bin, "status", str(d / "c.toml"), "--out", str(out)], capture_output=True, text=True)
+    s = subprocess.run([medgrain_bin, "status", str(out)], capture_output=True, text=True)
     assert s.returncode == 0 and "shards 3 done of 9" in s.stdout and "missing shards 1, 2, 4, 5, 7, 8" in s.stdout, \
         s.stdout
+    j = json.loads(subprocess.run([medgrain_bin, "status", str(out), "--json"], capture_output=True, text=True).stdout)
+    assert (j["done"], j["missing"], j["samples_total"]) == (3, [1, 2, 4, 5, 7, 8], 140)
+    assert j["rerun"].startswith("medgrain build ") and str(out) in j["rerun"]
     # a corrupt marker is redone, never trusted
     (out / ".medgrain/shards/triplets-00003.json").write_text('{"plan_hash": ')
     r = mg(medgrain_bin, "build", str(d / "c.toml"), "--out", str(out))
@@ -137,3 +140,9 @@ def test_changed_inputs_and_bad_workers_are_refused(medgrain_bin, corpus, tmp_pa
     assert mg(medgrain_bin, "plan", str(d / "c.toml"), "--out", str(out), "--force").returncode == 0
     r = mg(medgrain_bin, "build", str(d / "c.toml"), "--out", str(out), "--worker", "0/2", "--force")
     assert r.returncode == 2 and "--force" in r.stderr
+    # merge of shards planned for another config: refused, naming both hashes
+    # (exit 1: the deleted image is one failed sample)
+    assert mg(medgrain_bin, "build", str(d / "c.toml"), "--out", str(out), "--worker", "0/1").returncode == 1
+    (d / "c.toml").write_text(CONFIG.replace('kind = "template"', 'kind = "template"\nmax_image_side = 256'))
+    r = mg(medgrain_bin, "merge", str(out))
+    assert r.returncode == 2 and "two configs" in r.stderr and r.stderr.count("hash") >= 1, r.stderr

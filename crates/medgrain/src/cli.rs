@@ -35,10 +35,10 @@ pub(crate) enum Command {
     /// `merge`. The same inputs give the same plan; changed inputs under an existing plan are refused unless --force.
     Plan(PlanArgs),
     /// Assemble errors.jsonl, stats.json and manifest.json from every shard the workers finished (exit 1 naming
-    /// the missing shards); idempotent.
+    /// the missing shards); idempotent. The config is the one the plan in DIR was made from.
     Merge(MergeArgs),
-    /// Done, missing and failed shards of the plan in OUT, the rate, the ETA and the command that reruns the rest.
-    Status(MergeArgs),
+    /// Done, missing and failed shards of the plan in DIR, the rate, the ETA and the command that reruns the rest.
+    Status(StatusArgs),
     /// Offline batch generation through OpenAI Batch API files (also read by `vllm run-batch`).
     Batch {
         #[command(subcommand)]
@@ -138,11 +138,17 @@ pub(crate) struct PlanArgs {
 
 #[derive(Args)]
 pub(crate) struct MergeArgs {
-    /// The config file the workers ran.
-    pub config: PathBuf,
-    /// Output folder (default: `[output] dir` of the config).
+    /// The output folder the workers shared (it holds plan.json).
+    pub dir: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    /// The output folder the workers share (it holds plan.json).
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub json: bool,
 }
 
 #[derive(Args)]

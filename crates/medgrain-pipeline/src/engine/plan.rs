@@ -29,6 +29,8 @@ pub struct PlanShard {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub recipe: String,
+    /// The config the plan was made from (absolute): `merge DIR` and `status DIR` read it from here.
+    pub config_path: std::path::PathBuf,
     pub config_hash: String,
     pub inputs: Vec<PlanInput>,
     pub shards: Vec<PlanShard>,
@@ -140,6 +142,7 @@ mod tests {
         };
         let plan = Plan {
             recipe: "triplets".into(),
+            config_path: "c.toml".into(),
             config_hash: "h".into(),
             inputs: vec![i("a.png", 1), i("b.png", 2)],
             shards: vec![],

@@ -605,6 +605,7 @@ pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan,
         .collect::<Result<Vec<_>, PipelineError>>()?;
     let plan = Plan {
         recipe: "triplets".into(),
+        config_path: std::fs::canonicalize(&loaded.path).unwrap_or_else(|_| loaded.path.clone()),
         config_hash: chash,
         inputs,
         shards,
@@ -639,17 +640,19 @@ fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, std::tim
 
 /// `medgrain merge`: assembles `errors.jsonl`, `stats.json` and `manifest.json` from the markers on disk of every
 /// shard of the plan (never from a process's memory); idempotent. Missing shards are an error naming them.
-pub fn merge(loaded: &LoadedConfig, out: &Path) -> Result<BuildSummary, PipelineError> {
+pub fn merge(out: &Path) -> Result<BuildSummary, PipelineError> {
     let started = Instant::now();
     let plan = Plan::read(out)?
         .ok_or_else(|| PipelineError::Usage(format!("no plan in {}: nothing to merge", out.display())))?;
+    let loaded = &crate::config::load(&plan.config_path)?;
     let knowledge = crate::knowledge::Knowledge::open(loaded)?;
     let chash = settings_hash(loaded, knowledge.as_ref())?;
     if plan.config_hash != chash {
         return Err(PipelineError::Usage(format!(
-            "the shards in {} were planned for config hash {}, this config is {}: merge with the config the workers ran",
+            "the shards in {} were planned for config hash {}, but {} now hashes to {}: merge refuses shards of two configs",
             out.display(),
             &plan.config_hash[..12.min(plan.config_hash.len())],
+            plan.config_path.display(),
             &chash[..12]
         )));
     }

@@ -34,7 +34,7 @@ pub(crate) fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
         &p.config_hash[..12]
     );
     println!(
-        "  next: `medgrain build {0} --out {1} --worker I/N` on each worker, then `medgrain merge {0} --out {1}`",
+        "  next: `medgrain build {0} --out {1} --worker I/N` on each worker, then `medgrain merge {1}`",
         args.config.display(),
         out.display()
     );
@@ -42,14 +42,8 @@ pub(crate) fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
 }
 
 pub(crate) fn merge(args: MergeArgs) -> Result<ExitCode, CliError> {
-    let loaded = config::load(&args.config)?;
-    triplets_only(&loaded, "merge")?;
-    let out = out_dir(&loaded, args.out)?;
-    let s = triplets::merge(&loaded, &out)?;
-    print_build(
-        &format!("medgrain merge {} → {}", args.config.display(), out.display()),
-        &s,
-    );
+    let s = triplets::merge(&args.dir)?;
+    print_build(&format!("medgrain merge {}", args.dir.display()), &s);
     Ok(if s.failed > 0 {
         ExitCode::from(1)
     } else {
@@ -57,11 +51,19 @@ pub(crate) fn merge(args: MergeArgs) -> Result<ExitCode, CliError> {
     })
 }
 
-pub(crate) fn status(args: MergeArgs) -> Result<ExitCode, CliError> {
-    let loaded = config::load(&args.config)?;
-    triplets_only(&loaded, "status")?;
-    let out = out_dir(&loaded, args.out)?;
+pub(crate) fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
+    let out = args.dir;
     let s = triplets::status(&out)?;
+    let config = medgrain_pipeline::engine::plan::Plan::read(&out)?
+        .map(|p| p.config_path.display().to_string())
+        .unwrap_or_default();
+    let rerun = format!("medgrain build {config} --out {}", out.display());
+    if args.json {
+        let mut v = serde_json::to_value(&s).map_err(|e| CliError::Internal(e.to_string()))?;
+        v["rerun"] = serde_json::json!(if s.missing.is_empty() { None } else { Some(rerun) });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("medgrain status {}", out.display());
     println!(
         "  shards {} done of {} ({} with failed samples) · samples {} of {}",
@@ -71,19 +73,13 @@ pub(crate) fn status(args: MergeArgs) -> Result<ExitCode, CliError> {
         println!("  rate {r:.1} samples/s · ETA {:.0} s", s.eta_s.unwrap_or(0.0));
     }
     if s.missing.is_empty() {
-        println!(
-            "  every shard is finished: `medgrain merge {} --out {}`",
-            args.config.display(),
-            out.display()
-        );
+        println!("  every shard is finished: `medgrain merge {}`", out.display());
     } else {
         let list: Vec<String> = s.missing.iter().take(20).map(|k| k.to_string()).collect();
         println!(
-            "  missing shards {}{} — rerun them with `medgrain build {} --out {}` (one process: finished shards are kept)",
+            "  missing shards {}{} — rerun them with `{rerun}` (one process: finished shards are kept)",
             list.join(", "),
             if s.missing.len() > 20 { ", …" } else { "" },
-            args.config.display(),
-            out.display()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -638,6 +638,15 @@ fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, std::tim
         .collect())
 }
 
+/// The shards `finished` found no valid marker for.
+fn unfinished<T>(done: &[Option<T>]) -> Vec<usize> {
+    done.iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_none())
+        .map(|(k, _)| k)
+        .collect()
+}
+
 /// `medgrain merge`: assembles `errors.jsonl`, `stats.json` and `manifest.json` from the markers on disk of every
 /// shard of the plan (never from a process's memory); idempotent. Missing shards are an error naming them.
 pub fn merge(out: &Path) -> Result<BuildSummary, PipelineError> {
@@ -657,12 +666,7 @@ pub fn merge(out: &Path) -> Result<BuildSummary, PipelineError> {
         )));
     }
     let done = finished(&plan, out)?;
-    let missing: Vec<usize> = done
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.is_none())
-        .map(|(k, _)| k)
-        .collect();
+    let missing = unfinished(&done);
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().take(20).map(|k| k.to_string()).collect();
         return Err(PipelineError::Incomplete(format!(
@@ -733,12 +737,7 @@ pub struct Status {
 pub fn status(out: &Path) -> Result<Status, PipelineError> {
     let plan = Plan::read(out)?.ok_or_else(|| PipelineError::Usage(format!("no plan in {}", out.display())))?;
     let done = finished(&plan, out)?;
-    let missing: Vec<usize> = done
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.is_none())
-        .map(|(k, _)| k)
-        .collect();
+    let missing = unfinished(&done);
     let samples_done: u64 = done.iter().flatten().map(|(m, _)| m.stats.samples).sum();
     let samples_total = plan.inputs.len() as u64;
     let times: Vec<std::time::SystemTime> = done.iter().flatten().map(|(_, t)| *t).collect();

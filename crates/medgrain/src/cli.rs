@@ -39,6 +39,8 @@ pub(crate) enum Command {
     Merge(MergeArgs),
     /// Done, missing and failed shards of the plan in DIR, the rate, the ETA and the command that reruns the rest.
     Status(StatusArgs),
+    /// Write a Kubernetes Indexed Job for the plan's workers and a merge Job (DIR/k8s/workers.yaml, merge.yaml).
+    K8s(K8sArgs),
     /// Offline batch generation through OpenAI Batch API files (also read by `vllm run-batch`).
     Batch {
         #[command(subcommand)]
@@ -134,6 +136,36 @@ pub(crate) struct PlanArgs {
     /// Plan again even when the inputs changed under an existing plan.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct K8sArgs {
+    /// The config file, as the pods see it.
+    pub config: PathBuf,
+    /// The output folder, as the pods see it (on the volume of --pvc); the YAML goes to OUT/k8s/ here.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of workers (Job completions, one index each).
+    #[arg(long)]
+    pub workers: usize,
+    /// The container image that has `medgrain` on its PATH.
+    #[arg(long)]
+    pub image: String,
+    /// The PersistentVolumeClaim holding the inputs and OUT.
+    #[arg(long, default_value = "medgrain-data")]
+    pub pvc: String,
+    /// Where the claim is mounted in the pods.
+    #[arg(long, default_value = "/data")]
+    pub mount: String,
+    /// Pods at once (default: every worker).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Retries per index for a cause worth retrying (exit 3).
+    #[arg(long, default_value_t = 3)]
+    pub backoff_per_index: usize,
+    /// Job name prefix.
+    #[arg(long, default_value = "medgrain")]
+    pub name: String,
 }
 
 #[derive(Args)]

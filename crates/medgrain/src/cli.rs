@@ -39,6 +39,9 @@ pub(crate) enum Command {
     Merge(MergeArgs),
     /// Done, missing and failed shards of the plan in DIR, the rate, the ETA and the command that reruns the rest.
     Status(StatusArgs),
+    /// Write a Slurm job array for the plan's workers and a merge job that runs after it (DIR/slurm/*.sbatch);
+    /// --submit submits both and prints their ids.
+    Slurm(SlurmArgs),
     /// Write a Kubernetes Indexed Job for the plan's workers and a merge Job (DIR/k8s/workers.yaml, merge.yaml).
     K8s(K8sArgs),
     /// Offline batch generation through OpenAI Batch API files (also read by `vllm run-batch`).
@@ -136,6 +139,36 @@ pub(crate) struct PlanArgs {
     /// Plan again even when the inputs changed under an existing plan.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct SlurmArgs {
+    /// The config file (a path the nodes see).
+    pub config: PathBuf,
+    /// The output folder on a file system every node shares (it holds plan.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Workers (array tasks); capped at the cluster's MaxArraySize (from `scontrol show config`, else 1001) —
+    /// each task then runs more shards.
+    #[arg(long)]
+    pub workers: usize,
+    /// At most this many tasks at once (`--array=…%T`).
+    #[arg(long)]
+    pub throttle: Option<usize>,
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit per task (Slurm's format, e.g. 04:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per task.
+    #[arg(long)]
+    pub cpus: Option<usize>,
+    /// Memory per task (e.g. 8G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Submit the array and the merge job (`afterany` dependency) with sbatch and print their ids.
+    #[arg(long)]
+    pub submit: bool,
 }
 
 #[derive(Args)]

@@ -34,6 +34,7 @@ fn run(cli: Cli) -> Result<ExitCode, error::CliError> {
         Command::Merge(a) => commands::plan::merge(a),
         Command::Status(a) => commands::plan::status(a),
         Command::K8s(a) => commands::plan::k8s(a),
+        Command::Slurm(a) => commands::plan::slurm(a),
         Command::Batch { action } => commands::batch::run(action),
         Command::MockServer(a) => commands::mock_server::run(a),
         Command::Probe(a) => commands::probe::run(a),

@@ -88,6 +88,76 @@ impl K8sJob {
     }
 }
 
+/// What `medgrain slurm` was asked for.
+#[derive(Debug, Clone)]
+pub struct SlurmJob {
+    /// The `medgrain` executable the nodes run (absolute).
+    pub exe: String,
+    pub config: String,
+    pub out: String,
+    /// Array tasks (workers); at most the cluster's MaxArraySize.
+    pub tasks: usize,
+    pub throttle: Option<usize>,
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub cpus: Option<usize>,
+    pub mem: Option<String>,
+}
+
+impl SlurmJob {
+    fn options(&self, name: &str) -> String {
+        let mut o = format!("#SBATCH --job-name=medgrain-{name}\n");
+        for (flag, v) in [
+            ("partition", self.partition.clone()),
+            ("time", self.time.clone()),
+            ("cpus-per-task", self.cpus.map(|c| c.to_string())),
+            ("mem", self.mem.clone()),
+        ] {
+            if let Some(v) = v {
+                o.push_str(&format!("#SBATCH --{flag}={v}\n"));
+            }
+        }
+        o
+    }
+
+    /// The job array of the workers: task `i` runs `--worker slurm/TASKS`; exit 1 (some samples failed, recorded)
+    /// is a finished task.
+    pub fn workers_script(&self) -> String {
+        let array = match self.throttle {
+            Some(t) => format!("0-{}%{t}", self.tasks - 1),
+            None => format!("0-{}", self.tasks - 1),
+        };
+        format!(
+            "#!/bin/sh\n{}#SBATCH --array={array}\n#SBATCH --output={}/slurm/worker-%a.log\n\n{} build {} --out {} --worker slurm/{}\ncode=$?\n[ $code -eq 1 ] && exit 0\nexit $code\n",
+            self.options("workers"),
+            shell_quote(&self.out).trim_matches('\''),
+            shell_quote(&self.exe),
+            shell_quote(&self.config),
+            shell_quote(&self.out),
+            self.tasks
+        )
+    }
+
+    /// The merge job (submitted with `--dependency=afterany:<workers>`).
+    pub fn merge_script(&self) -> String {
+        format!(
+            "#!/bin/sh\n{}#SBATCH --output={}/slurm/merge.log\n\n{} merge {}\n",
+            self.options("merge"),
+            shell_quote(&self.out).trim_matches('\''),
+            shell_quote(&self.exe),
+            shell_quote(&self.out)
+        )
+    }
+}
+
+/// The cluster's MaxArraySize from `scontrol show config` output, if it says.
+pub fn max_array_size(scontrol_config: &str) -> Option<usize> {
+    scontrol_config.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "MaxArraySize").then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
 /// YAML (block style) for a JSON value; strings are written as JSON strings, which YAML reads as double-quoted
 /// scalars, so no value can change meaning.
 pub fn to_yaml(v: &Value) -> String {
@@ -158,6 +228,31 @@ mod tests {
             y,
             "a:\n  b:\n    - 1\n    - \"x: y\"\n    - c: true\n      d: []\ne: \"it's\"\n"
         );
+    }
+
+    #[test]
+    fn slurm_scripts_and_max_array_size() {
+        let j = SlurmJob {
+            exe: "/opt/medgrain".into(),
+            config: "/d/c.toml".into(),
+            out: "/d/out".into(),
+            tasks: 4,
+            throttle: Some(2),
+            partition: Some("cpu".into()),
+            time: None,
+            cpus: Some(2),
+            mem: None,
+        };
+        let w = j.workers_script();
+        assert!(w.contains("#SBATCH --array=0-3%2\n") && w.contains("#SBATCH --partition=cpu\n"));
+        assert!(w.contains("#SBATCH --cpus-per-task=2\n") && !w.contains("--mem"));
+        assert!(w.contains("'/opt/medgrain' build '/d/c.toml' --out '/d/out' --worker slurm/4\n"));
+        assert!(j.merge_script().contains("'/opt/medgrain' merge '/d/out'\n"));
+        assert_eq!(
+            max_array_size("Foo = 1\nMaxArraySize            = 40001\n"),
+            Some(40001)
+        );
+        assert_eq!(max_array_size("Foo = 1\n"), None);
     }
 
     #[test]

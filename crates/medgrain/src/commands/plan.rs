@@ -124,3 +124,94 @@ pub(crate) fn k8s(args: K8sArgs) -> Result<ExitCode, CliError> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn slurm(args: SlurmArgs) -> Result<ExitCode, CliError> {
+    use medgrain_pipeline::engine::cluster::{max_array_size, SlurmJob};
+    if args.workers == 0 {
+        return Err(CliError::Usage("--workers must be at least 1".into()));
+    }
+    let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if medgrain_pipeline::engine::plan::Plan::read(&args.out)?.is_none() {
+        return Err(CliError::Usage(format!(
+            "no plan in {0}: run `medgrain plan {1} --out {0}` first",
+            args.out.display(),
+            args.config.display()
+        )));
+    }
+    let max = std::process::Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .ok()
+        .and_then(|o| max_array_size(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or(1001);
+    let tasks = args.workers.min(max);
+    if tasks < args.workers {
+        tracing::warn!(
+            workers = args.workers,
+            tasks,
+            "the array would exceed MaxArraySize: each task runs more shards"
+        );
+    }
+    let exe = std::env::current_exe().map_err(|e| CliError::Internal(e.to_string()))?;
+    let job = SlurmJob {
+        exe: exe.display().to_string(),
+        config: abs(&args.config).display().to_string(),
+        out: abs(&args.out).display().to_string(),
+        tasks,
+        throttle: args.throttle,
+        partition: args.partition,
+        time: args.time,
+        cpus: args.cpus,
+        mem: args.mem,
+    };
+    let dir = args.out.join("slurm");
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::Io {
+        path: dir.clone(),
+        source: e,
+    })?;
+    let (workers, merge) = (dir.join("workers.sbatch"), dir.join("merge.sbatch"));
+    for (p, text) in [(&workers, job.workers_script()), (&merge, job.merge_script())] {
+        std::fs::write(p, text).map_err(|e| CliError::Io {
+            path: p.clone(),
+            source: e,
+        })?;
+    }
+    println!(
+        "medgrain slurm → {} ({tasks} array tasks), {}",
+        workers.display(),
+        merge.display()
+    );
+    if !args.submit {
+        println!(
+            "  submit: id=$(sbatch --parsable {}) && sbatch --dependency=afterany:$id {}",
+            workers.display(),
+            merge.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sbatch = |extra: &[String], script: &std::path::Path| -> Result<String, CliError> {
+        let o = std::process::Command::new("sbatch")
+            .arg("--parsable")
+            .args(extra)
+            .arg(script)
+            .output()
+            .map_err(|e| CliError::Usage(format!("sbatch: {e} (is Slurm installed here?)")))?;
+        if !o.status.success() {
+            return Err(CliError::Usage(format!(
+                "sbatch {} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_string())
+    };
+    let array_id = sbatch(&[], &workers)?;
+    let merge_id = sbatch(&[format!("--dependency=afterany:{array_id}")], &merge)?;
+    println!("  submitted workers {array_id} and merge {merge_id}");
+    Ok(ExitCode::SUCCESS)
+}

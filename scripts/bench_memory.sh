@@ -3,6 +3,7 @@
 # "Memory"): writes a synthetic 2D corpus of each size and builds it, reporting wall time and peak RSS.
 #   bash scripts/bench_memory.sh target/release/medgrain 1000 10000 [100000]
 set -euo pipefail
+source "$(dirname "$0")/synth2d_config.sh"
 BIN="$(realpath "${1:?medgrain binary}")"
 shift
 WORK="${MEDGRAIN_BENCH_DIR:-$(mktemp -d)}"
@@ -13,20 +14,7 @@ for n in "$@"; do
   d="$WORK/mem-$n"
   rm -rf "$d"
   "$BIN" -q synth --out "$d/synth" --images-per-kind "$per_kind" --volumes 0
-  cat > "$d/build.toml" <<TOML
-recipe = "triplets"
-[output]
-shard_size = 256
-[[source]]
-name = "synth-2d"
-kind = "image-folder"
-root = "synth/2d"
-images = "images/*.png"
-masks = "masks/{stem}.png"
-metadata = "metadata.csv"
-[generator]
-kind = "template"
-TOML
+  synth2d_config 256 "$d/build.toml"
   /usr/bin/time -f "%e %M" -o "$d/time.txt" "$BIN" -q build "$d/build.toml" --out "$d/out" > /dev/null
   read -r secs kb < "$d/time.txt"
   echo "| $(( per_kind * 7 )) | ${secs} s | $(( kb / 1024 )) MB |"

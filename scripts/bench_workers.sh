@@ -5,27 +5,13 @@
 # at once plus `merge`, and finally plans the same corpus with shard size 1 (one shard per image) to time `merge` over
 # that many markers.
 set -euo pipefail
+source "$(dirname "$0")/synth2d_config.sh"
 BIN="$(realpath "${1:?medgrain binary}")"
 N="${2:-10000}"
 WORK="${MEDGRAIN_BENCH_DIR:-$(mktemp -d)}"
 per_kind=$(( (N + 6) / 7 ))
 "$BIN" -q synth --out "$WORK/synth" --images-per-kind "$per_kind" --volumes 0 > /dev/null
-conf() {
-  cat > "$WORK/c$1.toml" <<TOML
-recipe = "triplets"
-[output]
-shard_size = $1
-[[source]]
-name = "synth-2d"
-kind = "image-folder"
-root = "synth/2d"
-images = "images/*.png"
-masks = "masks/{stem}.png"
-metadata = "metadata.csv"
-[generator]
-kind = "template"
-TOML
-}
+conf() { synth2d_config "$1" "$WORK/c$1.toml"; }
 conf 64
 conf 1
 now() { date +%s.%N; }

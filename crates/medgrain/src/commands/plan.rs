@@ -4,6 +4,7 @@ use crate::cli::*;
 use crate::error::CliError;
 use crate::output::*;
 use medgrain_pipeline::config::{self, Recipe};
+use medgrain_pipeline::engine::cluster::to_yaml;
 use medgrain_pipeline::recipes::triplets;
 use std::process::ExitCode;
 
@@ -101,21 +102,14 @@ pub(crate) fn k8s(args: K8sArgs) -> Result<ExitCode, CliError> {
         mount: args.mount,
     };
     let dir = args.out.join("k8s");
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::Io {
-        path: dir.clone(),
-        source: e,
-    })?;
-    for (file, value) in [("workers.yaml", job.workers_job()), ("merge.yaml", job.merge_job())] {
-        let p = dir.join(file);
-        let text = format!(
-            "# written by medgrain k8s; apply merge.yaml once the workers' Job is complete\n{}",
-            medgrain_pipeline::engine::cluster::to_yaml(&value)
-        );
-        std::fs::write(&p, text).map_err(|e| CliError::Io {
-            path: p.clone(),
-            source: e,
-        })?;
-    }
+    let note = "# written by medgrain k8s; apply merge.yaml once the workers' Job is complete\n";
+    write_files(
+        &dir,
+        &[
+            ("workers.yaml", format!("{note}{}", to_yaml(&job.workers_job()))),
+            ("merge.yaml", format!("{note}{}", to_yaml(&job.merge_job()))),
+        ],
+    )?;
     println!("medgrain k8s → {0}/workers.yaml, {0}/merge.yaml", dir.display());
     println!(
         "  kubectl apply -f {0}/workers.yaml && kubectl wait --for=condition=complete --timeout=-1s job/{1}-workers && kubectl apply -f {0}/merge.yaml",
@@ -165,17 +159,14 @@ pub(crate) fn slurm(args: SlurmArgs) -> Result<ExitCode, CliError> {
         mem: args.mem,
     };
     let dir = args.out.join("slurm");
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::Io {
-        path: dir.clone(),
-        source: e,
-    })?;
+    write_files(
+        &dir,
+        &[
+            ("workers.sbatch", job.workers_script()),
+            ("merge.sbatch", job.merge_script()),
+        ],
+    )?;
     let (workers, merge) = (dir.join("workers.sbatch"), dir.join("merge.sbatch"));
-    for (p, text) in [(&workers, job.workers_script()), (&merge, job.merge_script())] {
-        std::fs::write(p, text).map_err(|e| CliError::Io {
-            path: p.clone(),
-            source: e,
-        })?;
-    }
     println!(
         "medgrain slurm → {} ({tasks} array tasks), {}",
         workers.display(),
@@ -214,4 +205,17 @@ pub(crate) fn slurm(args: SlurmArgs) -> Result<ExitCode, CliError> {
     let merge_id = sbatch(&[format!("--dependency=afterany:{array_id}")], &merge)?;
     println!("  submitted workers {array_id} and merge {merge_id}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes job files into `dir` (created if needed).
+fn write_files(dir: &std::path::Path, files: &[(&str, String)]) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir).map_err(|e| CliError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| CliError::Io { path: p, source: e })?;
+    }
+    Ok(())
 }

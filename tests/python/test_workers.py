@@ -146,3 +146,18 @@ def test_changed_inputs_and_bad_workers_are_refused(medgrain_bin, corpus, tmp_pa
     (d / "c.toml").write_text(CONFIG.replace('kind = "template"', 'kind = "template"\nmax_image_side = 256'))
     r = mg(medgrain_bin, "merge", str(out))
     assert r.returncode == 2 and "two configs" in r.stderr and r.stderr.count("hash") >= 1, r.stderr
+
+
+def test_a_worker_whose_model_server_is_down_exits_3_and_merge_waits(medgrain_bin, corpus, tmp_path):
+    d = corpus
+    cfg = tmp_path / "openai.toml"
+    cfg.write_text(CONFIG.replace("root = \"synth/2d\"", f"root = \"{d / 'synth/2d'}\"").replace(
+        '"images/*.png"', '"images/*_000[0-2].png"').replace(
+        'kind = "template"',
+        'kind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\nmax_retries = 0\ntimeout_s = 2'))
+    out = tmp_path / "out"
+    assert mg(medgrain_bin, "plan", str(cfg), "--out", str(out)).returncode == 0
+    r = mg(medgrain_bin, "build", str(cfg), "--out", str(out), "--worker", "0/1", env={"OPENAI_API_KEY": "k"})
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    r = mg(medgrain_bin, "merge", str(out))
+    assert r.returncode == 1 and "2 of 2 shards are not finished" in r.stderr, r.stderr

@@ -35,11 +35,16 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
-    /// The process exit status for this error: 2 for unusable arguments or config, 1 otherwise.
+    /// The process exit status for this error: 2 for unusable arguments or config, 3 for a cause worth retrying
+    /// (disk full), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
+        let full = |e: &std::io::Error| e.kind() == std::io::ErrorKind::StorageFull;
         match self {
             PipelineError::Config { .. } | PipelineError::Usage(_) => 2,
             PipelineError::Knowledge(medgrain_knowledge::KnowledgeError::Usage(_)) => 2,
+            // a full disk is worth retrying once there is room: nothing half-written is ever read
+            PipelineError::Io { source, .. } if full(source) => 3,
+            PipelineError::Export(medgrain_export::ExportError::Io { source, .. }) if full(source) => 3,
             _ => 1,
         }
     }

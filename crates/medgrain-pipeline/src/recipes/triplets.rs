@@ -50,6 +50,9 @@ pub struct BuildSummary {
     pub stats: Stats,
     /// Requests, cache hits, retries of a model-backed writer.
     pub generator_usage: Option<serde_json::Value>,
+    /// Samples whose description failed in this run (model server unreachable, timeouts): their shards are not
+    /// kept, so running again retries them.
+    pub retry_worthy: u64,
 }
 
 /// Completion marker of one shard.
@@ -385,6 +388,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
             stats.merge(&m.stats);
         }
         return Ok(BuildSummary {
+            retry_worthy: generate_failures(&run.markers),
             out: out.to_path_buf(),
             samples: stats.samples,
             rows: stats.rows,
@@ -416,6 +420,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     // Assemble.
     let stats = assemble(loaded, out, &chash, generator.as_ref(), &markers, &inputs, shards.len())?;
     Ok(BuildSummary {
+        retry_worthy: generate_failures(&markers),
         out: out.to_path_buf(),
         samples: stats.samples,
         rows: stats.rows,
@@ -614,7 +619,7 @@ pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan,
     Ok(plan)
 }
 
-/// Which of a plan's shards are finished in OUT (a valid marker and its part).
+/// Which of a plan's shards are finished in OUT (a valid marker and its part, and no description failed).
 fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, std::time::SystemTime)>>, PipelineError> {
     let store = MarkerStore::open(out, "triplets")?;
     Ok(plan
@@ -627,6 +632,8 @@ fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, std::tim
                     m.plan_hash == s.key
                         && m.config_hash == plan.config_hash
                         && m.file.as_ref().is_none_or(|f| out.join(f).is_file())
+                        // a shard whose descriptions failed is to be run again, not merged
+                        && !m.errors.iter().any(|e| e.stage == "generate")
                 })
                 .map(|m| {
                     let t = std::fs::metadata(store.path(k))
@@ -705,6 +712,7 @@ pub fn merge(out: &Path) -> Result<BuildSummary, PipelineError> {
         plan.shards.len(),
     )?;
     Ok(BuildSummary {
+        retry_worthy: generate_failures(&markers),
         out: out.to_path_buf(),
         samples: stats.samples,
         rows: stats.rows,
@@ -760,4 +768,13 @@ pub fn status(out: &Path) -> Result<Status, PipelineError> {
         rate,
         eta_s: rate.map(|r| (samples_total - samples_done) as f64 / r),
     })
+}
+
+/// Samples whose description failed (stage `generate`), a cause worth retrying.
+fn generate_failures(markers: &[ShardMarker]) -> u64 {
+    markers
+        .iter()
+        .flat_map(|m| &m.errors)
+        .filter(|e| e.stage == "generate")
+        .count() as u64
 }

@@ -76,6 +76,11 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
         None => format!("medgrain build {} → {}", path.display(), out.display()),
     };
     print_build(&title, &s);
+    // a worker whose descriptions failed (server unreachable, timeouts) stops with 3: its scheduler retries it,
+    // and only those shards run again
+    if worker.is_some() && s.retry_worthy > 0 {
+        return Ok(ExitCode::from(3));
+    }
     Ok(if s.failed > 0 {
         ExitCode::from(1)
     } else {

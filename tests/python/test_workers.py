@@ -161,3 +161,39 @@ def test_a_worker_whose_model_server_is_down_exits_3_and_merge_waits(medgrain_bi
     assert r.returncode == 3, (r.returncode, r.stderr)
     r = mg(medgrain_bin, "merge", str(out))
     assert r.returncode == 1 and "2 of 2 shards are not finished" in r.stderr, r.stderr
+
+
+def test_merge_killed_anywhere_then_rerun_gives_the_same_files(medgrain_bin, corpus, tmp_path):
+    import random
+    import signal
+    import time
+    d = corpus
+    cfg = tmp_path / "one.toml"
+    cfg.write_text(CONFIG.replace("root = \"synth/2d\"", f"root = \"{d / 'synth/2d'}\"")
+                   .replace("shard_size = 16", "shard_size = 1"))
+    out = tmp_path / "out"
+    assert mg(medgrain_bin, "plan", str(cfg), "--out", str(out)).returncode == 0
+    assert mg(medgrain_bin, "build", str(cfg), "--out", str(out), "--worker", "0/1").returncode == 0
+    ref = tmp_path / "ref"
+    shutil.copytree(out, ref)
+    assert mg(medgrain_bin, "merge", str(ref)).returncode == 0
+    want = {p.name: p.read_bytes() for p in ref.iterdir() if p.is_file() and p.name != "plan.json"}
+    rng = random.Random(20261202)
+    kills = 0
+    for _ in range(12):
+        p = subprocess.Popen([medgrain_bin, "-q", "merge", str(out)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, 0.04))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.wait()
+    print(f"\nmerge killed {kills} times of 12")
+    assert kills >= 3, "some kills must land while merge runs"
+    assert mg(medgrain_bin, "merge", str(out)).returncode == 0
+    got = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "plan.json"}
+    # the manifest names the config it was made from (the same here); everything else is byte for byte the same
+    mw, mg_ = json.loads(want.pop("manifest.json")), json.loads(got.pop("manifest.json"))
+    assert {k: v for k, v in mw.items() if k != "config_path"} == {k: v for k, v in mg_.items() if k != "config_path"}
+    assert got == want
+    assert not list(out.rglob("*.tmp"))

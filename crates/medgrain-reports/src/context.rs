@@ -114,93 +114,100 @@ fn near(between: &str) -> bool {
 
 /// Negation and uncertainty of the finding at byte span `[start, end)` of lower-case `text`.
 pub fn assess(text: &str, start: usize, end: usize) -> Assessment {
-    assess_with(text, start, end, false)
+    SentenceCues::scan(text).assess(start, end, false, &[])
 }
 
-/// As [`assess`]; with `structure`, a normality cue in the clause ("the heart is normal in size") also negates.
-pub fn assess_with(text: &str, start: usize, end: usize, structure: bool) -> Assessment {
-    assess_among(text, start, end, structure, &[])
+/// The cues of one sentence, found once; each finding of the sentence is then assessed against them.
+pub struct SentenceCues<'a> {
+    text: &'a str,
+    found: Vec<crate::text::Match>,
 }
 
-/// As [`assess_with`], knowing the spans of the sentence's other findings: a bidirectional uncertainty cue after
-/// this finding that is followed by another finding in the clause belongs to that one ("consolidation, possibly
-/// pneumonia": the pneumonia is uncertain, the consolidation is not).
-pub fn assess_among(text: &str, start: usize, end: usize, structure: bool, others: &[(usize, usize)]) -> Assessment {
-    let c = cues();
-    let form = match_form(text);
-    let found: Vec<_> = c
-        .set
-        .find(&form)
-        .into_iter()
-        .filter(|m| m.end <= start || m.start >= end)
-        .collect();
-    let (mut lo, mut hi) = crate::text::clause_by(text, start, end, BREAKS);
-    for m in found.iter().filter(|m| c.list[m.index].1 == Cat::Term) {
-        if m.end <= start {
-            lo = lo.max(m.end);
-        } else if m.start >= end {
-            hi = hi.min(m.start);
+impl<'a> SentenceCues<'a> {
+    /// Finds the cues of lower-case `text`.
+    pub fn scan(text: &'a str) -> Self {
+        SentenceCues {
+            text,
+            found: cues().set.find(&match_form(text)),
         }
     }
-    // Negation cues must be near (see `near`); uncertainty cues reach over the whole clause.
-    let before = |cats: &[Cat], window: bool| {
-        found
+
+    /// Negation and uncertainty of the finding at `[start, end)`. With `structure`, a normality cue in the clause
+    /// ("the heart is normal in size") also negates. `others`: the spans of the sentence's other findings — a
+    /// bidirectional uncertainty cue after this finding that is followed by another finding in the clause belongs
+    /// to that one ("consolidation, possibly pneumonia": the pneumonia is uncertain, the consolidation is not).
+    pub fn assess(&self, start: usize, end: usize, structure: bool, others: &[(usize, usize)]) -> Assessment {
+        let (c, text) = (cues(), self.text);
+        let cat = |m: &crate::text::Match| c.list[m.index].1;
+        // cues inside the finding's own words do not count
+        let found: Vec<&crate::text::Match> = self.found.iter().filter(|m| m.end <= start || m.start >= end).collect();
+        let (mut lo, mut hi) = crate::text::clause_by(text, start, end, BREAKS);
+        for m in found.iter().filter(|m| cat(m) == Cat::Term) {
+            if m.end <= start {
+                lo = lo.max(m.end);
+            } else if m.start >= end {
+                hi = hi.min(m.start);
+            }
+        }
+        let before_in_clause = |m: &&&crate::text::Match| m.end <= start && m.start >= lo;
+        let after_in_clause = |m: &&&crate::text::Match| m.start >= end && m.end <= hi;
+        // Negation cues must be near (see `near`); a cue after the finding negates it only across list material
+        // (other findings, commas, "and"/"or", places): "nodules, consolidation and effusion were not observed".
+        let neg = found
             .iter()
-            .filter(|m| cats.contains(&c.list[m.index].1) && m.end <= start && m.start >= lo)
-            .filter(|m| !window || near(&text[m.end..start]))
+            .filter(|m| matches!(cat(m), Cat::PreNeg | Cat::BiNeg))
+            .filter(before_in_clause)
+            .filter(|m| near(&text[m.end..start]))
             .max_by_key(|m| m.end)
-    };
-    let after = |cats: &[Cat], list_check: bool| {
-        found
-            .iter()
-            .filter(|m| cats.contains(&c.list[m.index].1) && m.start >= end && m.end <= hi)
-            .filter(|m| !list_check || near(&text[end..m.start]))
-            .filter(|m| {
-                if !list_check {
-                    return true;
-                }
-                // Only list material (other findings, commas, "and"/"or", places) may stand between a finding and
-                // a post-negation cue: "nodules, consolidation and effusion were not observed".
-                let mut between = format!(" {} ", text[end..m.start].trim_end());
-                for aux in AUXILIARIES {
-                    if between.trim_end().ends_with(aux) {
-                        let keep = between.trim_end().len() - aux.len();
-                        between.truncate(keep);
-                        between.push(' ');
-                        break;
-                    }
-                }
-                !VERBS.iter().any(|v| between.contains(v))
-            })
-            .min_by_key(|m| m.start)
-    };
-    let name = |m: &crate::text::Match| c.list[m.index].0.clone();
-    let neg = before(&[Cat::PreNeg, Cat::BiNeg], true)
-        .or_else(|| after(&[Cat::PostNeg, Cat::BiNeg], true))
-        .or_else(|| {
-            if structure {
+            .or_else(|| {
                 found
                     .iter()
-                    .find(|m| c.list[m.index].1 == Cat::Normal && m.start >= lo && m.end <= hi)
-            } else {
-                None
-            }
-        });
-    let unc = before(&[Cat::PreUnc, Cat::BiUnc], false).or_else(|| {
-        found
-            .iter()
-            .filter(|m| {
-                let cat = c.list[m.index].1;
-                (cat == Cat::PostUnc || cat == Cat::BiUnc) && m.start >= end && m.end <= hi
+                    .filter(|m| matches!(cat(m), Cat::PostNeg | Cat::BiNeg))
+                    .filter(after_in_clause)
+                    .filter(|m| near(&text[end..m.start]) && only_list_between(&text[end..m.start]))
+                    .min_by_key(|m| m.start)
             })
-            .filter(|m| c.list[m.index].1 == Cat::PostUnc || !others.iter().any(|&(s, _)| s >= m.end && s < hi))
-            .min_by_key(|m| m.start)
-    });
-    Assessment {
-        negated: neg.is_some(),
-        uncertain: unc.is_some(),
-        cue: neg.or(unc).map(name),
+            .or_else(|| {
+                found
+                    .iter()
+                    .filter(|m| structure && cat(m) == Cat::Normal)
+                    .find(|m| m.start >= lo && m.end <= hi)
+            });
+        // Uncertainty cues reach over the whole clause.
+        let unc = found
+            .iter()
+            .filter(|m| matches!(cat(m), Cat::PreUnc | Cat::BiUnc))
+            .filter(before_in_clause)
+            .max_by_key(|m| m.end)
+            .or_else(|| {
+                found
+                    .iter()
+                    .filter(|m| matches!(cat(m), Cat::PostUnc | Cat::BiUnc))
+                    .filter(after_in_clause)
+                    .filter(|m| cat(m) == Cat::PostUnc || !others.iter().any(|&(s, _)| s >= m.end && s < hi))
+                    .min_by_key(|m| m.start)
+            });
+        Assessment {
+            negated: neg.is_some(),
+            uncertain: unc.is_some(),
+            cue: neg.or(unc).map(|m| c.list[m.index].0.clone()),
+        }
     }
+}
+
+/// Whether no verb stands between a finding and a post-negation cue (a trailing auxiliary — "were" in "… were not
+/// observed" — aside).
+fn only_list_between(between: &str) -> bool {
+    let mut between = format!(" {} ", between.trim_end());
+    for aux in AUXILIARIES {
+        if between.trim_end().ends_with(aux) {
+            let keep = between.trim_end().len() - aux.len();
+            between.truncate(keep);
+            between.push(' ');
+            break;
+        }
+    }
+    !VERBS.iter().any(|v| between.contains(v))
 }
 
 /// One `report context` answer.

@@ -234,6 +234,7 @@ pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
             .any(|b| between.contains(b));
         (hi - lo) + if crosses { 60 } else { 0 }
     };
+    let cues = context::SentenceCues::scan(&lower);
     let mut findings: Vec<Finding> = Vec::new();
     for hit in &finding_hits {
         let entry = &vocab.entries[hit.index];
@@ -243,7 +244,7 @@ pub fn ground_sentence(ont: &Ontology, sentence: &str) -> SentenceGrounding {
             .filter(|h| h.start != hit.start)
             .map(|h| (h.start, h.end))
             .collect();
-        let ctx = context::assess_among(&lower, hit.start, hit.end, entry.kind == TermKind::Structure, &others);
+        let ctx = cues.assess(hit.start, hit.end, entry.kind == TermKind::Structure, &others);
         let (negated, uncertain) = (ctx.negated, ctx.uncertain);
         let laterality = text::laterality_near(&lower, hit.start, hit.end);
         // The nearest anatomy mention in the sentence, else the finding's usual place (on the stated side).

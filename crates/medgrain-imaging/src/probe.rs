@@ -117,6 +117,15 @@ pub fn npy_f64(values: &[f64], shape: &[usize]) -> Vec<u8> {
 
 /// Probes one file.
 pub fn probe(path: &Path) -> Result<Value> {
+    probe_inner(path, false).map(|(v, _)| v)
+}
+
+/// [`probe`], keeping a DICOM file's decoded stored values as a float64 `.npy` (see [`npy_f64`]), decoded once.
+pub fn probe_keeping_values(path: &Path) -> Result<(Value, Option<Vec<u8>>)> {
+    probe_inner(path, true)
+}
+
+fn probe_inner(path: &Path, keep_values: bool) -> Result<(Value, Option<Vec<u8>>)> {
     let io = |source| ImagingError::Io {
         path: path.to_path_buf(),
         source,
@@ -138,7 +147,8 @@ pub fn probe(path: &Path) -> Result<Value> {
         };
         let affine = d.affine();
         let orientation: Option<String> = affine.and_then(|a| axcodes(&a).iter().copied().collect::<Option<String>>());
-        return Ok(json!({
+        let npy = keep_values.then(|| npy_f64(&d.values, &d.shape()));
+        let v = json!({
             "path": path.display().to_string(),
             "format": "dicom",
             "shape": d.shape(),
@@ -158,7 +168,8 @@ pub fn probe(path: &Path) -> Result<Value> {
             "bits_stored": d.bits_stored,
             "rescale": d.rescale.map(|(s, i)| json!({"slope": s, "intercept": i})),
             "window": d.window.map(|(c, w)| json!({"center": c, "width": w})),
-        }));
+        });
+        return Ok((v, npy));
     }
     let bytes = std::fs::read(path).map_err(io)?;
     if is_nifti(&bytes) {
@@ -176,22 +187,25 @@ pub fn probe(path: &Path) -> Result<Value> {
         if img.voxels.dtype() == "rgb8" {
             shape.push(3);
         }
-        return Ok(json!({
-            "path": path.display().to_string(),
-            "format": "nifti",
-            "nifti_version": h.version,
-            "shape": shape,
-            "dtype": img.voxels.dtype(),
-            "raw": raw,
-            "scaled": scaled,
-            "spacing_mm": h.zooms(),
-            "affine": affine,
-            "orientation": orientation,
-            "modality": null,
-            "transfer_syntax": null,
-            "photometric": null,
-            "frames": if h.shape.len() >= 4 { h.shape[3] } else { 1 },
-        }));
+        return Ok((
+            json!({
+                "path": path.display().to_string(),
+                "format": "nifti",
+                "nifti_version": h.version,
+                "shape": shape,
+                "dtype": img.voxels.dtype(),
+                "raw": raw,
+                "scaled": scaled,
+                "spacing_mm": h.zooms(),
+                "affine": affine,
+                "orientation": orientation,
+                "modality": null,
+                "transfer_syntax": null,
+                "photometric": null,
+                "frames": if h.shape.len() >= 4 { h.shape[3] } else { 1 },
+            }),
+            None,
+        ));
     }
     let r = decode_raster(&bytes, path)?;
     let (dtype, raw) = match &r.data {
@@ -209,19 +223,22 @@ pub fn probe(path: &Path) -> Result<Value> {
         3 => "rgb",
         _ => "rgba",
     };
-    Ok(json!({
-        "path": path.display().to_string(),
-        "format": r.format,
-        "shape": shape,
-        "dtype": dtype,
-        "raw": raw,
-        "scaled": raw,
-        "spacing_mm": null,
-        "affine": null,
-        "orientation": null,
-        "modality": null,
-        "transfer_syntax": null,
-        "photometric": photometric,
-        "frames": 1,
-    }))
+    Ok((
+        json!({
+            "path": path.display().to_string(),
+            "format": r.format,
+            "shape": shape,
+            "dtype": dtype,
+            "raw": raw,
+            "scaled": raw,
+            "spacing_mm": null,
+            "affine": null,
+            "orientation": null,
+            "modality": null,
+            "transfer_syntax": null,
+            "photometric": photometric,
+            "frames": 1,
+        }),
+        None,
+    ))
 }

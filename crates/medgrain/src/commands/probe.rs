@@ -2,7 +2,6 @@
 
 use crate::cli::*;
 use crate::error::CliError;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub(crate) fn run(args: ProbeArgs) -> Result<ExitCode, CliError> {
@@ -20,15 +19,19 @@ pub(crate) fn run(args: ProbeArgs) -> Result<ExitCode, CliError> {
         })?;
     }
     for f in &files {
-        for r in medgrain_imaging::probe::probe_path(f) {
+        // with --npy-dir, a DICOM file's values are kept from the one decode
+        let results: Vec<_> = match &npy_dir {
+            Some(_) if !f.is_dir() => vec![medgrain_imaging::probe::probe_keeping_values(f)],
+            _ => medgrain_imaging::probe::probe_path(f)
+                .into_iter()
+                .map(|r| r.map(|v| (v, None)))
+                .collect(),
+        };
+        for r in results {
             let line = match r {
-                Ok(mut v) => {
-                    if let (Some(d), Some("dicom")) = (&npy_dir, v["format"].as_str()) {
-                        let p = PathBuf::from(v["path"].as_str().unwrap_or_default());
-                        let img =
-                            medgrain_imaging::dicom::read_dicom(&p).map_err(|e| CliError::Input(e.to_string()))?;
+                Ok((mut v, npy)) => {
+                    if let (Some(d), Some(bytes)) = (&npy_dir, npy) {
                         let out = d.join(format!("{n}.npy"));
-                        let bytes = medgrain_imaging::probe::npy_f64(&img.values, &img.shape());
                         std::fs::write(&out, bytes).map_err(|e| CliError::Io {
                             path: out.clone(),
                             source: e,

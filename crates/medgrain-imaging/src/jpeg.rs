@@ -3,6 +3,7 @@
 //! 12-bit path is the one older CT and MR archives need; colour JPEGs come out as RGB, libjpeg honouring the Adobe
 //! APP14 and JFIF markers for the colour transform, as pydicom's decoders do.
 
+use std::borrow::Cow;
 use turbojpeg_sys as tj;
 
 /// One decoded frame: samples in row-major, interleaved order; 8-bit as `u8`, 12-bit as `u16`.
@@ -170,13 +171,14 @@ pub fn decode_frame(
 
 /// Splits encapsulated pixel data into one JPEG stream per frame: one fragment per frame, or every fragment of a
 /// single frame joined, or streams cut at their start-of-image markers.
-pub fn frames_of(fragments: &[Vec<u8>], frames: usize) -> Result<Vec<Vec<u8>>, String> {
+pub fn frames_of(fragments: &[Vec<u8>], frames: usize) -> Result<Vec<Cow<'_, [u8]>>, String> {
+    // one fragment per frame (the usual case): no copy
     if fragments.len() == frames {
-        return Ok(fragments.to_vec());
+        return Ok(fragments.iter().map(|f| Cow::Borrowed(f.as_slice())).collect());
     }
     let joined: Vec<u8> = fragments.concat();
     if frames == 1 {
-        return Ok(vec![joined]);
+        return Ok(vec![Cow::Owned(joined)]);
     }
     // Several fragments per frame: each frame starts with SOI (FF D8 FF) right after the previous frame's EOI.
     let mut starts = vec![0usize];
@@ -195,7 +197,10 @@ pub fn frames_of(fragments: &[Vec<u8>], frames: usize) -> Result<Vec<Vec<u8>>, S
         ));
     }
     starts.push(joined.len());
-    Ok(starts.windows(2).map(|w| joined[w[0]..w[1]].to_vec()).collect())
+    Ok(starts
+        .windows(2)
+        .map(|w| Cow::Owned(joined[w[0]..w[1]].to_vec()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -225,8 +230,11 @@ mod tests {
         let a = vec![0xFF, 0xD8, 0xFF, 1, 0xFF, 0xD9];
         let b = vec![0xFF, 0xD8, 0xFF, 2, 0xFF, 0xD9];
         let frags = vec![a[..3].to_vec(), a[3..].to_vec(), b.clone()];
-        assert_eq!(frames_of(&frags, 2).unwrap(), vec![a.clone(), b.clone()]);
-        assert_eq!(frames_of(&frags[..2], 1).unwrap(), vec![a.clone()]);
+        assert_eq!(
+            frames_of(&frags, 2).unwrap(),
+            vec![Cow::Borrowed(&a[..]), Cow::Borrowed(&b[..])]
+        );
+        assert_eq!(frames_of(&frags[..2], 1).unwrap(), vec![Cow::Borrowed(&a[..])]);
         assert!(frames_of(&frags, 3).is_ok()); // one fragment per frame is taken as is
         assert!(frames_of(&frags[..2], 2).is_ok());
         assert!(frames_of(std::slice::from_ref(&a), 2).is_err());

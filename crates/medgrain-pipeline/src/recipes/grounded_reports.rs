@@ -518,7 +518,7 @@ impl ShardWork for ReportsWork<'_> {
 /// Concatenates the per-shard CSV parts under one header (streaming, one part in memory at a time).
 fn assemble_csv(out: &Path, dest: &Path, header: &str, prefix: &str, shards: usize) -> Result<(), PipelineError> {
     use std::io::Write;
-    let tmp = dest.with_extension("csv.tmp");
+    let tmp = medgrain_export::temp_path(dest);
     let f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     let mut w = std::io::BufWriter::new(f);
     w.write_all(header.as_bytes()).map_err(|e| io_err(&tmp, e))?;

@@ -55,6 +55,35 @@ pub struct BuildSummary {
     pub retry_worthy: u64,
 }
 
+impl BuildSummary {
+    /// The summary of a run over `markers` (those it ran or kept), with the dataset's `stats`.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        out: &Path,
+        stats: Stats,
+        markers: &[ShardMarker],
+        shards: usize,
+        shards_resumed: usize,
+        processed: u64,
+        started: Instant,
+        generator: &dyn Generator,
+    ) -> Self {
+        BuildSummary {
+            retry_worthy: generate_failures(markers),
+            out: out.to_path_buf(),
+            samples: stats.samples,
+            rows: stats.rows,
+            failed: stats.failed,
+            shards,
+            shards_resumed,
+            processed,
+            elapsed_s: started.elapsed().as_secs_f64(),
+            generator_usage: generator.usage(),
+            stats,
+        }
+    }
+}
+
 /// Completion marker of one shard.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ShardMarker {
@@ -287,25 +316,8 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     }
 
     // Plan.
-    let sources: Vec<Box<dyn SampleSource>> = cfg
-        .sources
-        .iter()
-        .map(|s| open_source_in(s, loaded, Some(&out.join(".medgrain"))))
-        .collect::<Result<_, _>>()?;
-    let mut plan: Vec<Planned<'_>> = Vec::new();
-    let mut inputs = Vec::new();
-    for src in &sources {
-        let list = src.list()?;
-        inputs.push(serde_json::json!({"source": src.name(), "samples": list.len()}));
-        for sample in list {
-            let id = sample_id(src.name(), &sample.rel_path, None);
-            plan.push(Planned {
-                source: src.as_ref(),
-                sample,
-                id,
-            });
-        }
-    }
+    let sources = open_sources(loaded, out)?;
+    let (plan, inputs) = list_samples(&sources)?;
     let shard_size = cfg.output.shard_size;
     // With a plan in OUT (`medgrain plan`), its shards; else shards of `shard_size` in listing order.
     let saved = Plan::read(out)?;
@@ -322,12 +334,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
             p.shards.iter().map(|s| (s.first, s.count)).collect()
         }
         None => (0..plan.len().div_ceil(shard_size))
-            .map(|k| {
-                (
-                    k * shard_size,
-                    shard_size.min(plan.len() - (k * shard_size).min(plan.len())),
-                )
-            })
+            .map(|k| (k * shard_size, shard_size.min(plan.len() - k * shard_size)))
             .collect(),
     };
     let shards: Vec<&[Planned<'_>]> = ranges
@@ -387,19 +394,16 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         for m in &run.markers {
             stats.merge(&m.stats);
         }
-        return Ok(BuildSummary {
-            retry_worthy: generate_failures(&run.markers),
-            out: out.to_path_buf(),
-            samples: stats.samples,
-            rows: stats.rows,
-            failed: stats.failed,
-            shards: run.shards.len(),
-            shards_resumed: resumed,
-            processed: pending_samples,
-            elapsed_s: started.elapsed().as_secs_f64(),
-            generator_usage: generator.usage(),
+        return Ok(BuildSummary::new(
+            out,
             stats,
-        });
+            &run.markers,
+            run.shards.len(),
+            resumed,
+            pending_samples,
+            started,
+            generator.as_ref(),
+        ));
     }
     let markers = run.markers;
 
@@ -416,22 +420,24 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
     }
 
     remove_temporaries(&out.join(".medgrain/shards"))?;
+    if let Ok(rd) = std::fs::read_dir(out.join(".medgrain/located")) {
+        for d in rd.flatten() {
+            remove_temporaries(&d.path())?;
+        }
+    }
 
     // Assemble.
     let stats = assemble(loaded, out, &chash, generator.as_ref(), &markers, &inputs, shards.len())?;
-    Ok(BuildSummary {
-        retry_worthy: generate_failures(&markers),
-        out: out.to_path_buf(),
-        samples: stats.samples,
-        rows: stats.rows,
-        failed: stats.failed,
-        shards: shards.len(),
-        shards_resumed: resumed,
-        processed: pending_samples,
-        elapsed_s: started.elapsed().as_secs_f64(),
-        generator_usage: generator.usage(),
+    Ok(BuildSummary::new(
+        out,
         stats,
-    })
+        &markers,
+        shards.len(),
+        resumed,
+        pending_samples,
+        started,
+        generator.as_ref(),
+    ))
 }
 
 /// Writes `errors.jsonl`, `stats.json` and `manifest.json` from the shards' markers (in shard order); returns the
@@ -485,6 +491,37 @@ fn assemble(
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
     write_atomic(&out.join("manifest.json"), &manifest_bytes)?;
     Ok(stats)
+}
+
+/// The config's sources, opened for a build into `out` (a volume source keeps what its locator found there).
+fn open_sources(loaded: &LoadedConfig, out: &Path) -> Result<Vec<Box<dyn SampleSource>>, PipelineError> {
+    loaded
+        .config
+        .sources
+        .iter()
+        .map(|s| open_source_in(s, loaded, Some(&out.join(".medgrain"))))
+        .collect()
+}
+
+/// Every source's samples in listing order with their ids, and the per-source counts for the manifest.
+fn list_samples(
+    sources: &[Box<dyn SampleSource>],
+) -> Result<(Vec<Planned<'_>>, Vec<serde_json::Value>), PipelineError> {
+    let mut plan = Vec::new();
+    let mut inputs = Vec::new();
+    for src in sources {
+        let list = src.list()?;
+        inputs.push(serde_json::json!({"source": src.name(), "samples": list.len()}));
+        for sample in list {
+            let id = sample_id(src.name(), &sample.rel_path, None);
+            plan.push(Planned {
+                source: src.as_ref(),
+                sample,
+                id,
+            });
+        }
+    }
+    Ok((plan, inputs))
 }
 
 /// The hash of everything that makes a shard's rows: the config's meaning, the knowledge base's contents and the
@@ -571,23 +608,8 @@ pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan,
     let knowledge = crate::knowledge::Knowledge::open(loaded)?;
     let chash = settings_hash(loaded, knowledge.as_ref())?;
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
-    let sources: Vec<Box<dyn SampleSource>> = loaded
-        .config
-        .sources
-        .iter()
-        .map(|s| open_source_in(s, loaded, Some(&out.join(".medgrain"))))
-        .collect::<Result<_, _>>()?;
-    let mut planned: Vec<Planned<'_>> = Vec::new();
-    for src in &sources {
-        for sample in src.list()? {
-            let id = sample_id(src.name(), &sample.rel_path, None);
-            planned.push(Planned {
-                source: src.as_ref(),
-                sample,
-                id,
-            });
-        }
-    }
+    let sources = open_sources(loaded, out)?;
+    let (planned, _) = list_samples(&sources)?;
     let inputs = plan_inputs(loaded, &planned);
     if let (Some(old), false) = (Plan::read(out)?, force) {
         check_plan(&old, &chash, &inputs, out)?;
@@ -598,16 +620,13 @@ pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan,
     let ranges = balanced_ranges(&work, planned.len().div_ceil(size).max(1));
     let shards = ranges
         .into_iter()
-        .map(|(first, count)| {
-            let slice = &planned[first..first + count];
-            Ok(PlanShard {
-                first,
-                count,
-                bytes: work[first..first + count].iter().sum(),
-                key: TripletWork::key_of(slice),
-            })
+        .map(|(first, count)| PlanShard {
+            first,
+            count,
+            bytes: work[first..first + count].iter().sum(),
+            key: TripletWork::key_of(&planned[first..first + count]),
         })
-        .collect::<Result<Vec<_>, PipelineError>>()?;
+        .collect();
     let plan = Plan {
         recipe: "triplets".into(),
         config_path: std::fs::canonicalize(&loaded.path).unwrap_or_else(|_| loaded.path.clone()),
@@ -711,19 +730,16 @@ pub fn merge(out: &Path) -> Result<BuildSummary, PipelineError> {
         &inputs,
         plan.shards.len(),
     )?;
-    Ok(BuildSummary {
-        retry_worthy: generate_failures(&markers),
-        out: out.to_path_buf(),
-        samples: stats.samples,
-        rows: stats.rows,
-        failed: stats.failed,
-        shards: plan.shards.len(),
-        shards_resumed: plan.shards.len(),
-        processed: 0,
-        elapsed_s: started.elapsed().as_secs_f64(),
-        generator_usage: generator.usage(),
+    Ok(BuildSummary::new(
+        out,
         stats,
-    })
+        &markers,
+        plan.shards.len(),
+        plan.shards.len(),
+        0,
+        started,
+        generator.as_ref(),
+    ))
 }
 
 /// What `medgrain status` reports.

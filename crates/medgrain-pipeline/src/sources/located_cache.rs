@@ -67,7 +67,7 @@ pub fn write(file: &Path, voxels: usize, masks: &[LocatedMask]) -> std::io::Resu
     if let Some(d) = file.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let tmp = file.with_extension("tmp");
+    let tmp = medgrain_export::temp_path(file); // unique per process: workers may locate one volume at once
     let mut w = GzEncoder::new(std::fs::File::create(&tmp)?, flate2::Compression::fast());
     let header = Header {
         voxels,

@@ -589,7 +589,9 @@ pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSum
         errors.extend(m.errors.iter().cloned());
     }
     total.shards_resumed = run.resumed();
+    // OUT itself too: the manifest and errors.jsonl may be written there
     for d in [
+        "",
         "grounded_reports",
         "vqa",
         "structured_findings",

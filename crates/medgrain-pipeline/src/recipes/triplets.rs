@@ -452,6 +452,8 @@ fn assemble(
     shard_count: usize,
 ) -> Result<Stats, PipelineError> {
     let cfg = &loaded.config;
+    // what a killed earlier assembly left (errors.jsonl, stats.json, manifest.json are written here)
+    remove_temporaries(out)?;
     let mut stats = Stats::default();
     let mut errors_jsonl = Vec::new();
     let mut files = Vec::new();

@@ -1,7 +1,7 @@
 """`medgrain slurm` on a real Slurm: a single-node cluster on 127.0.0.1 (Debian slurm-wlm and munge, installed by the
 test command; slurmctld and slurmd started here with a config this test writes, stopped at the end). A 4-task job
-array builds the triplets recipe of a synthetic corpus and the merge job (afterany) assembles it: the dataset equals a
-single-process build of the plan. Then the array is cancelled mid-run with scancel: the merge job names the missing
+array builds each recipe (triplets; grounded reports) of a synthetic corpus and the merge job (afterany) assembles
+it: the dataset equals a single-process build of the plan. Then the array is cancelled mid-run with scancel: the merge job names the missing
 shards, and submitting again (finished shards are skipped) completes the dataset."""
 import os
 import re
@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from test_workers import CONFIG, dataset
+from test_workers_reports import config as reports_config
+from test_workers_reports import dataset as reports_dataset
 
 
 def free_port():
@@ -110,18 +112,24 @@ def submit(medgrain_bin, env, cfg, out, *extra):
 def corpus(tmp_path_factory, medgrain_bin):
     d = tmp_path_factory.mktemp("slurm-corpus")
     r = subprocess.run([medgrain_bin, "-q", "synth", "--out", str(d / "synth"), "--images-per-kind", "10",
-                        "--volumes", "0"], capture_output=True, text=True)
+                        "--volumes", "6"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     (d / "c.toml").write_text(CONFIG.replace("shard_size = 16", "shard_size = 8"))
     single = d / "single"
     assert subprocess.run([medgrain_bin, "-q", "plan", str(d / "c.toml"), "--out", str(single)]).returncode == 0
     assert subprocess.run([medgrain_bin, "-q", "build", str(d / "c.toml"), "--out", str(single)],
                           capture_output=True).returncode == 0
-    return d, dataset(single)
+    want = dataset(single)
+    (d / "reports.toml").write_text(reports_config(d / "synth/3d"))
+    single = d / "single-reports"
+    assert subprocess.run([medgrain_bin, "-q", "plan", str(d / "reports.toml"), "--out", str(single)]).returncode == 0
+    assert subprocess.run([medgrain_bin, "-q", "build", str(d / "reports.toml"), "--out", str(single)],
+                          capture_output=True).returncode == 0
+    return d, want, reports_dataset(single)
 
 
 def test_job_array_and_merge_job_equal_one_process(medgrain_bin, slurm, corpus):
-    d, want = corpus
+    d, want, _ = corpus
     out = d / "array"
     assert subprocess.run([medgrain_bin, "-q", "plan", str(d / "c.toml"), "--out", str(out)]).returncode == 0
     workers, merge = submit(medgrain_bin, slurm, d / "c.toml", out)
@@ -134,8 +142,22 @@ def test_job_array_and_merge_job_equal_one_process(medgrain_bin, slurm, corpus):
     assert sorted(p.name for p in (out / "slurm").glob("worker-*.log")) == [f"worker-{i}.log" for i in range(4)]
 
 
+def test_grounded_reports_job_array_equals_one_process(medgrain_bin, slurm, corpus):
+    d, _, want = corpus
+    out = d / "array-reports"
+    assert subprocess.run([medgrain_bin, "-q", "plan", str(d / "reports.toml"), "--out", str(out)]).returncode == 0
+    workers, merge = submit(medgrain_bin, slurm, d / "reports.toml", out)
+    wait_for(slurm, [workers, merge])
+    log = (out / "slurm/merge.log").read_text()
+    assert "medgrain merge" in log and "grounded rows" in log, log
+    assert reports_dataset(out) == want
+    # every task ran its own shards: 3 shards of two reports over 4 tasks, task 3 has none
+    for i in range(4):
+        assert (out / f"slurm/worker-{i}.log").exists()
+
+
 def test_cancelled_mid_run_then_resubmitted_completes(medgrain_bin, slurm, corpus):
-    d, want = corpus
+    d, want, _ = corpus
     out = d / "cancelled"
     assert subprocess.run([medgrain_bin, "-q", "plan", str(d / "c.toml"), "--out", str(out)]).returncode == 0
     # one task at a time; cancel the array as soon as its first task is done

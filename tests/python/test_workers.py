@@ -197,3 +197,51 @@ def test_merge_killed_anywhere_then_rerun_gives_the_same_files(medgrain_bin, cor
     assert {k: v for k, v in mw.items() if k != "config_path"} == {k: v for k, v in mg_.items() if k != "config_path"}
     assert got == want
     assert not list(out.rglob("*.tmp"))
+
+
+def test_sigterm_and_a_straggling_shard_stop_a_worker_with_exit_3(medgrain_bin, corpus, tmp_path):
+    """Slurm pre-empts and Kubernetes evicts with SIGTERM; a model server may hang: the worker stops with exit 3
+    (worth retrying), nothing half-written is taken for a finished shard, and the next run completes the dataset."""
+    import re
+    import signal
+    import time
+    d = corpus
+    slow = subprocess.Popen([medgrain_bin, "mock-server", "--port", "0", "--latency-ms", "4000"],
+                            stdout=subprocess.PIPE, text=True)
+    fast = subprocess.Popen([medgrain_bin, "mock-server", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        urls = [re.search(r"(http://\S+/v1)", p.stdout.readline()).group(1) for p in (slow, fast)]
+
+        def cfg_for(url):
+            cfg = tmp_path / "openai.toml"
+            cfg.write_text(CONFIG.replace("root = \"synth/2d\"", f"root = \"{d / 'synth/2d'}\"").replace(
+                '"images/*.png"', '"images/*_000[0-2].png"').replace(
+                'kind = "template"', f'kind = "openai"\nbase_url = "{url}"\nmodel = "mock-model"\ntimeout_s = 60'))
+            return cfg
+        out = tmp_path / "out"
+        env = {"OPENAI_API_KEY": "k"}
+        assert mg(medgrain_bin, "plan", str(cfg_for(urls[0])), "--out", str(out)).returncode == 0
+        t0 = time.time()
+        r = mg(medgrain_bin, "build", str(tmp_path / "openai.toml"), "--out", str(out), "--worker", "0/1",
+               "--shard-timeout", "1", env=env)
+        assert r.returncode == 3 and "past --shard-timeout" in r.stderr, (r.returncode, r.stderr)
+        assert time.time() - t0 < 3.5, "the worker stops at the limit, not when the server answers"
+        assert not list((out / ".medgrain/shards").glob("triplets-*.json"))
+        p = subprocess.Popen([medgrain_bin, "-q", "build", str(tmp_path / "openai.toml"), "--out", str(out),
+                              "--worker", "0/1"], stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+        time.sleep(1.0)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 3
+        assert "SIGTERM" in p.stderr.read()
+        assert not list((out / ".medgrain/shards").glob("triplets-*.json"))
+        # the plan was made for this config; a server that answers at once (same config but its URL) needs a new
+        # plan: the same inputs give the same shards
+        assert mg(medgrain_bin, "plan", str(cfg_for(urls[1])), "--out", str(out), "--force").returncode == 0
+        r = mg(medgrain_bin, "build", str(tmp_path / "openai.toml"), "--out", str(out), "--worker", "0/1", env=env)
+        assert r.returncode == 0, r.stderr
+        r = mg(medgrain_bin, "merge", str(out))
+        assert r.returncode == 0, r.stderr
+        assert json.loads((out / "stats.json").read_text())["rows"] == 21
+    finally:
+        for p in (slow, fast):
+            p.kill()

@@ -425,6 +425,12 @@ impl LoadedConfig {
             self.base_dir.join(p)
         }
     }
+
+    /// SHA-256 of the config's meaning (its parsed form), independent of comments and formatting.
+    pub fn hash(&self) -> Result<String, PipelineError> {
+        let json = serde_json::to_string(&self.config).map_err(|e| PipelineError::Internal(e.to_string()))?;
+        Ok(crate::engine::fsio::sha256_hex([json]))
+    }
 }
 
 fn config_err(path: &Path, reason: impl Into<String>) -> PipelineError {

@@ -127,6 +127,10 @@ pub(crate) struct BuildArgs {
     /// `medgrain merge`. I may be `slurm` (SLURM_ARRAY_TASK_ID) or `k8s` (JOB_COMPLETION_INDEX): `--worker slurm/8`.
     #[arg(long, value_name = "I/N")]
     pub worker: Option<String>,
+    /// Stop with exit 3 (worth retrying) when one shard has run this long: its scheduler runs it again, perhaps on
+    /// another machine; finished shards are kept.
+    #[arg(long, value_name = "SECONDS")]
+    pub shard_timeout: Option<f64>,
 }
 
 #[derive(Args)]

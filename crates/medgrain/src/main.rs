@@ -24,8 +24,34 @@ fn init_logging(quiet: bool) {
         .init();
 }
 
+/// SIGTERM (Slurm's preemption and time limit, Kubernetes' eviction) stops a long command with exit 3, worth
+/// retrying: every file is written under a temporary name and renamed, so what is on disk is finished work that the
+/// next run keeps, exactly as after SIGKILL. The handler only writes a line and calls `_exit` (both
+/// async-signal-safe).
+fn exit_3_on_sigterm() {
+    extern "C" fn on_sigterm(_: libc::c_int) {
+        const MSG: &[u8] =
+            b"medgrain: stopped by SIGTERM (exit 3): finished shards are kept; run the same command again to go on\n";
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static buffer.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+            libc::_exit(3);
+        }
+    }
+    // SAFETY: installs a handler that only calls async-signal-safe functions.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_sigterm as *const () as libc::sighandler_t);
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode, error::CliError> {
     let progress = !cli.quiet && std::io::stderr().is_terminal();
+    if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Build(_) | Command::Merge(_) | Command::Plan(_)
+    ) {
+        exit_3_on_sigterm();
+    }
     match cli.command {
         Command::Synth(a) => commands::synth::run(a),
         Command::Demo(a) => commands::demo::run(a, progress),

@@ -118,3 +118,24 @@ pub(crate) fn parse_window(s: &str) -> Option<(f64, f64)> {
     let (c, w) = (c.trim().parse::<f64>().ok()?, w.trim().parse::<f64>().ok()?);
     (c.is_finite() && w.is_finite() && w >= 1.0).then_some((c, w))
 }
+
+/// The one-screen summary of the grounded-reports recipe.
+pub(crate) fn print_reports(
+    title: &str,
+    s: &medgrain_pipeline::recipes::grounded_reports::ReportsSummary,
+    out: &std::path::Path,
+) {
+    println!("{title}");
+    println!(
+        "  reports {} · sentences {} ({} abnormal) · grounded rows {} · VQA pairs {} · lesion masks measured {} · size disagreements {}",
+        s.volumes, s.sentences, s.abnormal_sentences, s.grounded_rows, s.vqa_rows, s.lesions_measured, s.size_disagreements
+    );
+    println!(
+        "  shards {} ({} resumed) · volumes with report/mask contradictions {} · errors {}",
+        s.shards, s.shards_resumed, s.volumes_flagged, s.errors
+    );
+    println!(
+        "  output    {0}/grounded_reports/ · {0}/vqa/ · {0}/structured_findings/",
+        out.display()
+    );
+}

@@ -81,6 +81,84 @@ impl Plan {
     }
 }
 
+/// One planned shard as found on disk, when a valid marker says it is finished.
+#[derive(Debug, Clone)]
+pub struct ShardState {
+    /// Samples (or reports) the shard covered.
+    pub samples: u64,
+    /// Whether any of them failed.
+    pub with_failures: bool,
+    /// When its marker was written.
+    pub finished_at: std::time::SystemTime,
+}
+
+/// What `medgrain status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub recipe: String,
+    pub shards: usize,
+    pub done: usize,
+    pub missing: Vec<usize>,
+    /// Finished shards with failed samples.
+    pub with_failures: usize,
+    pub samples_done: u64,
+    pub samples_total: u64,
+    /// Samples per second between the first and the last finished marker, when two or more are finished.
+    pub rate: Option<f64>,
+    pub eta_s: Option<f64>,
+}
+
+impl Status {
+    /// The status of `plan` given the state of each of its shards (in shard order).
+    pub fn of(plan: &Plan, done: &[Option<ShardState>]) -> Status {
+        let samples_done: u64 = done.iter().flatten().map(|d| d.samples).sum();
+        let samples_total = plan.inputs.len() as u64;
+        let times: Vec<std::time::SystemTime> = done.iter().flatten().map(|d| d.finished_at).collect();
+        let rate = match (times.iter().min(), times.iter().max()) {
+            (Some(a), Some(b)) if times.len() >= 2 => b
+                .duration_since(*a)
+                .ok()
+                .map(|d| d.as_secs_f64())
+                .filter(|&s| s > 0.0)
+                .map(|s| samples_done as f64 / s),
+            _ => None,
+        };
+        Status {
+            recipe: plan.recipe.clone(),
+            shards: plan.shards.len(),
+            done: done.iter().filter(|d| d.is_some()).count(),
+            missing: unfinished(done),
+            with_failures: done.iter().flatten().filter(|d| d.with_failures).count(),
+            samples_done,
+            samples_total,
+            rate,
+            eta_s: rate.map(|r| samples_total.saturating_sub(samples_done) as f64 / r),
+        }
+    }
+}
+
+/// The shards without a valid marker.
+pub fn unfinished<T>(done: &[Option<T>]) -> Vec<usize> {
+    done.iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_none())
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The error `merge` gives when shards are missing: how many, and which (the first 20).
+pub fn incomplete(plan: &Plan, missing: &[usize], out: &Path) -> PipelineError {
+    let list: Vec<String> = missing.iter().take(20).map(|k| k.to_string()).collect();
+    PipelineError::Incomplete(format!(
+        "{} of {} shards are not finished in {} (shards {}{}); rerun the workers that own them, or a plain `medgrain build`",
+        missing.len(),
+        plan.shards.len(),
+        out.display(),
+        list.join(", "),
+        if missing.len() > 20 { ", …" } else { "" }
+    ))
+}
+
 /// Contiguous shards over `work` (one entry per input, in order) balanced by work: `count` shards (at least one input
 /// each, fewer when there are fewer inputs), cut where the running total passes each multiple of total / count.
 pub fn balanced_ranges(work: &[u64], count: usize) -> Vec<(usize, usize)> {

@@ -47,6 +47,13 @@ impl MarkerStore {
         write_atomic(&self.path(k), &bytes)
     }
 
+    /// When shard `k`'s marker was written (the epoch when that cannot be read).
+    pub fn modified(&self, k: usize) -> std::time::SystemTime {
+        std::fs::metadata(self.path(k))
+            .and_then(|md| md.modified())
+            .unwrap_or(std::time::UNIX_EPOCH)
+    }
+
     /// Removes the markers of shards `from..` left by an earlier, longer plan; returns their shard numbers so the
     /// recipe can remove their parts.
     pub fn remove_from(&self, from: usize) -> Result<Vec<usize>, PipelineError> {
@@ -109,24 +116,56 @@ where
     W: ShardWork,
     I: Iterator<Item = Result<W::Input, PipelineError>> + Send,
 {
-    run_some_shards(work, out, shards, pool, None)
+    run_some_shards(work, out, shards, pool, ShardLimits::default())
 }
 
-/// [`run_shards`] limited to the shards `mine` accepts (one worker of many on a shared OUT): the others are left
-/// alone, and markers beyond the plan are not removed (another worker's run is not this one's to tidy).
+/// A bound on how long one shard may run: when a shard has run for `limit`, `on_expiry(prefix, shard, elapsed)` is
+/// called once for it (from a watchdog thread; the binary stops the worker with exit 3 so that its scheduler
+/// retries it — finished shards are kept, and the straggler's parts were never renamed into place).
+#[derive(Debug, Clone, Copy)]
+pub struct ShardTimeout {
+    pub limit: std::time::Duration,
+    pub on_expiry: fn(&str, usize, std::time::Duration),
+}
+
+/// What limits a run: the shards it owns (one worker of many on a shared OUT) and how long a shard may take.
+#[derive(Default, Clone, Copy)]
+pub struct ShardLimits<'a> {
+    /// Run only the shards this accepts; the others are left alone, and markers beyond the plan are not removed
+    /// (another worker's run is not this one's to tidy).
+    pub mine: Option<&'a (dyn Fn(usize) -> bool + Sync)>,
+    pub timeout: Option<ShardTimeout>,
+}
+
+/// [`run_shards`] within `limits`.
 pub fn run_some_shards<W, I>(
     work: &W,
     out: &Path,
     shards: I,
     pool: Option<&rayon::ThreadPool>,
-    mine: Option<&(dyn Fn(usize) -> bool + Sync)>,
+    limits: ShardLimits<'_>,
 ) -> Result<ShardRun<W::Marker>, PipelineError>
 where
     W: ShardWork,
     I: Iterator<Item = Result<W::Input, PipelineError>> + Send,
 {
     use rayon::iter::{ParallelBridge, ParallelIterator};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
     let store = MarkerStore::open(out, work.prefix())?;
+    let mine = limits.mine;
+    // shards being processed now, with their start (the watchdog's view)
+    let running: Mutex<std::collections::BTreeMap<usize, Instant>> = Mutex::default();
+    let set_running = |k: usize, on: bool| {
+        if let Ok(mut r) = running.lock() {
+            if on {
+                r.insert(k, Instant::now());
+            } else {
+                r.remove(&k);
+            }
+        }
+    };
     // (shard, marker, kept from an earlier run)
     type Done<M> = Result<(usize, M, bool), PipelineError>;
     let go = || -> Vec<Done<W::Marker>> {
@@ -141,16 +180,48 @@ where
                     work.kept(k, &input);
                     return Ok((k, m, true));
                 }
-                let marker = work.process(k, input, key)?;
+                set_running(k, true);
+                let marker = work.process(k, input, key);
+                set_running(k, false);
+                let marker = marker?;
                 store.write(k, &marker)?;
                 Ok((k, marker, false))
             })
             .collect()
     };
-    let results = match pool {
-        Some(p) => p.install(go),
-        None => go(),
-    };
+    let finished = AtomicBool::new(false);
+    let results = std::thread::scope(|scope| {
+        if let Some(t) = limits.timeout {
+            let (running, finished) = (&running, &finished);
+            let prefix = work.prefix();
+            scope.spawn(move || {
+                let tick = (t.limit / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+                let mut fired = std::collections::BTreeSet::new();
+                while !finished.load(Ordering::Acquire) {
+                    let late: Vec<(usize, Duration)> = running
+                        .lock()
+                        .map(|r| {
+                            r.iter()
+                                .map(|(&k, t0)| (k, t0.elapsed()))
+                                .filter(|(k, e)| *e >= t.limit && !fired.contains(k))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for (k, elapsed) in late {
+                        fired.insert(k);
+                        (t.on_expiry)(prefix, k, elapsed);
+                    }
+                    std::thread::sleep(tick);
+                }
+            });
+        }
+        let results = match pool {
+            Some(p) => p.install(go),
+            None => go(),
+        };
+        finished.store(true, Ordering::Release);
+        results
+    });
     let mut done = Vec::with_capacity(results.len());
     for r in results {
         done.push(r?);
@@ -262,5 +333,53 @@ mod tests {
             None,
         );
         assert!(e.is_err());
+    }
+
+    static EXPIRED: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+
+    fn record_expiry(prefix: &str, k: usize, elapsed: std::time::Duration) {
+        assert!(elapsed >= std::time::Duration::from_millis(100));
+        EXPIRED.lock().unwrap().push((prefix.to_string(), k));
+    }
+
+    /// Shard 2 sleeps past the limit; the others are quick.
+    struct Slow;
+
+    impl ShardWork for Slow {
+        type Input = u64;
+        type Marker = M;
+        fn prefix(&self) -> &'static str {
+            "slow"
+        }
+        fn key(&self, _k: usize, input: &u64) -> Result<String, PipelineError> {
+            Ok(input.to_string())
+        }
+        fn keep(&self, _k: usize, _key: &str, _m: &M) -> bool {
+            false
+        }
+        fn process(&self, k: usize, _input: u64, key: String) -> Result<M, PipelineError> {
+            if k == 2 {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+            }
+            Ok(M { key })
+        }
+        fn remove_parts(&self, _k: usize) -> Result<(), PipelineError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_shard_past_its_time_limit_is_reported_once_and_only_it() {
+        let d = tempfile::tempdir().unwrap();
+        let limits = ShardLimits {
+            mine: None,
+            timeout: Some(ShardTimeout {
+                limit: std::time::Duration::from_millis(100),
+                on_expiry: record_expiry,
+            }),
+        };
+        let r = run_some_shards(&Slow, d.path(), (0..4u64).map(Ok), None, limits).unwrap();
+        assert_eq!(r.markers.len(), 4);
+        assert_eq!(*EXPIRED.lock().unwrap(), vec![("slow".to_string(), 2)]);
     }
 }

@@ -10,8 +10,10 @@
 //! keeps every shard whose marker matches and redoes the rest. The RadGenome-style CSVs
 //! (`grounded_reports/grounded_reports.csv`, `vqa/vqa.csv`) are assembled from per-shard parts at the end.
 
+use crate::config::LoadedConfig;
 use crate::engine::fsio::{io_err, remove_temporaries, sha256_hex, write_atomic};
-use crate::engine::shards::{run_shards, ShardWork};
+use crate::engine::plan::{balanced_ranges, incomplete, unfinished, Plan, PlanInput, PlanShard, ShardState, Status};
+use crate::engine::shards::{run_some_shards, MarkerStore, ShardLimits, ShardTimeout, ShardWork};
 use crate::PipelineError;
 use medgrain_export::reports::{write_grounded, write_vqa};
 use medgrain_imaging::nifti_read::read_nifti;
@@ -60,6 +62,9 @@ pub struct ReportsSummary {
     pub errors: usize,
     pub shards: usize,
     pub shards_resumed: usize,
+    /// The config's hash, for a run from a config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
 }
 
 impl ReportsSummary {
@@ -428,7 +433,11 @@ struct ReportsWork<'a> {
 
 impl ReportsWork<'_> {
     fn paths(&self, k: usize) -> [PathBuf; 5] {
-        let o = self.out;
+        Self::paths_in(self.out, k)
+    }
+
+    /// Shard `k`'s parts in `o`.
+    fn paths_in(o: &Path, k: usize) -> [PathBuf; 5] {
         [
             o.join("grounded_reports").join(part_name(k, "parquet")),
             o.join("vqa").join(part_name(k, "parquet")),
@@ -448,8 +457,8 @@ impl ShardWork for ReportsWork<'_> {
     }
 
     fn key(&self, _k: usize, reports: &Vec<ReportRecord>) -> Result<String, PipelineError> {
-        let rows = serde_json::to_string(reports).map_err(|e| PipelineError::Internal(e.to_string()))?;
-        Ok(sha256_hex([RECIPE_VERSION, self.settings.as_str(), rows.as_str()]))
+        let hashes = reports.iter().map(report_hash).collect::<Result<Vec<_>, _>>()?;
+        Ok(shard_key(&self.settings, &hashes))
     }
 
     fn keep(&self, k: usize, key: &str, m: &ShardMarker) -> bool {
@@ -532,72 +541,364 @@ fn assemble_csv(out: &Path, dest: &Path, header: &str, prefix: &str, shards: usi
     std::fs::rename(&tmp, dest).map_err(|e| io_err(dest, e))
 }
 
-/// Runs the recipe (see the module docs).
+/// The hash of one report's text (every field the recipe reads).
+fn report_hash(r: &ReportRecord) -> Result<String, PipelineError> {
+    let json = serde_json::to_string(r).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    Ok(sha256_hex([json]))
+}
+
+/// A shard's key: the recipe version, the settings and its reports' hashes.
+fn shard_key(settings: &str, report_hashes: &[String]) -> String {
+    sha256_hex(
+        [RECIPE_VERSION, settings]
+            .into_iter()
+            .chain(report_hashes.iter().map(String::as_str)),
+    )
+}
+
+impl ReportsJob {
+    /// The job a `recipe = "grounded-reports"` config describes (its `[reports]` table).
+    pub fn from_config(loaded: &LoadedConfig) -> Result<ReportsJob, PipelineError> {
+        let r = loaded.config.reports.as_ref().ok_or_else(|| PipelineError::Config {
+            path: loaded.path.clone(),
+            reason: "recipe = \"grounded-reports\" needs a [reports] table (csv, root)".into(),
+        })?;
+        Ok(ReportsJob {
+            csv: loaded.resolve(&r.csv),
+            root: loaded.resolve(&r.root),
+            masks: r.masks.clone(),
+            lesions: r.lesions.clone(),
+            volumes: r.volumes.clone(),
+            shard_volumes: r.shard_volumes,
+            top_level_files: true,
+        })
+    }
+
+    /// The settings every shard key includes.
+    fn settings(&self) -> String {
+        serde_json::json!({
+            "masks": self.masks, "lesions": self.lesions, "volumes": self.volumes,
+            "root": self.root, "shard_volumes": self.shard_volumes,
+        })
+        .to_string()
+    }
+
+    /// The work of one report for the plan: the bytes of its mask files, lesion masks and CT volume.
+    fn input_bytes(&self, volume_id: &str) -> u64 {
+        let stem = volume_id.trim_end_matches(".gz").trim_end_matches(".nii");
+        let dir_bytes = |d: &Path| -> u64 {
+            nifti_files(d)
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum()
+        };
+        let mut n = dir_bytes(&self.root.join(&self.masks).join(stem));
+        if let Some(l) = &self.lesions {
+            n += dir_bytes(&self.root.join(l).join(stem));
+        }
+        if let Some(v) = &self.volumes {
+            n += std::fs::metadata(self.root.join(v).join(volume_id)).map_or(0, |m| m.len());
+        }
+        n
+    }
+
+    /// Every report of the CSV as a plan input (its volume name and work), with its text's hash, in CSV order.
+    fn list_inputs(&self) -> Result<(Vec<PlanInput>, Vec<String>), PipelineError> {
+        let (mut inputs, mut hashes) = (Vec::new(), Vec::new());
+        let mut failed = None;
+        read_reports(&self.csv, &mut |r| {
+            match report_hash(&r) {
+                Ok(h) => hashes.push(h),
+                Err(e) => failed = Some(e),
+            }
+            inputs.push(PlanInput {
+                source: "reports".into(),
+                bytes: self.input_bytes(&r.volume_id),
+                path: r.volume_id,
+            });
+        })
+        .map_err(|e| PipelineError::Usage(e.to_string()))?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((inputs, hashes)),
+        }
+    }
+}
+
+/// Options of a run of the recipe that are not part of its inputs.
+#[derive(Default, Clone, Copy)]
+pub struct ReportsOptions {
+    /// Discard this recipe's previous output in OUT (and its plan) and start over.
+    pub force: bool,
+    /// Run only worker `I` of `N`'s shards (`k % N == I`) of the plan in OUT, and leave assembling to [`merge`].
+    pub worker: Option<(usize, usize)>,
+    /// What happens when a shard runs longer than a limit (`--shard-timeout`).
+    pub shard_timeout: Option<ShardTimeout>,
+}
+
+/// The folders the recipe writes into OUT.
+const DIRS: [&str; 4] = ["grounded_reports", "vqa", "structured_findings", ".medgrain/parts"];
+
+/// Runs the recipe (see the module docs) in one process, without a plan.
 pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSummary, PipelineError> {
+    run(job, out, &ReportsOptions::default(), None)
+}
+
+/// Runs the recipe a config describes into `out`: with the plan in `out` when there is one (made by [`make_plan`];
+/// refused when the config or the reports changed since), as one worker of many with `opts.worker`.
+pub fn build(loaded: &LoadedConfig, out: &Path, opts: &ReportsOptions) -> Result<ReportsSummary, PipelineError> {
+    let job = ReportsJob::from_config(loaded)?;
+    let chash = loaded.hash()?;
+    if opts.force && opts.worker.is_some() {
+        return Err(PipelineError::Usage(
+            "--force with --worker would delete the other workers' shards: start over with `plan --force` and a \
+             plain build, or remove OUT"
+                .into(),
+        ));
+    }
+    if opts.force {
+        for name in DIRS
+            .iter()
+            .chain(&[".medgrain/shards", "manifest.json", "errors.jsonl", "plan.json"])
+        {
+            let p = out.join(name);
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).map_err(|e| io_err(&p, e))?;
+            } else if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+            }
+        }
+    } else if let Ok(bytes) = std::fs::read(out.join("manifest.json")) {
+        let old: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if let Some(h) = old.get("config_hash").and_then(|v| v.as_str()) {
+            if h != chash {
+                return Err(PipelineError::Usage(format!(
+                    "{} was built from a different config (hash {} ≠ {}); pass --force to start over, or choose another --out",
+                    out.display(),
+                    &h[..12.min(h.len())],
+                    &chash[..12]
+                )));
+            }
+        }
+    }
+    let plan = Plan::read(out)?;
+    match (&plan, opts.worker) {
+        (None, Some(_)) => {
+            return Err(PipelineError::Usage(format!(
+                "--worker needs a plan in {0}: run `medgrain plan {1} --out {0}` first",
+                out.display(),
+                loaded.path.display()
+            )))
+        }
+        (Some(p), _) => check_plan(p, &chash, &job, out)?,
+        (None, None) => {}
+    }
+    let mut s = run(&job, out, opts, plan.as_ref().map(|p| (p, chash.as_str())))?;
+    if plan.is_none() && opts.worker.is_none() {
+        // a plain run records its config hash so that another config is refused in this OUT
+        add_config_hash(out, &chash)?;
+    }
+    s.config_hash = Some(chash);
+    Ok(s)
+}
+
+fn add_config_hash(out: &Path, chash: &str) -> Result<(), PipelineError> {
+    let p = out.join("manifest.json");
+    let bytes = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    m["config_hash"] = serde_json::json!(chash);
+    let bytes = serde_json::to_vec_pretty(&m).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    write_atomic(&p, &bytes)
+}
+
+/// A plan made for another config, or for other reports, is refused (exit 2) with what changed.
+fn check_plan(p: &Plan, chash: &str, job: &ReportsJob, out: &Path) -> Result<(), PipelineError> {
+    if p.recipe != "grounded-reports" {
+        return Err(PipelineError::Usage(format!(
+            "the plan in {} is for the {} recipe, not grounded-reports; choose another --out",
+            out.display(),
+            p.recipe
+        )));
+    }
+    if p.config_hash != chash {
+        return Err(PipelineError::Usage(format!(
+            "the plan in {} was made for another config (hash {} ≠ {}); rerun `medgrain plan` with --force",
+            out.display(),
+            &p.config_hash[..12.min(p.config_hash.len())],
+            &chash[..12]
+        )));
+    }
+    let (now, hashes) = job.list_inputs()?;
+    let mut changes = p.input_changes(&now, 10);
+    if changes.is_empty() {
+        // same volumes and sizes: a report's text may still have changed
+        let settings = job.settings();
+        for (k, s) in p.shards.iter().enumerate() {
+            if shard_key(&settings, &hashes[s.first..s.first + s.count]) != s.key {
+                let names: Vec<&str> = now[s.first..s.first + s.count]
+                    .iter()
+                    .map(|i| i.path.as_str())
+                    .take(5)
+                    .collect();
+                changes.push(format!("the report text of shard {k} ({})", names.join(", ")));
+                if changes.len() >= 10 {
+                    break;
+                }
+            }
+        }
+    }
+    if !changes.is_empty() {
+        return Err(PipelineError::Usage(format!(
+            "the inputs changed since the plan in {} was made: {}; rerun `medgrain plan` with --force to plan them again",
+            out.display(),
+            changes.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// `medgrain plan` for the recipe: every report of the CSV with its work (mask, lesion and volume bytes), in shards
+/// balanced by work (as many as `shard_volumes` reports per shard would give), each with its key. An existing plan
+/// whose config or reports differ is refused unless `force`.
+pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan, PipelineError> {
+    let job = ReportsJob::from_config(loaded)?;
+    let chash = loaded.hash()?;
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    if let (Some(old), false) = (Plan::read(out)?, force) {
+        check_plan(&old, &chash, &job, out)?;
+        return Ok(old);
+    }
+    let (inputs, hashes) = job.list_inputs()?;
+    let settings = job.settings();
+    let work: Vec<u64> = inputs.iter().map(|i| i.bytes).collect();
+    let ranges = balanced_ranges(&work, inputs.len().div_ceil(job.shard_volumes.max(1)).max(1));
+    let shards = ranges
+        .into_iter()
+        .map(|(first, count)| PlanShard {
+            first,
+            count,
+            bytes: work[first..first + count].iter().sum(),
+            key: shard_key(&settings, &hashes[first..first + count]),
+        })
+        .collect();
+    let plan = Plan {
+        recipe: "grounded-reports".into(),
+        config_path: std::fs::canonicalize(&loaded.path).unwrap_or_else(|_| loaded.path.clone()),
+        config_hash: chash,
+        inputs,
+        shards,
+    };
+    plan.write(out)?;
+    Ok(plan)
+}
+
+/// The run itself: shards of `shard_volumes` reports in CSV order, or the plan's shards.
+fn run(
+    job: &ReportsJob,
+    out: &Path,
+    opts: &ReportsOptions,
+    plan: Option<(&Plan, &str)>,
+) -> Result<ReportsSummary, PipelineError> {
     let ont = Ontology::embedded().map_err(|e| PipelineError::Internal(e.to_string()))?;
-    for dir in ["grounded_reports", "vqa", "structured_findings", ".medgrain/parts"] {
+    for dir in DIRS {
         let d = out.join(dir);
         std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
     }
-    let settings = serde_json::json!({
-        "masks": job.masks, "lesions": job.lesions, "volumes": job.volumes,
-        "root": job.root, "shard_volumes": job.shard_volumes,
-    })
-    .to_string();
+    let settings = job.settings();
     let work = ReportsWork {
         ont,
         job,
         out,
-        settings,
+        settings: settings.clone(),
     };
     let size = job.shard_volumes.max(1);
+    // How many reports each shard takes: the plan's counts, else `size` each.
+    let counts: Option<Vec<usize>> = plan.map(|(p, _)| p.shards.iter().map(|s| s.count).collect());
     // The CSV is read on its own thread and handed over one shard at a time (a bounded channel: memory stays at
     // a few shards whatever the CSV's size).
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<ReportRecord>, PipelineError>>(1);
     let csv = job.csv.clone();
     let reader = std::thread::spawn(move || {
-        let mut buffer: Vec<ReportRecord> = Vec::with_capacity(size);
-        let mut sent = false;
+        let want = |k: usize| counts.as_ref().map_or(size, |c| c.get(k).copied().unwrap_or(0));
+        let mut buffer: Vec<ReportRecord> = Vec::with_capacity(want(0));
+        let mut sent = 0usize;
+        let mut extra = false;
         let read = read_reports(&csv, &mut |r| {
+            if counts.as_ref().is_some_and(|c| sent >= c.len()) {
+                extra = true;
+                return;
+            }
             buffer.push(r);
-            if buffer.len() == size {
+            if buffer.len() == want(sent) {
                 let _ = tx.send(Ok(std::mem::take(&mut buffer)));
-                sent = true;
+                sent += 1;
             }
         });
+        let short = counts
+            .as_ref()
+            .is_some_and(|c| sent + usize::from(!buffer.is_empty()) < c.len());
         match read {
             Err(e) => {
                 let _ = tx.send(Err(PipelineError::Usage(e.to_string())));
             }
+            Ok(_) if extra || short => {
+                let _ = tx.send(Err(PipelineError::Usage(format!(
+                    "{} has {} reports than the plan: rerun `medgrain plan` with --force",
+                    csv.display(),
+                    if extra { "more" } else { "fewer" }
+                ))));
+            }
             // an empty CSV is one empty shard, so that the outputs exist
-            Ok(_) if !buffer.is_empty() || !sent => {
+            Ok(_) if !buffer.is_empty() || sent == 0 => {
                 let _ = tx.send(Ok(buffer));
             }
             Ok(_) => {}
         }
     });
-    let run = run_shards(&work, out, rx.into_iter(), None);
+    let mine = opts.worker.map(|(i, n)| move |k: usize| k % n == i);
+    let limits = ShardLimits {
+        mine: mine.as_ref().map(|f| f as &(dyn Fn(usize) -> bool + Sync)),
+        timeout: opts.shard_timeout,
+    };
+    let run = run_some_shards(&work, out, rx.into_iter(), None, limits);
     reader
         .join()
         .map_err(|_| PipelineError::Internal("the report reader stopped".into()))?;
     let run = run?;
-    let shards = run.markers.len();
+    let mut total = ReportsSummary::default();
+    for m in &run.markers {
+        total.add(&m.counts);
+    }
+    total.shards = run.markers.len();
+    total.shards_resumed = run.resumed();
+    if opts.worker.is_some() {
+        // a worker writes its shards and stops: `merge` assembles from every worker's markers
+        return Ok(total);
+    }
+    let manifest_extra = plan.map(|(p, chash)| (p.shards.len(), chash));
+    assemble(job, out, &run.markers, manifest_extra)?;
+    Ok(total)
+}
+
+/// Writes the RadGenome-style CSVs, `manifest.json` and `errors.jsonl` from the shards' markers (in shard order).
+/// What a single-process run and `merge` both end with.
+fn assemble(
+    job: &ReportsJob,
+    out: &Path,
+    markers: &[ShardMarker],
+    planned: Option<(usize, &str)>,
+) -> Result<ReportsSummary, PipelineError> {
+    let shards = markers.len();
     let mut total = ReportsSummary::default();
     let mut errors = Vec::new();
-    for m in &run.markers {
+    for m in markers {
         total.add(&m.counts);
         errors.extend(m.errors.iter().cloned());
     }
-    total.shards_resumed = run.resumed();
     // OUT itself too: the manifest and errors.jsonl may be written there
-    for d in [
-        "",
-        "grounded_reports",
-        "vqa",
-        "structured_findings",
-        ".medgrain/parts",
-        ".medgrain/shards",
-    ] {
+    for d in ["", DIRS[0], DIRS[1], DIRS[2], DIRS[3], ".medgrain/shards"] {
         remove_temporaries(&out.join(d))?;
     }
     assemble_csv(
@@ -620,15 +921,18 @@ pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSum
         err_lines.push_str(&serde_json::to_string(e).map_err(|e| PipelineError::Internal(e.to_string()))?);
         err_lines.push('\n');
     }
-    let manifest = serde_json::json!({
+    let mut manifest = serde_json::json!({
         "tool": "medgrain",
         "version": env!("CARGO_PKG_VERSION"),
         "recipe": "grounded-reports",
         "recipe_version": RECIPE_VERSION,
         "inputs": {"csv": job.csv, "root": job.root, "masks": job.masks, "lesions": job.lesions, "volumes": job.volumes},
-        "shard_plan": {"shard_volumes": size, "shards": shards},
+        "shard_plan": {"shard_volumes": job.shard_volumes.max(1), "shards": shards, "planned": planned.is_some()},
         "counts": total,
     });
+    if let Some((_, chash)) = planned {
+        manifest["config_hash"] = serde_json::json!(chash);
+    }
     let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
     if job.top_level_files {
         write_atomic(&out.join("manifest.json"), &manifest)?;
@@ -647,4 +951,73 @@ pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSum
         }
     }
     Ok(total)
+}
+
+/// Which of a plan's shards are finished in OUT: a marker with the planned key and all its parts.
+fn finished(
+    plan: &Plan,
+    job: &ReportsJob,
+    out: &Path,
+) -> Result<Vec<Option<(ShardMarker, ShardState)>>, PipelineError> {
+    let store = MarkerStore::open(out, "reports")?;
+    let work_paths = |k: usize| ReportsWork::paths_in(out, k);
+    let _ = job;
+    Ok(plan
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            store
+                .read(k, |m: &ShardMarker| {
+                    m.key == s.key && work_paths(k).iter().all(|p| p.is_file())
+                })
+                .map(|m| {
+                    let state = ShardState {
+                        samples: m.counts.volumes as u64,
+                        with_failures: m.counts.errors > 0,
+                        finished_at: store.modified(k),
+                    };
+                    (m, state)
+                })
+        })
+        .collect())
+}
+
+/// `medgrain merge` for the recipe: assembles the CSVs, `manifest.json` and `errors.jsonl` from the markers on disk
+/// of every shard of the plan; idempotent. Missing shards are an error naming them; a config that changed since
+/// the plan is refused naming both hashes.
+pub fn merge(out: &Path, plan: &Plan) -> Result<ReportsSummary, PipelineError> {
+    let loaded = crate::config::load(&plan.config_path)?;
+    let job = ReportsJob::from_config(&loaded)?;
+    let chash = loaded.hash()?;
+    if plan.config_hash != chash {
+        return Err(PipelineError::Usage(format!(
+            "the shards in {} were planned for config hash {}, but {} now hashes to {}: merge refuses shards of two configs",
+            out.display(),
+            &plan.config_hash[..12.min(plan.config_hash.len())],
+            plan.config_path.display(),
+            &chash[..12]
+        )));
+    }
+    let done = finished(plan, &job, out)?;
+    let missing = unfinished(&done);
+    if !missing.is_empty() {
+        return Err(incomplete(plan, &missing, out));
+    }
+    let markers: Vec<ShardMarker> = done.into_iter().flatten().map(|(m, _)| m).collect();
+    let mut total = assemble(&job, out, &markers, Some((plan.shards.len(), &chash)))?;
+    total.shards_resumed = total.shards;
+    total.config_hash = Some(chash);
+    Ok(total)
+}
+
+/// `medgrain status` of a grounded-reports plan.
+pub fn status(out: &Path, plan: &Plan) -> Result<Status, PipelineError> {
+    let loaded = crate::config::load(&plan.config_path)?;
+    let job = ReportsJob::from_config(&loaded)?;
+    let done: Vec<Option<ShardState>> = finished(plan, &job, out)?
+        .into_iter()
+        .map(|d| d.map(|(_, s)| s))
+        .collect();
+    Ok(Status::of(plan, &done))
 }

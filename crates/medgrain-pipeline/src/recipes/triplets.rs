@@ -8,8 +8,8 @@
 
 use crate::config::LoadedConfig;
 use crate::engine::fsio::{io_err, remove_temporaries, sha256_hex, write_atomic};
-use crate::engine::plan::{balanced_ranges, Plan, PlanInput, PlanShard};
-use crate::engine::shards::{run_some_shards, MarkerStore, ShardWork};
+use crate::engine::plan::{balanced_ranges, incomplete, unfinished, Plan, PlanInput, PlanShard, ShardState, Status};
+use crate::engine::shards::{run_some_shards, MarkerStore, ShardLimits, ShardTimeout, ShardWork};
 use crate::generator::{make_generator, shard_workers};
 use crate::recipes::triplet_stages::{prepare, sample_id, Prepared};
 use crate::sources::{open_source_in, SampleError, SampleRef, SampleSource};
@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Run only worker `I` of `N`'s shards (`k % N == I`) of the plan in OUT, and do not assemble (see [`merge`]).
     pub worker: Option<(usize, usize)>,
+    /// What happens when a shard runs longer than a limit (`--shard-timeout`).
+    pub shard_timeout: Option<ShardTimeout>,
 }
 
 /// What a run did.
@@ -100,12 +102,6 @@ struct Planned<'a> {
     source: &'a dyn SampleSource,
     sample: SampleRef,
     id: String,
-}
-
-/// Hash of a config's meaning (its parsed form), independent of comments and formatting.
-pub fn config_hash(loaded: &LoadedConfig) -> Result<String, PipelineError> {
-    let json = serde_json::to_string(&loaded.config).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    Ok(sha256_hex([json]))
 }
 
 /// Paths in OUT that a build owns and `--force` removes.
@@ -374,7 +370,10 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
         out,
         shards.iter().copied().map(Ok),
         Some(&pool),
-        mine.as_ref().map(|f| f as &(dyn Fn(usize) -> bool + Sync)),
+        ShardLimits {
+            mine: mine.as_ref().map(|f| f as &(dyn Fn(usize) -> bool + Sync)),
+            timeout: opts.shard_timeout,
+        },
     )?;
     bar.finish_and_clear();
     let resumed = run.resumed();
@@ -533,8 +532,8 @@ fn settings_hash(
     knowledge: Option<&crate::knowledge::Knowledge>,
 ) -> Result<String, PipelineError> {
     let mut chash = match knowledge {
-        Some(k) => sha256_hex([config_hash(loaded)?, k.fingerprint()]),
-        None => config_hash(loaded)?,
+        Some(k) => sha256_hex([loaded.hash()?, k.fingerprint()]),
+        None => loaded.hash()?,
     };
     for src in &loaded.config.sources {
         if let Some(o) = &src.onnx {
@@ -641,7 +640,7 @@ pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan,
 }
 
 /// Which of a plan's shards are finished in OUT (a valid marker and its part, and no description failed).
-fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, std::time::SystemTime)>>, PipelineError> {
+fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, ShardState)>>, PipelineError> {
     let store = MarkerStore::open(out, "triplets")?;
     Ok(plan
         .shards
@@ -657,30 +656,21 @@ fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, std::tim
                         && !m.errors.iter().any(|e| e.stage == "generate")
                 })
                 .map(|m| {
-                    let t = std::fs::metadata(store.path(k))
-                        .and_then(|md| md.modified())
-                        .unwrap_or(std::time::UNIX_EPOCH);
-                    (m, t)
+                    let state = ShardState {
+                        samples: m.stats.samples,
+                        with_failures: !m.errors.is_empty(),
+                        finished_at: store.modified(k),
+                    };
+                    (m, state)
                 })
         })
         .collect())
 }
 
-/// The shards `finished` found no valid marker for.
-fn unfinished<T>(done: &[Option<T>]) -> Vec<usize> {
-    done.iter()
-        .enumerate()
-        .filter(|(_, d)| d.is_none())
-        .map(|(k, _)| k)
-        .collect()
-}
-
 /// `medgrain merge`: assembles `errors.jsonl`, `stats.json` and `manifest.json` from the markers on disk of every
 /// shard of the plan (never from a process's memory); idempotent. Missing shards are an error naming them.
-pub fn merge(out: &Path) -> Result<BuildSummary, PipelineError> {
+pub fn merge(out: &Path, plan: &Plan) -> Result<BuildSummary, PipelineError> {
     let started = Instant::now();
-    let plan = Plan::read(out)?
-        .ok_or_else(|| PipelineError::Usage(format!("no plan in {}: nothing to merge", out.display())))?;
     let loaded = &crate::config::load(&plan.config_path)?;
     let knowledge = crate::knowledge::Knowledge::open(loaded)?;
     let chash = settings_hash(loaded, knowledge.as_ref())?;
@@ -693,18 +683,10 @@ pub fn merge(out: &Path) -> Result<BuildSummary, PipelineError> {
             &chash[..12]
         )));
     }
-    let done = finished(&plan, out)?;
+    let done = finished(plan, out)?;
     let missing = unfinished(&done);
     if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().take(20).map(|k| k.to_string()).collect();
-        return Err(PipelineError::Incomplete(format!(
-            "{} of {} shards are not finished in {} (shards {}{}); rerun the workers that own them, or a plain `medgrain build`",
-            missing.len(),
-            plan.shards.len(),
-            out.display(),
-            list.join(", "),
-            if missing.len() > 20 { ", …" } else { "" }
-        )));
+        return Err(incomplete(plan, &missing, out));
     }
     let markers: Vec<ShardMarker> = done.into_iter().flatten().map(|(m, _)| m).collect();
     let mut inputs_per_source: Vec<(String, usize)> = Vec::new();
@@ -744,48 +726,10 @@ pub fn merge(out: &Path) -> Result<BuildSummary, PipelineError> {
     ))
 }
 
-/// What `medgrain status` reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub shards: usize,
-    pub done: usize,
-    pub missing: Vec<usize>,
-    /// Finished shards with failed samples.
-    pub with_failures: usize,
-    pub samples_done: u64,
-    pub samples_total: u64,
-    /// Samples per second between the first and the last finished marker, when two or more are finished.
-    pub rate: Option<f64>,
-    pub eta_s: Option<f64>,
-}
-
-/// `medgrain status`: done, missing and failed shards of the plan in OUT, the rate and the ETA.
-pub fn status(out: &Path) -> Result<Status, PipelineError> {
-    let plan = Plan::read(out)?.ok_or_else(|| PipelineError::Usage(format!("no plan in {}", out.display())))?;
-    let done = finished(&plan, out)?;
-    let missing = unfinished(&done);
-    let samples_done: u64 = done.iter().flatten().map(|(m, _)| m.stats.samples).sum();
-    let samples_total = plan.inputs.len() as u64;
-    let times: Vec<std::time::SystemTime> = done.iter().flatten().map(|(_, t)| *t).collect();
-    let rate = match (times.iter().min(), times.iter().max()) {
-        (Some(a), Some(b)) if times.len() >= 2 => b
-            .duration_since(*a)
-            .ok()
-            .map(|d| d.as_secs_f64())
-            .filter(|&s| s > 0.0)
-            .map(|s| samples_done as f64 / s),
-        _ => None,
-    };
-    Ok(Status {
-        shards: plan.shards.len(),
-        done: done.iter().filter(|d| d.is_some()).count(),
-        with_failures: done.iter().flatten().filter(|(m, _)| !m.errors.is_empty()).count(),
-        missing,
-        samples_done,
-        samples_total,
-        rate,
-        eta_s: rate.map(|r| (samples_total - samples_done) as f64 / r),
-    })
+/// `medgrain status` of a triplets plan: done, missing and failed shards, the rate and the ETA.
+pub fn status(out: &Path, plan: &Plan) -> Result<Status, PipelineError> {
+    let done: Vec<Option<ShardState>> = finished(plan, out)?.into_iter().map(|d| d.map(|(_, s)| s)).collect();
+    Ok(Status::of(plan, &done))
 }
 
 /// Samples whose description failed (stage `generate`), a cause worth retrying.

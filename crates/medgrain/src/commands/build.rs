@@ -3,6 +3,8 @@
 use crate::cli::*;
 use crate::error::CliError;
 use crate::output::*;
+use medgrain_pipeline::engine::shards::ShardTimeout;
+use medgrain_pipeline::recipes::grounded_reports::{self, ReportsOptions};
 use medgrain_pipeline::{config, BuildOptions};
 use std::process::ExitCode;
 
@@ -12,46 +14,28 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
         out,
         force,
         worker,
+        shard_timeout,
     } = args;
     let worker = worker.as_deref().map(parse_worker).transpose()?;
+    let shard_timeout = shard_timeout.map(parse_shard_timeout).transpose()?;
     let loaded = config::load(&path)?;
     let out = out_dir(&loaded, out)?;
-    if let (Some(r), medgrain_pipeline::config::Recipe::GroundedReports) =
-        (&loaded.config.reports, loaded.config.recipe)
-    {
-        if worker.is_some() {
-            return Err(CliError::Usage(
-                "--worker runs the triplets recipe only for now; build the grounded-reports recipe in one process"
-                    .into(),
-            ));
-        }
-        let job = medgrain_pipeline::recipes::grounded_reports::ReportsJob {
-            csv: loaded.resolve(&r.csv),
-            root: loaded.resolve(&r.root),
-            masks: r.masks.clone(),
-            lesions: r.lesions.clone(),
-            volumes: r.volumes.clone(),
-            shard_volumes: r.shard_volumes,
-            top_level_files: true,
+    if loaded.config.recipe == config::Recipe::GroundedReports {
+        let opts = ReportsOptions {
+            force,
+            worker,
+            shard_timeout,
         };
-        let s = medgrain_pipeline::recipes::grounded_reports::build_grounded_reports(&job, &out)?;
-        println!(
-            "medgrain build {} → {} (grounded reports)",
-            path.display(),
-            out.display()
-        );
-        println!(
-            "  reports {} · sentences {} ({} abnormal) · grounded rows {} · VQA pairs {} · lesion masks measured {} · size disagreements {}",
-            s.volumes, s.sentences, s.abnormal_sentences, s.grounded_rows, s.vqa_rows, s.lesions_measured, s.size_disagreements
-        );
-        println!(
-            "  shards {} ({} resumed) · volumes with report/mask contradictions {} · errors {}",
-            s.shards, s.shards_resumed, s.volumes_flagged, s.errors
-        );
-        println!(
-            "  output    {0}/grounded_reports/ · {0}/vqa/ · {0}/structured_findings/",
-            out.display()
-        );
+        let s = grounded_reports::build(&loaded, &out, &opts)?;
+        let title = match worker {
+            Some((i, n)) => format!(
+                "medgrain build {} → {} (grounded reports; worker {i} of {n}: its shards only; `medgrain merge` assembles)",
+                path.display(),
+                out.display()
+            ),
+            None => format!("medgrain build {} → {} (grounded reports)", path.display(), out.display()),
+        };
+        print_reports(&title, &s, &out);
         return Ok(if s.errors > 0 {
             ExitCode::from(1)
         } else {
@@ -65,6 +49,7 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
             force,
             progress,
             worker,
+            shard_timeout,
         },
     )?;
     let title = match worker {
@@ -86,6 +71,29 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--shard-timeout SECONDS`: a positive number of seconds; a shard past it stops the worker with exit 3.
+pub(crate) fn parse_shard_timeout(seconds: f64) -> Result<ShardTimeout, CliError> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(CliError::Usage(format!(
+            "--shard-timeout {seconds}: a positive number of seconds"
+        )));
+    }
+    Ok(ShardTimeout {
+        limit: std::time::Duration::from_secs_f64(seconds),
+        on_expiry: shard_timed_out,
+    })
+}
+
+/// What a worker does with a straggling shard: it stops with exit 3, so that its scheduler runs it again (perhaps
+/// on a healthier machine). Finished shards are kept; the straggler's parts were never renamed into place.
+fn shard_timed_out(prefix: &str, shard: usize, elapsed: std::time::Duration) {
+    eprintln!(
+        "medgrain: error: {prefix} shard {shard} has run {:.1} s, past --shard-timeout: stopping (exit 3) so that it is retried; finished shards are kept",
+        elapsed.as_secs_f64()
+    );
+    std::process::exit(3);
 }
 
 /// `I/N`, with I a number or `slurm` (SLURM_ARRAY_TASK_ID) or `k8s` (JOB_COMPLETION_INDEX).

@@ -25,6 +25,7 @@ pub(crate) fn run(args: DemoArgs, progress: bool) -> Result<ExitCode, CliError> 
             force,
             progress,
             worker: None,
+            shard_timeout: None,
         },
         remote.as_ref(),
     )?;

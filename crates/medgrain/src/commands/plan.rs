@@ -5,29 +5,28 @@ use crate::error::CliError;
 use crate::output::*;
 use medgrain_pipeline::config::{self, Recipe};
 use medgrain_pipeline::engine::cluster::to_yaml;
-use medgrain_pipeline::recipes::triplets;
+use medgrain_pipeline::engine::plan::Plan;
+use medgrain_pipeline::recipes::{grounded_reports, triplets};
 use std::process::ExitCode;
-
-fn triplets_only(loaded: &config::LoadedConfig, what: &str) -> Result<(), CliError> {
-    match loaded.config.recipe {
-        Recipe::Triplets => Ok(()),
-        Recipe::GroundedReports => Err(CliError::Usage(format!(
-            "{what} covers the triplets recipe for now; build the grounded-reports recipe in one process"
-        ))),
-    }
-}
 
 pub(crate) fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
     let loaded = config::load(&args.config)?;
-    triplets_only(&loaded, "plan")?;
     let out = out_dir(&loaded, args.out)?;
-    let p = triplets::make_plan(&loaded, &out, args.force)?;
+    let p = match loaded.config.recipe {
+        Recipe::Triplets => triplets::make_plan(&loaded, &out, args.force)?,
+        Recipe::GroundedReports => grounded_reports::make_plan(&loaded, &out, args.force)?,
+    };
     let bytes: Vec<u64> = p.shards.iter().map(|s| s.bytes).collect();
     let (lo, hi) = (
         bytes.iter().min().copied().unwrap_or(0),
         bytes.iter().max().copied().unwrap_or(0),
     );
-    println!("medgrain plan {} → {}/plan.json", args.config.display(), out.display());
+    println!(
+        "medgrain plan {} → {}/plan.json ({})",
+        args.config.display(),
+        out.display(),
+        p.recipe
+    );
     println!(
         "  inputs {} · shards {} (input bytes per shard {lo}–{hi}) · config {}",
         p.inputs.len(),
@@ -42,9 +41,29 @@ pub(crate) fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn read_plan(out: &std::path::Path, what: &str) -> Result<Plan, CliError> {
+    Ok(Plan::read(out)?.ok_or_else(|| {
+        medgrain_pipeline::PipelineError::Usage(format!(
+            "no plan in {}: nothing to {what} (`medgrain plan CONFIG --out DIR` writes one)",
+            out.display()
+        ))
+    })?)
+}
+
 pub(crate) fn merge(args: MergeArgs) -> Result<ExitCode, CliError> {
-    let s = triplets::merge(&args.dir)?;
-    print_build(&format!("medgrain merge {}", args.dir.display()), &s);
+    let plan = read_plan(&args.dir, "merge")?;
+    let title = format!("medgrain merge {}", args.dir.display());
+    if plan.recipe == "grounded-reports" {
+        let s = grounded_reports::merge(&args.dir, &plan)?;
+        print_reports(&title, &s, &args.dir);
+        return Ok(if s.errors > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let s = triplets::merge(&args.dir, &plan)?;
+    print_build(&title, &s);
     Ok(if s.failed > 0 {
         ExitCode::from(1)
     } else {
@@ -54,18 +73,19 @@ pub(crate) fn merge(args: MergeArgs) -> Result<ExitCode, CliError> {
 
 pub(crate) fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
     let out = args.dir;
-    let s = triplets::status(&out)?;
-    let config = medgrain_pipeline::engine::plan::Plan::read(&out)?
-        .map(|p| p.config_path.display().to_string())
-        .unwrap_or_default();
-    let rerun = format!("medgrain build {config} --out {}", out.display());
+    let plan = read_plan(&out, "report")?;
+    let s = match plan.recipe.as_str() {
+        "grounded-reports" => grounded_reports::status(&out, &plan)?,
+        _ => triplets::status(&out, &plan)?,
+    };
+    let rerun = format!("medgrain build {} --out {}", plan.config_path.display(), out.display());
     if args.json {
         let mut v = serde_json::to_value(&s).map_err(|e| CliError::Internal(e.to_string()))?;
         v["rerun"] = serde_json::json!(if s.missing.is_empty() { None } else { Some(rerun) });
         println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("medgrain status {}", out.display());
+    println!("medgrain status {} ({})", out.display(), s.recipe);
     println!(
         "  shards {} done of {} ({} with failed samples) · samples {} of {}",
         s.done, s.shards, s.with_failures, s.samples_done, s.samples_total

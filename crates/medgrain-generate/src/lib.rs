@@ -65,6 +65,13 @@ pub trait Generator: Send + Sync {
     fn usage(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// How many samples one [`Generator::generate_batch`] call should get: a few for a local writer (a shard is then
+    /// loaded, described and written a few samples at a time, so memory is bounded by them, not by the shard), the
+    /// whole shard (`None`) for a remote writer, whose concurrency is the batch.
+    fn batch_size(&self) -> Option<usize> {
+        Some(16)
+    }
 }
 
 /// Lower-case normal/healthy markers in a disease column.

@@ -234,6 +234,10 @@ impl Generator for OpenAiGenerator {
         "openai"
     }
 
+    fn batch_size(&self) -> Option<usize> {
+        None
+    }
+
     fn prompt_version(&self) -> &str {
         prompt::PROMPT_VERSION
     }

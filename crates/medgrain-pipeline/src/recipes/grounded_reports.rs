@@ -954,14 +954,9 @@ fn assemble(
 }
 
 /// Which of a plan's shards are finished in OUT: a marker with the planned key and all its parts.
-fn finished(
-    plan: &Plan,
-    job: &ReportsJob,
-    out: &Path,
-) -> Result<Vec<Option<(ShardMarker, ShardState)>>, PipelineError> {
+fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, ShardState)>>, PipelineError> {
     let store = MarkerStore::open(out, "reports")?;
     let work_paths = |k: usize| ReportsWork::paths_in(out, k);
-    let _ = job;
     Ok(plan
         .shards
         .iter()
@@ -999,7 +994,7 @@ pub fn merge(out: &Path, plan: &Plan) -> Result<ReportsSummary, PipelineError> {
             &chash[..12]
         )));
     }
-    let done = finished(plan, &job, out)?;
+    let done = finished(plan, out)?;
     let missing = unfinished(&done);
     if !missing.is_empty() {
         return Err(incomplete(plan, &missing, out));
@@ -1013,11 +1008,6 @@ pub fn merge(out: &Path, plan: &Plan) -> Result<ReportsSummary, PipelineError> {
 
 /// `medgrain status` of a grounded-reports plan.
 pub fn status(out: &Path, plan: &Plan) -> Result<Status, PipelineError> {
-    let loaded = crate::config::load(&plan.config_path)?;
-    let job = ReportsJob::from_config(&loaded)?;
-    let done: Vec<Option<ShardState>> = finished(plan, &job, out)?
-        .into_iter()
-        .map(|d| d.map(|(_, s)| s))
-        .collect();
+    let done: Vec<Option<ShardState>> = finished(plan, out)?.into_iter().map(|d| d.map(|(_, s)| s)).collect();
     Ok(Status::of(plan, &done))
 }

@@ -156,7 +156,6 @@ fn process_shard(
         knowledge,
         bar,
     } = *cx;
-    let mut rows: Vec<TripletRecord> = Vec::with_capacity(shard.len());
     let mut errors = Vec::new();
     let mut stats = Stats::default();
     let mut record_error = |p: &Planned<'_>, e: SampleError, stats: &mut Stats| {
@@ -170,41 +169,58 @@ fn process_shard(
         stats.add_error(&rec);
         errors.push(rec);
     };
-    // Stage 1: load and measure every sample (CPU).
-    let mut prepared: Vec<(&Planned<'_>, Prepared)> = Vec::with_capacity(shard.len());
-    for p in shard {
-        match guarded(|| prepare(p.source, &p.sample, knowledge)) {
-            Ok(r) => prepared.push((p, r)),
-            Err(e) => {
-                record_error(p, e, &mut stats);
-                bar.inc(1);
+    // A shard is loaded, described and written a batch at a time (the whole shard for a remote writer, whose
+    // concurrency is the batch): rows go to the part as they are made, so memory is bounded by a batch.
+    let rel = format!("triplets/part-{k:05}.parquet");
+    let mut writer: Option<Box<TripletParquetWriter>> = None;
+    let mut rows_written = 0usize;
+    let batch = generator.batch_size().unwrap_or(shard.len()).max(1);
+    for chunk in shard.chunks(batch) {
+        // Stage 1: load and measure every sample (CPU).
+        let mut prepared: Vec<(&Planned<'_>, Prepared)> = Vec::with_capacity(chunk.len());
+        for p in chunk {
+            match guarded(|| prepare(p.source, &p.sample, knowledge)) {
+                Ok(r) => prepared.push((p, r)),
+                Err(e) => {
+                    record_error(p, e, &mut stats);
+                    bar.inc(1);
+                }
             }
         }
-    }
-    // Stage 2: describe them (remote writers run the whole shard concurrently).
-    let generated = {
-        let facts: Vec<_> = prepared.iter().map(|(_, r)| r.facts()).collect();
-        generator.generate_batch(&facts)
-    };
-    // Stage 3: QC and collect, keeping the planned order.
-    for ((p, r), g) in prepared.into_iter().zip(generated) {
-        match guarded(|| r.finish(g)) {
-            Ok(rec) => {
-                stats.add_row(&rec);
-                rows.push(rec);
+        // Stage 2: describe them (remote writers run the whole batch concurrently).
+        let generated = {
+            let facts: Vec<_> = prepared.iter().map(|(_, r)| r.facts()).collect();
+            generator.generate_batch(&facts)
+        };
+        // Stage 3: QC and collect, keeping the planned order.
+        let mut rows: Vec<TripletRecord> = Vec::with_capacity(prepared.len());
+        for ((p, r), g) in prepared.into_iter().zip(generated) {
+            match guarded(|| r.finish(g)) {
+                Ok(rec) => {
+                    stats.add_row(&rec);
+                    rows.push(rec);
+                }
+                Err(e) => record_error(p, e, &mut stats),
             }
-            Err(e) => record_error(p, e, &mut stats),
+            bar.inc(1);
         }
-        bar.inc(1);
-    }
-    let file = if rows.is_empty() {
-        None
-    } else {
-        let rel = format!("triplets/part-{k:05}.parquet");
-        let mut w = Box::new(TripletParquetWriter::create(&out.join(&rel))?);
+        if rows.is_empty() {
+            continue;
+        }
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(Box::new(TripletParquetWriter::create(&out.join(&rel))?)),
+        };
         w.write(&rows)?;
-        w.finish()?;
-        Some(rel)
+        rows_written += rows.len();
+    }
+    // no rows, no part (every sample failed)
+    let file = match writer {
+        Some(w) if rows_written > 0 => {
+            w.finish()?;
+            Some(rel)
+        }
+        _ => None,
     };
     let marker = ShardMarker {
         plan_hash: plan_hash.into(),

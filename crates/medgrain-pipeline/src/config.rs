@@ -108,13 +108,35 @@ impl Default for OutputConfig {
     }
 }
 
+/// The kinds of source a config can name (`kind = "…"`); [`crate::sources::open_source_in`] opens each.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A folder of 2D images (PNG/JPEG/TIFF, DICOM files) with masks, annotations or an expert segmenter.
+    ImageFolder,
+    /// 3D NIfTI files cut into slices.
+    Nifti,
+    /// Folders of DICOM slices, one volume per series, cut into slices.
+    DicomSeries,
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceKind::ImageFolder => "image-folder",
+            SourceKind::Nifti => "nifti",
+            SourceKind::DicomSeries => "dicom-series",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// Name recorded in every row's `source`; must be unique in the config.
     pub name: String,
-    /// "image-folder".
-    pub kind: String,
+    /// `image-folder`, `nifti` or `dicom-series`.
+    pub kind: SourceKind,
     /// Folder the other paths are relative to (itself relative to the config file).
     pub root: PathBuf,
     /// Glob of images under `root`, e.g. "images/*.png" or "**/*.jpg".
@@ -564,8 +586,8 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
         if !names.insert(s.name.clone()) {
             return Err(config_err(path, format!("{at}: duplicate source name")));
         }
-        match s.kind.as_str() {
-            "image-folder" => {
+        match s.kind {
+            SourceKind::ImageFolder => {
                 if s.annotations.is_some() && s.masks.is_some() {
                     return Err(config_err(path, format!("{at}: give masks or annotations, not both")));
                 }
@@ -597,7 +619,7 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                     }
                 }
             }
-            "nifti" | "dicom-series" => {
+            SourceKind::Nifti | SourceKind::DicomSeries => {
                 // an unknown locator name does not parse: `LocatorName` is the one list
                 validate_onnx(s, &at, path)?;
                 if let Some(m) = &s.masks {
@@ -630,14 +652,6 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                     }
                 }
             }
-            other => {
-                return Err(config_err(
-                    path,
-                    format!(
-                        "{at}.kind = {other:?}: supported kinds are \"image-folder\", \"nifti\" and \"dicom-series\""
-                    ),
-                ))
-            }
         }
         if !(1..=2).contains(&s.rois.connectivity) {
             return Err(config_err(
@@ -662,7 +676,7 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 ));
             }
         }
-        if let (Some(m), "image-folder") = (&s.masks, s.kind.as_str()) {
+        if let (Some(m), SourceKind::ImageFolder) = (&s.masks, s.kind) {
             if !m.contains("{stem}") && !m.contains("{name}") {
                 return Err(config_err(
                     path,

@@ -3,7 +3,7 @@
 //! same inputs give the same plan; workers and `merge` read it, so every process agrees on what shard `k` is, and a
 //! listing that no longer matches it is refused rather than silently re-sharded.
 
-use crate::engine::fsio::{io_err, write_atomic};
+use crate::engine::fsio::io_err;
 use crate::PipelineError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -54,9 +54,20 @@ impl Plan {
         }
     }
 
+    /// Writes the plan (streamed: a plan of millions of inputs is not built as one string first) to a temporary
+    /// name, synced, then renamed.
     pub fn write(&self, out: &Path) -> Result<(), PipelineError> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| PipelineError::Internal(e.to_string()))?;
-        write_atomic(&plan_path(out), &bytes)
+        use std::io::Write;
+        let path = plan_path(out);
+        let tmp = medgrain_export::temp_path(&path);
+        let f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let mut w = std::io::BufWriter::new(f);
+        serde_json::to_writer(&mut w, self).map_err(|e| PipelineError::Internal(e.to_string()))?;
+        w.write_all(b"\n").map_err(|e| io_err(&tmp, e))?;
+        let f = w.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
+        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))
     }
 
     /// What differs between the planned inputs and `now` (same order of fields): up to `limit` lines "added …" /

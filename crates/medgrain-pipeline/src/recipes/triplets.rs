@@ -101,7 +101,6 @@ struct ShardMarker {
 struct Planned<'a> {
     source: &'a dyn SampleSource,
     sample: SampleRef,
-    id: String,
 }
 
 /// Paths in OUT that a build owns and `--force` removes.
@@ -241,11 +240,10 @@ struct TripletWork<'a> {
 impl TripletWork<'_> {
     /// A shard's key: the hash of its sample ids (a listing error marks its sample).
     fn key_of(shard: &[Planned<'_>]) -> String {
-        sha256_hex(
-            shard
-                .iter()
-                .map(|p| format!("{}{}", p.id, if p.sample.listing_error.is_some() { "!" } else { "" })),
-        )
+        sha256_hex(shard.iter().map(|p| {
+            let id = sample_id(p.source.name(), &p.sample.rel_path, None);
+            format!("{id}{}", if p.sample.listing_error.is_some() { "!" } else { "" })
+        }))
     }
 }
 
@@ -530,11 +528,9 @@ fn list_samples(
         let list = src.list()?;
         inputs.push(serde_json::json!({"source": src.name(), "samples": list.len()}));
         for sample in list {
-            let id = sample_id(src.name(), &sample.rel_path, None);
             plan.push(Planned {
                 source: src.as_ref(),
                 sample,
-                id,
             });
         }
     }

@@ -13,7 +13,7 @@ pub mod located_cache;
 pub mod sample;
 pub mod volume;
 
-use crate::config::{LoadedConfig, SourceConfig};
+use crate::config::{LoadedConfig, SourceConfig, SourceKind};
 use crate::PipelineError;
 pub use image_folder::ImageFolderSource;
 pub use sample::{LoadedSample, SampleError, SampleMeta, SampleRef, SampleSource, SliceGeometry};
@@ -31,9 +31,9 @@ pub fn open_source_in(
     loaded: &LoadedConfig,
     work: Option<&Path>,
 ) -> Result<Box<dyn SampleSource>, PipelineError> {
-    match cfg.kind.as_str() {
-        "image-folder" => Ok(Box::new(ImageFolderSource::open(cfg, loaded)?)),
-        "nifti" | "dicom-series" => {
+    match cfg.kind {
+        SourceKind::ImageFolder => Ok(Box::new(ImageFolderSource::open(cfg, loaded)?)),
+        SourceKind::Nifti | SourceKind::DicomSeries => {
             let mut src = crate::sources::volume::NiftiVolumeSource::open(cfg, loaded)?;
             if src.has_locator() {
                 let key = crate::engine::fsio::sha256_hex([cfg.name.as_str()]);
@@ -41,9 +41,5 @@ pub fn open_source_in(
             }
             Ok(Box::new(src))
         }
-        other => Err(PipelineError::Config {
-            path: loaded.path.clone(),
-            reason: format!("unknown source kind {other:?}"),
-        }),
     }
 }

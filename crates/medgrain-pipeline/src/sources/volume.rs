@@ -189,7 +189,7 @@ impl NiftiVolumeSource {
             locator: open_locator(cfg, loaded)?,
             located_dir: None,
             cfg: cfg.clone(),
-            dicom: cfg.kind == "dicom-series",
+            dicom: cfg.kind == crate::config::SourceKind::DicomSeries,
             root,
             plane,
             cache: Mutex::new(Vec::new()),

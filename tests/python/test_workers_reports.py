@@ -47,9 +47,12 @@ def dataset(out: Path):
     snap["findings"] = [(p.name, p.read_text()) for p in sorted((out / "structured_findings").glob("*.jsonl"))]
     snap["csv"] = [(out / "grounded_reports/grounded_reports.csv").read_text(), (out / "vqa/vqa.csv").read_text()]
     snap["errors"] = (out / "errors.jsonl").read_text()
-    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    counts = manifest["counts"]
     counts.pop("shards_resumed")
     snap["counts"] = counts
+    # every output file with its size and SHA-256: workers and one process wrote the same bytes
+    snap["files"] = manifest["files"]
     return snap
 
 

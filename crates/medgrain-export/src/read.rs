@@ -151,3 +151,31 @@ pub fn parquet_rows(path: &Path) -> Result<u64> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(path, e))?;
     Ok(builder.metadata().file_metadata().num_rows().max(0) as u64)
 }
+
+/// The values of one top-level string column of a Parquet file (null where null); an error when the file has no
+/// such column.
+pub fn string_column(path: &Path, name: &str) -> Result<Vec<Option<String>>> {
+    let file = std::fs::File::open(path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(path, e))?;
+    let root = builder
+        .schema()
+        .fields()
+        .iter()
+        .position(|f| f.name() == name)
+        .ok_or_else(|| perr(path, format!("no column {name}")))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [root]);
+    let reader = builder.with_projection(mask).build().map_err(|e| perr(path, e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| perr(path, e))?;
+        let col = batch
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>().cloned())
+            .ok_or_else(|| perr(path, format!("column {name} is not a string column")))?;
+        out.extend((0..col.len()).map(|i| (!col.is_null(i)).then(|| col.value(i).to_string())));
+    }
+    Ok(out)
+}

@@ -76,6 +76,9 @@ pub(crate) enum Command {
     },
     /// Summarise an output dataset: counts per modality/organ/source, failures, sample rows.
     Inspect(InspectArgs),
+    /// Re-check every file manifest.json lists (size, SHA-256) and every mask the rows reference; exit 1 naming
+    /// what differs
+    Verify(VerifyArgs),
 }
 
 #[derive(Args)]
@@ -209,6 +212,15 @@ pub(crate) struct K8sArgs {
 pub(crate) struct MergeArgs {
     /// The output folder the workers shared (it holds plan.json).
     pub dir: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// A built dataset (it holds manifest.json).
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

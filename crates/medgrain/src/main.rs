@@ -71,6 +71,7 @@ fn run(cli: Cli) -> Result<ExitCode, error::CliError> {
         Command::Kb { action } => commands::kb::run(action, cli.quiet),
         Command::Report { action } => commands::report::run(action),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Verify(a) => commands::verify::run(a),
     }
 }
 

@@ -50,3 +50,46 @@ pub fn remove_temporaries(dir: &Path) -> Result<(), PipelineError> {
     }
     Ok(())
 }
+
+/// One output file as `manifest.json` lists it (`files`): its path relative to the output folder, its size and its
+/// SHA-256, so that `medgrain verify` can prove a copy is the data that was built.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The [`FileEntry`] of `out/rel`, hashed as a stream.
+pub fn file_entry(out: &Path, rel: &str) -> Result<FileEntry, PipelineError> {
+    let p = out.join(rel);
+    let (bytes, sha256) = hash_file(&p)?;
+    Ok(FileEntry {
+        path: rel.to_string(),
+        bytes,
+        sha256,
+    })
+}
+
+/// Size and SHA-256 (hex) of a file, read in blocks.
+pub fn hash_file(p: &Path) -> Result<(u64, String), PipelineError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).map_err(|e| io_err(p, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(|e| io_err(p, e))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, h.finalize().iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+/// Whether `out/entry.path` still has the size the entry records (a cheap check before trusting a marker).
+pub fn same_size(out: &Path, entry: &FileEntry) -> bool {
+    std::fs::metadata(out.join(&entry.path)).is_ok_and(|m| m.len() == entry.bytes)
+}

@@ -6,3 +6,4 @@ pub mod error;
 pub mod fsio;
 pub mod plan;
 pub mod shards;
+pub mod verify;

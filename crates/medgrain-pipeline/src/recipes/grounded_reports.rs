@@ -11,7 +11,7 @@
 //! (`grounded_reports/grounded_reports.csv`, `vqa/vqa.csv`) are assembled from per-shard parts at the end.
 
 use crate::config::LoadedConfig;
-use crate::engine::fsio::{io_err, remove_temporaries, sha256_hex, write_atomic};
+use crate::engine::fsio::{file_entry, io_err, remove_temporaries, same_size, sha256_hex, write_atomic, FileEntry};
 use crate::engine::plan::{balanced_ranges, incomplete, unfinished, Plan, PlanInput, PlanShard, ShardState, Status};
 use crate::engine::shards::{run_some_shards, MarkerStore, ShardLimits, ShardTimeout, ShardWork};
 use crate::PipelineError;
@@ -87,6 +87,19 @@ struct ShardMarker {
     key: String,
     counts: ReportsSummary,
     errors: Vec<ErrorRecord>,
+    /// Size and SHA-256 of the shard's grounded-reports, VQA and structured-findings parts (`manifest.json`'s
+    /// `files`).
+    #[serde(default)]
+    files: Vec<FileEntry>,
+}
+
+impl ShardMarker {
+    /// Whether the shard's parts are on disk as they were written (present, with the sizes the marker recorded).
+    fn intact(&self, out: &Path, k: usize) -> bool {
+        self.files.len() == 3
+            && self.files.iter().all(|e| same_size(out, e))
+            && ReportsWork::paths_in(out, k).iter().all(|p| p.is_file())
+    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -462,7 +475,7 @@ impl ShardWork for ReportsWork<'_> {
     }
 
     fn keep(&self, k: usize, key: &str, m: &ShardMarker) -> bool {
-        m.key == key && self.paths(k).iter().all(|p| p.is_file())
+        m.key == key && m.intact(self.out, k)
     }
 
     fn remove_parts(&self, k: usize) -> Result<(), PipelineError> {
@@ -520,7 +533,22 @@ impl ShardWork for ReportsWork<'_> {
             counts.grounded_rows,
             counts.vqa_rows
         );
-        Ok(ShardMarker { key, counts, errors })
+        let rel = |p: &Path| {
+            p.strip_prefix(self.out)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .replace('\\', "/")
+        };
+        let files = paths[..3]
+            .iter()
+            .map(|p| file_entry(self.out, &rel(p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ShardMarker {
+            key,
+            counts,
+            errors,
+            files,
+        })
     }
 }
 
@@ -893,9 +921,11 @@ fn assemble(
     let shards = markers.len();
     let mut total = ReportsSummary::default();
     let mut errors = Vec::new();
+    let mut entries: Vec<FileEntry> = Vec::new();
     for m in markers {
         total.add(&m.counts);
         errors.extend(m.errors.iter().cloned());
+        entries.extend(m.files.iter().cloned());
     }
     // OUT itself too: the manifest and errors.jsonl may be written there
     for d in ["", DIRS[0], DIRS[1], DIRS[2], DIRS[3], ".medgrain/shards"] {
@@ -933,39 +963,34 @@ fn assemble(
     if let Some((_, chash)) = planned {
         manifest["config_hash"] = serde_json::json!(chash);
     }
-    let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    if job.top_level_files {
-        write_atomic(&out.join("manifest.json"), &manifest)?;
-        write_atomic(&out.join("errors.jsonl"), err_lines.as_bytes())?;
+    // a run of this recipe alone writes its files at the top of OUT; the demo (after the triplets) under
+    // grounded_reports/, so that the triplets' manifest stays true
+    let (manifest_rel, errors_rel) = if job.top_level_files {
+        ("manifest.json", "errors.jsonl")
     } else {
-        write_atomic(&out.join("grounded_reports/manifest.json"), &manifest)?;
-        if !err_lines.is_empty() {
-            use std::io::Write;
-            let p = out.join("errors.jsonl");
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&p)
-                .map_err(|e| io_err(&p, e))?;
-            f.write_all(err_lines.as_bytes()).map_err(|e| io_err(&p, e))?;
-        }
+        ("grounded_reports/manifest.json", "grounded_reports/errors.jsonl")
+    };
+    write_atomic(&out.join(errors_rel), err_lines.as_bytes())?;
+    for rel in ["grounded_reports/grounded_reports.csv", "vqa/vqa.csv", errors_rel] {
+        entries.push(file_entry(out, rel)?);
     }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    manifest["files"] = serde_json::json!(entries);
+    let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    write_atomic(&out.join(manifest_rel), &manifest)?;
     Ok(total)
 }
 
 /// Which of a plan's shards are finished in OUT: a marker with the planned key and all its parts.
 fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, ShardState)>>, PipelineError> {
     let store = MarkerStore::open(out, "reports")?;
-    let work_paths = |k: usize| ReportsWork::paths_in(out, k);
     Ok(plan
         .shards
         .iter()
         .enumerate()
         .map(|(k, s)| {
             store
-                .read(k, |m: &ShardMarker| {
-                    m.key == s.key && work_paths(k).iter().all(|p| p.is_file())
-                })
+                .read(k, |m: &ShardMarker| m.key == s.key && m.intact(out, k))
                 .map(|m| {
                     let state = ShardState {
                         samples: m.counts.volumes as u64,

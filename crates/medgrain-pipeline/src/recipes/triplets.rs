@@ -7,7 +7,7 @@
 //! `OUT/errors.jsonl`, `OUT/stats.json`, `OUT/manifest.json`.
 
 use crate::config::LoadedConfig;
-use crate::engine::fsio::{io_err, remove_temporaries, sha256_hex, write_atomic};
+use crate::engine::fsio::{file_entry, io_err, remove_temporaries, same_size, sha256_hex, write_atomic, FileEntry};
 use crate::engine::plan::{balanced_ranges, incomplete, unfinished, Plan, PlanInput, PlanShard, ShardState, Status};
 use crate::engine::shards::{run_some_shards, MarkerStore, ShardLimits, ShardTimeout, ShardWork};
 use crate::generator::{make_generator, shard_workers};
@@ -93,8 +93,23 @@ struct ShardMarker {
     config_hash: String,
     /// Parquet part relative to OUT, or null when every sample failed.
     file: Option<String>,
+    /// The part's size and SHA-256 (for `manifest.json`'s `files`).
+    #[serde(default)]
+    part: Option<FileEntry>,
     errors: Vec<ErrorRecord>,
     stats: Stats,
+}
+
+impl ShardMarker {
+    /// Whether the marker's part is on disk as it was written (the size it recorded).
+    fn part_intact(&self, out: &Path) -> bool {
+        match (&self.file, &self.part) {
+            (None, _) => true,
+            (Some(_), Some(e)) => same_size(out, e),
+            // a marker of an older medgrain without the part's checksum: redo it
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// One planned sample.
@@ -214,17 +229,19 @@ fn process_shard(
         rows_written += rows.len();
     }
     // no rows, no part (every sample failed)
-    let file = match writer {
+    let (file, part) = match writer {
         Some(w) if rows_written > 0 => {
             w.finish()?;
-            Some(rel)
+            let entry = file_entry(out, &rel)?;
+            (Some(rel), Some(entry))
         }
-        _ => None,
+        _ => (None, None),
     };
     let marker = ShardMarker {
         plan_hash: plan_hash.into(),
         config_hash: config_hash.into(),
         file,
+        part,
         errors,
         stats,
     };
@@ -262,7 +279,7 @@ impl<'a> ShardWork for TripletWork<'a> {
     fn keep(&self, _k: usize, key: &str, m: &ShardMarker) -> bool {
         m.plan_hash == key
             && m.config_hash == self.cx.config_hash
-            && m.file.as_ref().is_none_or(|f| self.cx.out.join(f).is_file())
+            && m.part_intact(self.cx.out)
             // Generation failures are worth retrying (server down, rate limits); the shard's other samples come
             // back from the request cache without new requests.
             && !m.errors.iter().any(|e| e.stage == "generate")
@@ -470,8 +487,10 @@ fn assemble(
     let mut stats = Stats::default();
     let mut errors_jsonl = Vec::new();
     let mut files = Vec::new();
+    let mut entries: Vec<FileEntry> = Vec::new();
     for m in markers {
         stats.merge(&m.stats);
+        entries.extend(m.part.iter().cloned());
         for e in &m.errors {
             let line = serde_json::to_string(e).map_err(|e| PipelineError::Internal(e.to_string()))?;
             errors_jsonl.extend_from_slice(line.as_bytes());
@@ -491,6 +510,9 @@ fn assemble(
     }
     let stats_json = serde_json::to_vec_pretty(&stats).map_err(|e| PipelineError::Internal(e.to_string()))?;
     write_atomic(&out.join("stats.json"), &stats_json)?;
+    entries.push(file_entry(out, "errors.jsonl")?);
+    entries.push(file_entry(out, "stats.json")?);
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
     let manifest = serde_json::json!({
         "tool": "medgrain",
         "version": env!("CARGO_PKG_VERSION"),
@@ -502,6 +524,7 @@ fn assemble(
         "counts": {"samples": stats.samples, "rows": stats.rows, "failed": stats.failed, "rois": stats.rois},
         "generator": {"kind": generator.kind(), "prompt_version": generator.prompt_version(), "usage": generator.usage()},
         "shards": {"size": cfg.output.shard_size, "count": shard_count, "files": files},
+        "files": entries,
     });
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
     write_atomic(&out.join("manifest.json"), &manifest_bytes)?;
@@ -663,7 +686,7 @@ fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, ShardSta
                 .read(k, |m: &ShardMarker| {
                     m.plan_hash == s.key
                         && m.config_hash == plan.config_hash
-                        && m.file.as_ref().is_none_or(|f| out.join(f).is_file())
+                        && m.part_intact(out)
                         // a shard whose descriptions failed is to be run again, not merged
                         && !m.errors.iter().any(|e| e.stage == "generate")
                 })

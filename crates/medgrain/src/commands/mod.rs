@@ -14,3 +14,4 @@ pub(crate) mod reorient;
 pub(crate) mod report;
 pub(crate) mod rois;
 pub(crate) mod synth;
+pub(crate) mod verify;

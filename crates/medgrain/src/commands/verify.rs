@@ -1,0 +1,33 @@
+//! `medgrain verify`: the dataset on disk is the one that was built.
+
+use crate::cli::VerifyArgs;
+use crate::error::CliError;
+use std::process::ExitCode;
+
+pub(crate) fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
+    let r = medgrain_pipeline::engine::verify::verify(&args.dir)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&r).map_err(|e| CliError::Internal(e.to_string()))?
+        );
+    } else {
+        println!(
+            "medgrain verify {}: {} files checked (size, SHA-256), {} referenced masks",
+            args.dir.display(),
+            r.files,
+            r.referenced
+        );
+        if r.problems.is_empty() {
+            println!("  every file is as built");
+        }
+        for p in &r.problems {
+            println!("  {p}");
+        }
+    }
+    Ok(if r.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

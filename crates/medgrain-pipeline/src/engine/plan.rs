@@ -170,6 +170,31 @@ pub fn incomplete(plan: &Plan, missing: &[usize], out: &Path) -> PipelineError {
     ))
 }
 
+impl Plan {
+    /// `merge` refuses shards planned for another config than the one the plan names now hashes to (naming both).
+    pub fn refuse_other_config(&self, chash: &str, out: &Path) -> Result<(), PipelineError> {
+        if self.config_hash == chash {
+            return Ok(());
+        }
+        Err(PipelineError::Usage(format!(
+            "the shards in {} were planned for config hash {}, but {} now hashes to {}: merge refuses shards of two configs",
+            out.display(),
+            &self.config_hash[..12.min(self.config_hash.len())],
+            self.config_path.display(),
+            &chash[..12.min(chash.len())]
+        )))
+    }
+
+    /// The markers of every shard in shard order, or the error naming the shards without one.
+    pub fn all_finished<M, S>(&self, done: Vec<Option<(M, S)>>, out: &Path) -> Result<Vec<M>, PipelineError> {
+        let missing = unfinished(&done);
+        if !missing.is_empty() {
+            return Err(incomplete(self, &missing, out));
+        }
+        Ok(done.into_iter().flatten().map(|(m, _)| m).collect())
+    }
+}
+
 /// Contiguous shards over `work` (one entry per input, in order) balanced by work: `count` shards (at least one input
 /// each, fewer when there are fewer inputs), cut where the running total passes each multiple of total / count.
 pub fn balanced_ranges(work: &[u64], count: usize) -> Vec<(usize, usize)> {

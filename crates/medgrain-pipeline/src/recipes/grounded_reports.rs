@@ -12,7 +12,7 @@
 
 use crate::config::LoadedConfig;
 use crate::engine::fsio::{file_entry, io_err, remove_temporaries, same_size, sha256_hex, write_atomic, FileEntry};
-use crate::engine::plan::{balanced_ranges, incomplete, unfinished, Plan, PlanInput, PlanShard, ShardState, Status};
+use crate::engine::plan::{balanced_ranges, Plan, PlanInput, PlanShard, ShardState, Status};
 use crate::engine::shards::{run_some_shards, MarkerStore, ShardLimits, ShardTimeout, ShardWork};
 use crate::PipelineError;
 use medgrain_export::reports::{write_grounded, write_vqa};
@@ -697,19 +697,9 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &ReportsOptions) -> Result
                 std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
             }
         }
-    } else if let Ok(bytes) = std::fs::read(out.join("manifest.json")) {
-        let old: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        if let Some(h) = old.get("config_hash").and_then(|v| v.as_str()) {
-            if h != chash {
-                return Err(PipelineError::Usage(format!(
-                    "{} was built from a different config (hash {} ≠ {}); pass --force to start over, or choose another --out",
-                    out.display(),
-                    &h[..12.min(h.len())],
-                    &chash[..12]
-                )));
-            }
-        }
     }
+    // A plain run into an OUT built from another config goes on: every shard key holds the settings and the
+    // reports' text, so only the shards they change are redone.
     let plan = Plan::read(out)?;
     match (&plan, opts.worker) {
         (None, Some(_)) => {
@@ -724,7 +714,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &ReportsOptions) -> Result
     }
     let mut s = run(&job, out, opts, plan.as_ref().map(|p| (p, chash.as_str())))?;
     if plan.is_none() && opts.worker.is_none() {
-        // a plain run records its config hash so that another config is refused in this OUT
+        // the manifest names the config a plain run was built from, as after a merge
         add_config_hash(out, &chash)?;
     }
     s.config_hash = Some(chash);
@@ -1010,21 +1000,8 @@ pub fn merge(out: &Path, plan: &Plan) -> Result<ReportsSummary, PipelineError> {
     let loaded = crate::config::load(&plan.config_path)?;
     let job = ReportsJob::from_config(&loaded)?;
     let chash = loaded.hash()?;
-    if plan.config_hash != chash {
-        return Err(PipelineError::Usage(format!(
-            "the shards in {} were planned for config hash {}, but {} now hashes to {}: merge refuses shards of two configs",
-            out.display(),
-            &plan.config_hash[..12.min(plan.config_hash.len())],
-            plan.config_path.display(),
-            &chash[..12]
-        )));
-    }
-    let done = finished(plan, out)?;
-    let missing = unfinished(&done);
-    if !missing.is_empty() {
-        return Err(incomplete(plan, &missing, out));
-    }
-    let markers: Vec<ShardMarker> = done.into_iter().flatten().map(|(m, _)| m).collect();
+    plan.refuse_other_config(&chash, out)?;
+    let markers: Vec<ShardMarker> = plan.all_finished(finished(plan, out)?, out)?;
     let mut total = assemble(&job, out, &markers, Some((plan.shards.len(), &chash)))?;
     total.shards_resumed = total.shards;
     total.config_hash = Some(chash);

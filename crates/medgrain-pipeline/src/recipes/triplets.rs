@@ -8,7 +8,7 @@
 
 use crate::config::LoadedConfig;
 use crate::engine::fsio::{file_entry, io_err, remove_temporaries, same_size, sha256_hex, write_atomic, FileEntry};
-use crate::engine::plan::{balanced_ranges, incomplete, unfinished, Plan, PlanInput, PlanShard, ShardState, Status};
+use crate::engine::plan::{balanced_ranges, Plan, PlanInput, PlanShard, ShardState, Status};
 use crate::engine::shards::{run_some_shards, MarkerStore, ShardLimits, ShardTimeout, ShardWork};
 use crate::generator::{make_generator, shard_workers};
 use crate::recipes::triplet_stages::{prepare, sample_id, Prepared};
@@ -709,21 +709,8 @@ pub fn merge(out: &Path, plan: &Plan) -> Result<BuildSummary, PipelineError> {
     let loaded = &crate::config::load(&plan.config_path)?;
     let knowledge = crate::knowledge::Knowledge::open(loaded)?;
     let chash = settings_hash(loaded, knowledge.as_ref())?;
-    if plan.config_hash != chash {
-        return Err(PipelineError::Usage(format!(
-            "the shards in {} were planned for config hash {}, but {} now hashes to {}: merge refuses shards of two configs",
-            out.display(),
-            &plan.config_hash[..12.min(plan.config_hash.len())],
-            plan.config_path.display(),
-            &chash[..12]
-        )));
-    }
-    let done = finished(plan, out)?;
-    let missing = unfinished(&done);
-    if !missing.is_empty() {
-        return Err(incomplete(plan, &missing, out));
-    }
-    let markers: Vec<ShardMarker> = done.into_iter().flatten().map(|(m, _)| m).collect();
+    plan.refuse_other_config(&chash, out)?;
+    let markers: Vec<ShardMarker> = plan.all_finished(finished(plan, out)?, out)?;
     let mut inputs_per_source: Vec<(String, usize)> = Vec::new();
     for i in &plan.inputs {
         match inputs_per_source.last_mut() {

@@ -27,15 +27,7 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
             shard_timeout,
         };
         let s = grounded_reports::build(&loaded, &out, &opts)?;
-        let title = match worker {
-            Some((i, n)) => format!(
-                "medgrain build {} → {} (grounded reports; worker {i} of {n}: its shards only; `medgrain merge` assembles)",
-                path.display(),
-                out.display()
-            ),
-            None => format!("medgrain build {} → {} (grounded reports)", path.display(), out.display()),
-        };
-        print_reports(&title, &s, &out);
+        print_reports(&title(&path, &out, worker, "grounded reports"), &s, &out);
         return Ok(if s.errors > 0 {
             ExitCode::from(1)
         } else {
@@ -52,15 +44,7 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
             shard_timeout,
         },
     )?;
-    let title = match worker {
-        Some((i, n)) => format!(
-            "medgrain build {} → {} (worker {i} of {n}: its shards only; `medgrain merge` assembles)",
-            path.display(),
-            out.display()
-        ),
-        None => format!("medgrain build {} → {}", path.display(), out.display()),
-    };
-    print_build(&title, &s);
+    print_build(&title(&path, &out, worker, "triplets"), &s);
     // a worker whose descriptions failed (server unreachable, timeouts) stops with 3: its scheduler retries it,
     // and only those shards run again
     if worker.is_some() && s.retry_worthy > 0 {
@@ -71,6 +55,19 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The summary's first line: what was built where, and by which worker.
+fn title(config: &std::path::Path, out: &std::path::Path, worker: Option<(usize, usize)>, recipe: &str) -> String {
+    let who = match worker {
+        Some((i, n)) => format!("; worker {i} of {n}: its shards only; `medgrain merge` assembles"),
+        None => String::new(),
+    };
+    format!(
+        "medgrain build {} → {} ({recipe}{who})",
+        config.display(),
+        out.display()
+    )
 }
 
 /// `--shard-timeout SECONDS`: a positive number of seconds; a shard past it stops the worker with exit 3.

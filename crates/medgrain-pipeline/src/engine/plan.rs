@@ -171,6 +171,60 @@ pub fn incomplete(plan: &Plan, missing: &[usize], out: &Path) -> PipelineError {
 }
 
 impl Plan {
+    /// A new plan over `inputs` (in order): `count` contiguous shards balanced by the inputs' bytes, each keyed by
+    /// `key(first, count)`.
+    pub fn balanced(
+        recipe: &str,
+        config_path: &Path,
+        config_hash: String,
+        inputs: Vec<PlanInput>,
+        count: usize,
+        key: impl Fn(usize, usize) -> String,
+    ) -> Plan {
+        let work: Vec<u64> = inputs.iter().map(|i| i.bytes).collect();
+        let shards = balanced_ranges(&work, count.max(1))
+            .into_iter()
+            .map(|(first, count)| PlanShard {
+                first,
+                count,
+                bytes: work[first..first + count].iter().sum(),
+                key: key(first, count),
+            })
+            .collect();
+        Plan {
+            recipe: recipe.into(),
+            config_path: std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf()),
+            config_hash,
+            inputs,
+            shards,
+        }
+    }
+
+    /// A build or `plan` refuses a plan made for another config (`what` says what the hash covers).
+    pub fn refuse_for_other_config(&self, chash: &str, what: &str, out: &Path) -> Result<(), PipelineError> {
+        if self.config_hash == chash {
+            return Ok(());
+        }
+        Err(PipelineError::Usage(format!(
+            "the plan in {} was made for another {what} (hash {} ≠ {}); rerun `medgrain plan` with --force",
+            out.display(),
+            &self.config_hash[..12.min(self.config_hash.len())],
+            &chash[..12.min(chash.len())]
+        )))
+    }
+
+    /// The error for inputs that changed since planning (`changes` names them), if any.
+    pub fn refuse_changes(changes: &[String], out: &Path) -> Result<(), PipelineError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        Err(PipelineError::Usage(format!(
+            "the inputs changed since the plan in {} was made: {}; rerun `medgrain plan` with --force to plan them again",
+            out.display(),
+            changes.join("; ")
+        )))
+    }
+
     /// `merge` refuses shards planned for another config than the one the plan names now hashes to (naming both).
     pub fn refuse_other_config(&self, chash: &str, out: &Path) -> Result<(), PipelineError> {
         if self.config_hash == chash {

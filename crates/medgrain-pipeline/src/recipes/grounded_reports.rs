@@ -12,7 +12,7 @@
 
 use crate::config::LoadedConfig;
 use crate::engine::fsio::{file_entry, io_err, remove_temporaries, same_size, sha256_hex, write_atomic, FileEntry};
-use crate::engine::plan::{balanced_ranges, Plan, PlanInput, PlanShard, ShardState, Status};
+use crate::engine::plan::{Plan, PlanInput, ShardState, Status};
 use crate::engine::shards::{run_some_shards, MarkerStore, ShardLimits, ShardTimeout, ShardWork};
 use crate::PipelineError;
 use medgrain_export::reports::{write_grounded, write_vqa};
@@ -740,14 +740,7 @@ fn check_plan(p: &Plan, chash: &str, job: &ReportsJob, out: &Path) -> Result<(),
             p.recipe
         )));
     }
-    if p.config_hash != chash {
-        return Err(PipelineError::Usage(format!(
-            "the plan in {} was made for another config (hash {} ≠ {}); rerun `medgrain plan` with --force",
-            out.display(),
-            &p.config_hash[..12.min(p.config_hash.len())],
-            &chash[..12]
-        )));
-    }
+    p.refuse_for_other_config(chash, "config", out)?;
     let (now, hashes) = job.list_inputs()?;
     let mut changes = p.input_changes(&now, 10);
     if changes.is_empty() {
@@ -767,14 +760,7 @@ fn check_plan(p: &Plan, chash: &str, job: &ReportsJob, out: &Path) -> Result<(),
             }
         }
     }
-    if !changes.is_empty() {
-        return Err(PipelineError::Usage(format!(
-            "the inputs changed since the plan in {} was made: {}; rerun `medgrain plan` with --force to plan them again",
-            out.display(),
-            changes.join("; ")
-        )));
-    }
-    Ok(())
+    Plan::refuse_changes(&changes, out)
 }
 
 /// `medgrain plan` for the recipe: every report of the CSV with its work (mask, lesion and volume bytes), in shards
@@ -790,24 +776,10 @@ pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan,
     }
     let (inputs, hashes) = job.list_inputs()?;
     let settings = job.settings();
-    let work: Vec<u64> = inputs.iter().map(|i| i.bytes).collect();
-    let ranges = balanced_ranges(&work, inputs.len().div_ceil(job.shard_volumes.max(1)).max(1));
-    let shards = ranges
-        .into_iter()
-        .map(|(first, count)| PlanShard {
-            first,
-            count,
-            bytes: work[first..first + count].iter().sum(),
-            key: shard_key(&settings, &hashes[first..first + count]),
-        })
-        .collect();
-    let plan = Plan {
-        recipe: "grounded-reports".into(),
-        config_path: std::fs::canonicalize(&loaded.path).unwrap_or_else(|_| loaded.path.clone()),
-        config_hash: chash,
-        inputs,
-        shards,
-    };
+    let count = inputs.len().div_ceil(job.shard_volumes.max(1));
+    let plan = Plan::balanced("grounded-reports", &loaded.path, chash, inputs, count, |first, n| {
+        shard_key(&settings, &hashes[first..first + n])
+    });
     plan.write(out)?;
     Ok(plan)
 }

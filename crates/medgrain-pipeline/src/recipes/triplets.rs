@@ -8,7 +8,7 @@
 
 use crate::config::LoadedConfig;
 use crate::engine::fsio::{file_entry, io_err, remove_temporaries, same_size, sha256_hex, write_atomic, FileEntry};
-use crate::engine::plan::{balanced_ranges, Plan, PlanInput, PlanShard, ShardState, Status};
+use crate::engine::plan::{Plan, PlanInput, ShardState, Status};
 use crate::engine::shards::{run_some_shards, MarkerStore, ShardLimits, ShardTimeout, ShardWork};
 use crate::generator::{make_generator, shard_workers};
 use crate::recipes::triplet_stages::{prepare, sample_id, Prepared};
@@ -618,23 +618,8 @@ fn plan_inputs(loaded: &LoadedConfig, plan: &[Planned<'_>]) -> Vec<PlanInput> {
 
 /// A plan made for another config, or for other inputs, is refused (exit 2) with what changed.
 fn check_plan(p: &Plan, chash: &str, now: &[PlanInput], out: &Path) -> Result<(), PipelineError> {
-    if p.config_hash != chash {
-        return Err(PipelineError::Usage(format!(
-            "the plan in {} was made for another config, knowledge base or expert model (hash {} ≠ {}); rerun `medgrain plan` with --force",
-            out.display(),
-            &p.config_hash[..12.min(p.config_hash.len())],
-            &chash[..12]
-        )));
-    }
-    let changes = p.input_changes(now, 10);
-    if !changes.is_empty() {
-        return Err(PipelineError::Usage(format!(
-            "the inputs changed since the plan in {} was made: {}; rerun `medgrain plan` with --force to plan them again",
-            out.display(),
-            changes.join("; ")
-        )));
-    }
-    Ok(())
+    p.refuse_for_other_config(chash, "config, knowledge base or expert model", out)?;
+    Plan::refuse_changes(&p.input_changes(now, 10), out)
 }
 
 /// `medgrain plan`: lists the inputs and writes `OUT/plan.json` with shards balanced by input bytes (as many as
@@ -652,24 +637,14 @@ pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan,
         return Ok(old);
     }
     let size = loaded.config.output.shard_size.max(1);
-    let work: Vec<u64> = inputs.iter().map(|i| i.bytes).collect();
-    let ranges = balanced_ranges(&work, planned.len().div_ceil(size).max(1));
-    let shards = ranges
-        .into_iter()
-        .map(|(first, count)| PlanShard {
-            first,
-            count,
-            bytes: work[first..first + count].iter().sum(),
-            key: TripletWork::key_of(&planned[first..first + count]),
-        })
-        .collect();
-    let plan = Plan {
-        recipe: "triplets".into(),
-        config_path: std::fs::canonicalize(&loaded.path).unwrap_or_else(|_| loaded.path.clone()),
-        config_hash: chash,
+    let plan = Plan::balanced(
+        "triplets",
+        &loaded.path,
+        chash,
         inputs,
-        shards,
-    };
+        planned.len().div_ceil(size),
+        |first, count| TripletWork::key_of(&planned[first..first + count]),
+    );
     plan.write(out)?;
     Ok(plan)
 }

@@ -54,6 +54,31 @@ impl MarkerStore {
             .unwrap_or(std::time::UNIX_EPOCH)
     }
 
+    /// For each shard of `plan`, its marker and state when `valid(k, planned key, marker)` accepts it, else `None`
+    /// (`merge` and `status` of every recipe; `state` gives the samples covered and whether any failed).
+    pub fn finished<M: DeserializeOwned>(
+        &self,
+        plan: &crate::engine::plan::Plan,
+        valid: impl Fn(usize, &str, &M) -> bool,
+        state: impl Fn(&M) -> (u64, bool),
+    ) -> Vec<Option<(M, crate::engine::plan::ShardState)>> {
+        plan.shards
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                self.read(k, |m: &M| valid(k, &s.key, m)).map(|m| {
+                    let (samples, with_failures) = state(&m);
+                    let st = crate::engine::plan::ShardState {
+                        samples,
+                        with_failures,
+                        finished_at: self.modified(k),
+                    };
+                    (m, st)
+                })
+            })
+            .collect()
+    }
+
     /// Removes the markers of shards `from..` left by an earlier, longer plan; returns their shard numbers so the
     /// recipe can remove their parts.
     pub fn remove_from(&self, from: usize) -> Result<Vec<usize>, PipelineError> {

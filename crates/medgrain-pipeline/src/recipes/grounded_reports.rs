@@ -670,7 +670,7 @@ const DIRS: [&str; 4] = ["grounded_reports", "vqa", "structured_findings", ".med
 
 /// Runs the recipe (see the module docs) in one process, without a plan.
 pub fn build_grounded_reports(job: &ReportsJob, out: &Path) -> Result<ReportsSummary, PipelineError> {
-    run(job, out, &ReportsOptions::default(), None)
+    run(job, out, &ReportsOptions::default(), None, None)
 }
 
 /// Runs the recipe a config describes into `out`: with the plan in `out` when there is one (made by [`make_plan`];
@@ -712,23 +712,9 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &ReportsOptions) -> Result
         (Some(p), _) => check_plan(p, &chash, &job, out)?,
         (None, None) => {}
     }
-    let mut s = run(&job, out, opts, plan.as_ref().map(|p| (p, chash.as_str())))?;
-    if plan.is_none() && opts.worker.is_none() {
-        // the manifest names the config a plain run was built from, as after a merge
-        add_config_hash(out, &chash)?;
-    }
+    let mut s = run(&job, out, opts, plan.as_ref(), Some(&chash))?;
     s.config_hash = Some(chash);
     Ok(s)
-}
-
-fn add_config_hash(out: &Path, chash: &str) -> Result<(), PipelineError> {
-    let p = out.join("manifest.json");
-    let bytes = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
-    let mut m: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    m["config_hash"] = serde_json::json!(chash);
-    let bytes = serde_json::to_vec_pretty(&m).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    write_atomic(&p, &bytes)
 }
 
 /// A plan made for another config, or for other reports, is refused (exit 2) with what changed.
@@ -789,7 +775,8 @@ fn run(
     job: &ReportsJob,
     out: &Path,
     opts: &ReportsOptions,
-    plan: Option<(&Plan, &str)>,
+    plan: Option<&Plan>,
+    config_hash: Option<&str>,
 ) -> Result<ReportsSummary, PipelineError> {
     let ont = Ontology::embedded().map_err(|e| PipelineError::Internal(e.to_string()))?;
     for dir in DIRS {
@@ -805,7 +792,7 @@ fn run(
     };
     let size = job.shard_volumes.max(1);
     // How many reports each shard takes: the plan's counts, else `size` each.
-    let counts: Option<Vec<usize>> = plan.map(|(p, _)| p.shards.iter().map(|s| s.count).collect());
+    let counts: Option<Vec<usize>> = plan.map(|p| p.shards.iter().map(|s| s.count).collect());
     // The CSV is read on its own thread and handed over one shard at a time (a bounded channel: memory stays at
     // a few shards whatever the CSV's size).
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<ReportRecord>, PipelineError>>(1);
@@ -867,8 +854,7 @@ fn run(
         // a worker writes its shards and stops: `merge` assembles from every worker's markers
         return Ok(total);
     }
-    let manifest_extra = plan.map(|(p, chash)| (p.shards.len(), chash));
-    assemble(job, out, &run.markers, manifest_extra)?;
+    assemble(job, out, &run.markers, plan.is_some(), config_hash)?;
     Ok(total)
 }
 
@@ -878,7 +864,8 @@ fn assemble(
     job: &ReportsJob,
     out: &Path,
     markers: &[ShardMarker],
-    planned: Option<(usize, &str)>,
+    planned: bool,
+    config_hash: Option<&str>,
 ) -> Result<ReportsSummary, PipelineError> {
     let shards = markers.len();
     let mut total = ReportsSummary::default();
@@ -919,10 +906,10 @@ fn assemble(
         "recipe": "grounded-reports",
         "recipe_version": RECIPE_VERSION,
         "inputs": {"csv": job.csv, "root": job.root, "masks": job.masks, "lesions": job.lesions, "volumes": job.volumes},
-        "shard_plan": {"shard_volumes": job.shard_volumes.max(1), "shards": shards, "planned": planned.is_some()},
+        "shard_plan": {"shard_volumes": job.shard_volumes.max(1), "shards": shards, "planned": planned},
         "counts": total,
     });
-    if let Some((_, chash)) = planned {
+    if let Some(chash) = config_hash {
         manifest["config_hash"] = serde_json::json!(chash);
     }
     // a run of this recipe alone writes its files at the top of OUT; the demo (after the triplets) under
@@ -945,24 +932,11 @@ fn assemble(
 
 /// Which of a plan's shards are finished in OUT: a marker with the planned key and all its parts.
 fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, ShardState)>>, PipelineError> {
-    let store = MarkerStore::open(out, "reports")?;
-    Ok(plan
-        .shards
-        .iter()
-        .enumerate()
-        .map(|(k, s)| {
-            store
-                .read(k, |m: &ShardMarker| m.key == s.key && m.intact(out, k))
-                .map(|m| {
-                    let state = ShardState {
-                        samples: m.counts.volumes as u64,
-                        with_failures: m.counts.errors > 0,
-                        finished_at: store.modified(k),
-                    };
-                    (m, state)
-                })
-        })
-        .collect())
+    Ok(MarkerStore::open(out, "reports")?.finished(
+        plan,
+        |k, key, m: &ShardMarker| m.key == key && m.intact(out, k),
+        |m| (m.counts.volumes as u64, m.counts.errors > 0),
+    ))
 }
 
 /// `medgrain merge` for the recipe: assembles the CSVs, `manifest.json` and `errors.jsonl` from the markers on disk
@@ -974,7 +948,7 @@ pub fn merge(out: &Path, plan: &Plan) -> Result<ReportsSummary, PipelineError> {
     let chash = loaded.hash()?;
     plan.refuse_other_config(&chash, out)?;
     let markers: Vec<ShardMarker> = plan.all_finished(finished(plan, out)?, out)?;
-    let mut total = assemble(&job, out, &markers, Some((plan.shards.len(), &chash)))?;
+    let mut total = assemble(&job, out, &markers, true, Some(&chash))?;
     total.shards_resumed = total.shards;
     total.config_hash = Some(chash);
     Ok(total)

@@ -101,6 +101,16 @@ struct ShardMarker {
 }
 
 impl ShardMarker {
+    /// Whether the marker stands for a finished shard of this key and config: its part intact, and no description
+    /// failed (generation failures are worth retrying — server down, rate limits; the shard's other samples come
+    /// back from the request cache without new requests).
+    fn stands_for(&self, key: &str, config_hash: &str, out: &Path) -> bool {
+        self.plan_hash == key
+            && self.config_hash == config_hash
+            && self.part_intact(out)
+            && !self.errors.iter().any(|e| e.stage == "generate")
+    }
+
     /// Whether the marker's part is on disk as it was written (the size it recorded).
     fn part_intact(&self, out: &Path) -> bool {
         match (&self.file, &self.part) {
@@ -277,12 +287,7 @@ impl<'a> ShardWork for TripletWork<'a> {
     }
 
     fn keep(&self, _k: usize, key: &str, m: &ShardMarker) -> bool {
-        m.plan_hash == key
-            && m.config_hash == self.cx.config_hash
-            && m.part_intact(self.cx.out)
-            // Generation failures are worth retrying (server down, rate limits); the shard's other samples come
-            // back from the request cache without new requests.
-            && !m.errors.iter().any(|e| e.stage == "generate")
+        m.stands_for(key, self.cx.config_hash, self.cx.out)
     }
 
     fn process(&self, k: usize, shard: Self::Input, key: String) -> Result<ShardMarker, PipelineError> {
@@ -651,30 +656,11 @@ pub fn make_plan(loaded: &LoadedConfig, out: &Path, force: bool) -> Result<Plan,
 
 /// Which of a plan's shards are finished in OUT (a valid marker and its part, and no description failed).
 fn finished(plan: &Plan, out: &Path) -> Result<Vec<Option<(ShardMarker, ShardState)>>, PipelineError> {
-    let store = MarkerStore::open(out, "triplets")?;
-    Ok(plan
-        .shards
-        .iter()
-        .enumerate()
-        .map(|(k, s)| {
-            store
-                .read(k, |m: &ShardMarker| {
-                    m.plan_hash == s.key
-                        && m.config_hash == plan.config_hash
-                        && m.part_intact(out)
-                        // a shard whose descriptions failed is to be run again, not merged
-                        && !m.errors.iter().any(|e| e.stage == "generate")
-                })
-                .map(|m| {
-                    let state = ShardState {
-                        samples: m.stats.samples,
-                        with_failures: !m.errors.is_empty(),
-                        finished_at: store.modified(k),
-                    };
-                    (m, state)
-                })
-        })
-        .collect())
+    Ok(MarkerStore::open(out, "triplets")?.finished(
+        plan,
+        |_, key, m: &ShardMarker| m.stands_for(key, &plan.config_hash, out),
+        |m| (m.stats.samples, !m.errors.is_empty()),
+    ))
 }
 
 /// `medgrain merge`: assembles `errors.jsonl`, `stats.json` and `manifest.json` from the markers on disk of every

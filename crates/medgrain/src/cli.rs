@@ -79,6 +79,11 @@ pub(crate) enum Command {
     /// Re-check every file manifest.json lists (size, SHA-256) and every mask the rows reference; exit 1 naming
     /// what differs
     Verify(VerifyArgs),
+    /// Score a model on a dataset by a published protocol: medical VQA, 3D grounding, reports
+    Eval {
+        #[command(subcommand)]
+        action: EvalAction,
+    },
 }
 
 #[derive(Args)]
@@ -431,5 +436,66 @@ pub(crate) enum BatchAction {
         /// Output and error files of the batch.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum VqaProtocolArg {
+    /// LLaVA-Med: closed_accuracy, open_recall
+    LlavaMed,
+    /// MedTrinity-25M's script: exact_match, f1, precision, recall, bleu1..3, yes_no_accuracy
+    Medtrinity,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum UncertainArg {
+    /// "possible nodule" counts as a nodule (CheXpert's U-ones)
+    Present,
+    /// "possible nodule" counts as no nodule (U-zeros)
+    Absent,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EvalAction {
+    /// Score VQA answers: PRED is JSON lines {"qid"|"id"|"question_id", "answer"|"text"}; GOLD a VQA-RAD / SLAKE /
+    /// PathVQA / LLaVA JSON (or JSON lines), or medgrain VQA rows (a dataset folder, its vqa/ folder or a Parquet
+    /// file). Exit 1 when ids are missing, unmatched or duplicated (all listed).
+    Vqa {
+        #[arg(long)]
+        pred: PathBuf,
+        #[arg(long)]
+        gold: PathBuf,
+        #[arg(long, value_enum)]
+        protocol: VqaProtocolArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score predicted masks against gold masks, one NIfTI per finding under each folder (same relative paths):
+    /// ReXGroundingCT's Dice, hit rate, instance precision/recall/F1. Exit 1 when a finding is missing, unmatched,
+    /// unreadable or on another grid (all listed).
+    Grounding {
+        #[arg(long)]
+        pred: PathBuf,
+        #[arg(long)]
+        gold: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score generated reports against reference reports (CSV: CT-RATE's columns, or id + report): finding-level
+    /// precision/recall/F1 through medgrain's report grounding, BLEU-4, ROUGE-L. Exit 1 when ids are missing,
+    /// unmatched or duplicated (all listed).
+    Report {
+        #[arg(long)]
+        pred: PathBuf,
+        #[arg(long)]
+        gold: PathBuf,
+        /// How an uncertain finding counts.
+        #[arg(long, value_enum, default_value = "present")]
+        uncertain: UncertainArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }

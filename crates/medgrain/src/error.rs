@@ -36,6 +36,15 @@ impl CliError {
     }
 }
 
+impl From<medgrain_eval::EvalError> for CliError {
+    fn from(e: medgrain_eval::EvalError) -> Self {
+        match e.exit_code() {
+            2 => CliError::Usage(e.to_string()),
+            _ => CliError::Input(e.to_string()),
+        }
+    }
+}
+
 impl From<medgrain_knowledge::KnowledgeError> for CliError {
     fn from(e: medgrain_knowledge::KnowledgeError) -> Self {
         CliError::Pipeline(e.into())

@@ -72,6 +72,7 @@ fn run(cli: Cli) -> Result<ExitCode, error::CliError> {
         Command::Report { action } => commands::report::run(action),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Verify(a) => commands::verify::run(a),
+        Command::Eval { action } => commands::eval::run(action),
     }
 }
 

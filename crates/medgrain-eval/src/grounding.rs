@@ -15,6 +15,7 @@
 
 use crate::{input_err, prf, Result};
 use medgrain_imaging::nifti_read::{read_nifti, Voxels};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,16 @@ pub struct Mask {
     /// Array shape, last axis fastest (NIfTI's axes reversed).
     pub shape: Vec<usize>,
     pub affine: [[f64; 4]; 4],
-    pub fg: Vec<bool>,
+    /// 1 for foreground, 0 for background (u32: what connected-component labelling reads, without a copy).
+    pub fg: Vec<u32>,
+}
+
+/// 1 where `v * slope + inter` is not 0.
+fn foreground<T: Copy>(v: &[T], scaling: Option<(f64, f64)>, as_f64: fn(T) -> f64, nonzero: fn(T) -> bool) -> Vec<u32> {
+    match scaling {
+        None => v.iter().map(|&x| nonzero(x) as u32).collect(),
+        Some((s, i)) => v.iter().map(|&x| (as_f64(x) * s + i != 0.0) as u32).collect(),
+    }
 }
 
 /// Reads a NIfTI mask: non-zero (after nibabel's scaling) is foreground; trailing axes of length 1 are dropped.
@@ -46,11 +56,20 @@ pub fn read_mask(path: &Path) -> std::result::Result<Mask, String> {
             img.header.shape
         ));
     }
-    if matches!(img.voxels, Voxels::Rgb8(_)) {
-        return Err("an RGB image is not a mask".into());
-    }
-    let (slope, inter) = img.header.scaling().unwrap_or((1.0, 0.0));
-    let fg: Vec<bool> = img.voxels.values().map(|v| v * slope + inter != 0.0).collect();
+    let sc = img.header.scaling();
+    let fg = match &img.voxels {
+        Voxels::U8(v) => foreground(v, sc, |x| x as f64, |x| x != 0),
+        Voxels::I8(v) => foreground(v, sc, |x| x as f64, |x| x != 0),
+        Voxels::I16(v) => foreground(v, sc, |x| x as f64, |x| x != 0),
+        Voxels::U16(v) => foreground(v, sc, |x| x as f64, |x| x != 0),
+        Voxels::I32(v) => foreground(v, sc, |x| x as f64, |x| x != 0),
+        Voxels::U32(v) => foreground(v, sc, |x| x as f64, |x| x != 0),
+        Voxels::I64(v) => foreground(v, sc, |x| x as f64, |x| x != 0),
+        Voxels::U64(v) => foreground(v, sc, |x| x as f64, |x| x != 0),
+        Voxels::F32(v) => foreground(v, sc, |x| x as f64, |x| x != 0.0),
+        Voxels::F64(v) => foreground(v, sc, |x| x, |x| x != 0.0),
+        Voxels::Rgb8(_) => return Err("an RGB image is not a mask".into()),
+    };
     let n: usize = dims.iter().product();
     if fg.len() != n {
         return Err(format!("{} voxels for shape {dims:?}", fg.len()));
@@ -97,24 +116,23 @@ pub struct FindingScore {
 }
 
 fn components(m: &Mask) -> (Vec<u32>, Vec<u64>) {
-    let values: Vec<u32> = m.fg.iter().map(|&b| b as u32).collect();
     // Full connectivity = the rank.
-    match medgrain_roi::components::label_components(&values, &m.shape, m.shape.len()) {
+    match medgrain_roi::components::label_components(&m.fg, &m.shape, m.shape.len()) {
         Ok(l) => {
             let sizes = l.components.iter().map(|c| c.voxels).collect();
             (l.component_of, sizes)
         }
         // Shapes were checked when reading; an impossible labelling leaves no instances.
-        Err(_) => (vec![0; values.len()], Vec::new()),
+        Err(_) => (vec![0; m.fg.len()], Vec::new()),
     }
 }
 
 /// Scores a predicted mask against a gold mask on the same grid.
 pub fn score(gold: &Mask, pred: &Mask) -> FindingScore {
     let (g, p) = (&gold.fg, &pred.fg);
-    let gv = g.iter().filter(|&&b| b).count() as u64;
-    let pv = p.iter().filter(|&&b| b).count() as u64;
-    let inter = g.iter().zip(p).filter(|(a, b)| **a && **b).count() as u64;
+    let gv: u64 = g.iter().map(|&b| b as u64).sum();
+    let pv: u64 = p.iter().map(|&b| b as u64).sum();
+    let inter: u64 = g.iter().zip(p).map(|(a, b)| (a & b) as u64).sum();
     let dice = if gv + pv == 0 {
         1.0
     } else {
@@ -232,7 +250,7 @@ pub fn list_masks(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
 
 fn zero(gold: Option<&Mask>, problem: String) -> FindingScore {
     let (gv, gi) = gold.map_or((0, 0), |g| {
-        let gv = g.fg.iter().filter(|&&b| b).count() as u64;
+        let gv: u64 = g.fg.iter().map(|&b| b as u64).sum();
         (gv, components(g).1.len() as u64)
     });
     FindingScore {
@@ -252,6 +270,49 @@ fn zero(gold: Option<&Mask>, problem: String) -> FindingScore {
     }
 }
 
+enum Outcome {
+    UnreadableGold(String),
+    Scored {
+        score: FindingScore,
+        missing: bool,
+        wrong_grid: Option<String>,
+        unreadable: Option<String>,
+    },
+}
+
+fn score_one(key: &str, gpath: &Path, ppath: Option<&PathBuf>) -> Outcome {
+    let g = match read_mask(gpath) {
+        Ok(g) => g,
+        Err(e) => return Outcome::UnreadableGold(format!("{}: {e}", gpath.display())),
+    };
+    let (mut missing, mut wrong_grid, mut unreadable) = (false, None, None);
+    let score = match ppath {
+        None => {
+            missing = true;
+            zero(Some(&g), "no prediction".into())
+        }
+        Some(ppath) => match read_mask(ppath) {
+            Err(e) => {
+                unreadable = Some(format!("{}: {e}", ppath.display()));
+                zero(Some(&g), format!("unreadable prediction: {e}"))
+            }
+            Ok(p) => match same_grid(&g, &p) {
+                Some(why) => {
+                    wrong_grid = Some(format!("{key}: {why}"));
+                    zero(Some(&g), format!("wrong grid: {why}"))
+                }
+                None => score(&g, &p),
+            },
+        },
+    };
+    Outcome::Scored {
+        score,
+        missing,
+        wrong_grid,
+        unreadable,
+    }
+}
+
 /// Scores every gold finding under `gold_dir` against the mask of the same key under `pred_dir`.
 pub fn evaluate(pred_dir: &Path, gold_dir: &Path) -> Result<GroundingReport> {
     let gold = list_masks(gold_dir)?;
@@ -262,36 +323,30 @@ pub fn evaluate(pred_dir: &Path, gold_dir: &Path) -> Result<GroundingReport> {
             "no NIfTI masks (.nii, .nii.gz) in this folder: expected one mask per finding",
         ));
     }
+    // Findings in parallel (one volume pair in memory per thread), results in key order.
+    let scored: Vec<(String, Outcome)> = gold
+        .par_iter()
+        .map(|(key, gpath)| (key.clone(), score_one(key, gpath, pred.get(key))))
+        .collect();
     let mut by_finding = BTreeMap::new();
     let (mut missing, mut wrong_grid, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
-    for (key, gpath) in &gold {
-        let g = match read_mask(gpath) {
-            Ok(g) => g,
-            Err(e) => {
-                unreadable.push(format!("{}: {e}", gpath.display()));
-                continue;
-            }
-        };
-        let s = match pred.get(key) {
-            None => {
-                missing.push(key.clone());
-                zero(Some(&g), "no prediction".into())
-            }
-            Some(ppath) => match read_mask(ppath) {
-                Err(e) => {
-                    unreadable.push(format!("{}: {e}", ppath.display()));
-                    zero(Some(&g), format!("unreadable prediction: {e}"))
+    for (key, o) in scored {
+        match o {
+            Outcome::UnreadableGold(e) => unreadable.push(e),
+            Outcome::Scored {
+                score,
+                missing: m,
+                wrong_grid: w,
+                unreadable: u,
+            } => {
+                if m {
+                    missing.push(key.clone());
                 }
-                Ok(p) => match same_grid(&g, &p) {
-                    Some(why) => {
-                        wrong_grid.push(format!("{key}: {why}"));
-                        zero(Some(&g), format!("wrong grid: {why}"))
-                    }
-                    None => score(&g, &p),
-                },
-            },
-        };
-        by_finding.insert(key.clone(), s);
+                wrong_grid.extend(w);
+                unreadable.extend(u);
+                by_finding.insert(key, score);
+            }
+        }
     }
     let unmatched = pred.keys().filter(|k| !gold.contains_key(*k)).cloned().collect();
     let n = by_finding.len() as u64;
@@ -331,9 +386,9 @@ mod tests {
     use super::*;
 
     fn mask(shape: &[usize], on: &[usize]) -> Mask {
-        let mut fg = vec![false; shape.iter().product()];
+        let mut fg = vec![0; shape.iter().product()];
         for &i in on {
-            fg[i] = true;
+            fg[i] = 1;
         }
         let mut affine = [[0.0; 4]; 4];
         for (i, row) in affine.iter_mut().enumerate() {

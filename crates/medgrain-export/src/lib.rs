@@ -4,6 +4,7 @@
 //! and renamed when complete, so a file that exists is whole. [`read`] streams selected columns back for `inspect`.
 
 mod arrow_build;
+pub mod export;
 pub mod read;
 pub mod reports;
 mod triplets;

@@ -79,6 +79,8 @@ pub(crate) enum Command {
     /// Re-check every file manifest.json lists (size, SHA-256) and every mask the rows reference; exit 1 naming
     /// what differs
     Verify(VerifyArgs),
+    /// Training-ready copy of a built dataset: llava, sharegpt, webdataset, coco, vqa or hf
+    Export(ExportArgs),
     /// Score a model on a dataset by a published protocol: medical VQA, 3D grounding, reports
     Eval {
         #[command(subcommand)]
@@ -498,4 +500,40 @@ pub(crate) enum EvalAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ExportFormatArg {
+    /// LLaVA-1.5 / LLaVA-Med conversation JSON (llava.json)
+    Llava,
+    /// messages + images, as LLaMA-Factory and TRL read (sharegpt.json)
+    Sharegpt,
+    /// tar shards: KEY.png, KEY.json, KEY.txt, KEY.mask.png
+    Webdataset,
+    /// COCO instances JSON with RLE segmentations (instances.json)
+    Coco,
+    /// VQA-RAD/SLAKE-style questions with mask_ref (vqa.json)
+    Vqa,
+    /// Hugging Face dataset card + Parquet files: datasets.load_dataset(DEST)
+    Hf,
+}
+
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// A built dataset.
+    pub dir: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: ExportFormatArg,
+    /// Output folder (new or empty).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Only the rows of this split (train, validation, test).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// WebDataset shard size limit in MB.
+    #[arg(long, default_value_t = 100)]
+    pub shard_mb: u64,
+    /// Replace a previous export in the output folder.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -4,6 +4,7 @@ pub(crate) mod batch;
 pub(crate) mod build;
 pub(crate) mod demo;
 pub(crate) mod eval;
+pub(crate) mod export;
 pub(crate) mod inspect;
 pub(crate) mod kb;
 pub(crate) mod locate;

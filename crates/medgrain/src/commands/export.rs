@@ -1,0 +1,46 @@
+//! `medgrain export DIR --format F --to DEST`: training-ready copies (all work in `medgrain_export::export`).
+
+use crate::cli::{ExportArgs, ExportFormatArg};
+use crate::error::CliError;
+use medgrain_export::export::{export, ExportOptions, ExportStartError, Format};
+use std::process::ExitCode;
+
+pub(crate) fn run(a: ExportArgs) -> Result<ExitCode, CliError> {
+    let format = match a.format {
+        ExportFormatArg::Llava => Format::Llava,
+        ExportFormatArg::Sharegpt => Format::ShareGpt,
+        ExportFormatArg::Webdataset => Format::WebDataset,
+        ExportFormatArg::Coco => Format::Coco,
+        ExportFormatArg::Vqa => Format::Vqa,
+        ExportFormatArg::Hf => Format::Hf,
+    };
+    let opts = ExportOptions {
+        format,
+        dest: a.to.clone(),
+        split: a.split,
+        shard_mb: a.shard_mb,
+        force: a.force,
+    };
+    let s = export(&a.dir, &opts).map_err(|e| match e {
+        ExportStartError::Refused(m) => CliError::Usage(m),
+        ExportStartError::Export(e) => CliError::Input(e.to_string()),
+    })?;
+    println!(
+        "medgrain export {} → {} ({}): {} rows, {} records, {} files, {} errors",
+        a.dir.display(),
+        a.to.display(),
+        s.format,
+        s.rows,
+        s.records,
+        s.files,
+        s.errors
+    );
+    if s.errors > 0 {
+        println!("  errors: {}", a.to.join("errors.jsonl").display());
+    }
+    Ok(if s.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

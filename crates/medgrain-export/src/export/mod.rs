@@ -101,8 +101,13 @@ fn sha_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `bytes` to `path` under a temporary name, then renames.
+/// Writes `bytes` to `path` under a temporary name, then renames (no fsync: an export is redone from the dataset,
+/// and `export.json`, written last and synced, is what says it finished).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_renamed(path, bytes, false)
+}
+
+fn write_renamed(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
     }
@@ -110,7 +115,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-        f.sync_all().map_err(|e| io(&tmp, e))?;
+        if sync {
+            f.sync_all().map_err(|e| io(&tmp, e))?;
+        }
     }
     std::fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
@@ -893,6 +900,6 @@ pub fn export(dir: &Path, opts: &ExportOptions) -> std::result::Result<ExportSum
         "errors": out.errors.len(), "files": files,
     });
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| ExportError::Arrow(e.to_string()))?;
-    write_atomic(&opts.dest.join("export.json"), &bytes)?;
+    write_renamed(&opts.dest.join("export.json"), &bytes, true)?;
     Ok(summary)
 }

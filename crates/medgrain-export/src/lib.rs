@@ -9,7 +9,7 @@ pub mod read;
 pub mod reports;
 mod triplets;
 
-pub use triplets::{triplet_batch, TripletParquetWriter};
+pub use triplets::{rewrite_qc_flags, triplet_batch, TripletParquetWriter};
 
 use std::path::PathBuf;
 

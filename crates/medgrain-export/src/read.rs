@@ -179,3 +179,34 @@ pub fn string_column(path: &Path, name: &str) -> Result<Vec<Option<String>>> {
     }
     Ok(out)
 }
+
+/// The `image.bytes` of every row of a triplet Parquet file (null where null).
+pub fn image_bytes(path: &Path) -> Result<Vec<Option<Vec<u8>>>> {
+    let file = std::fs::File::open(path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(path, e))?;
+    let root = builder
+        .schema()
+        .fields()
+        .iter()
+        .position(|f| f.name() == "image")
+        .ok_or_else(|| perr(path, "no column image"))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [root]);
+    let reader = builder.with_projection(mask).build().map_err(|e| perr(path, e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| perr(path, e))?;
+        let image = batch
+            .column_by_name("image")
+            .and_then(|c| c.as_struct_opt().cloned())
+            .ok_or_else(|| perr(path, "image is not a struct column"))?;
+        let bytes = struct_field(&image, "bytes", path)?
+            .as_binary_opt::<i32>()
+            .cloned()
+            .ok_or_else(|| perr(path, "image.bytes is not binary"))?;
+        out.extend((0..bytes.len()).map(|i| (!bytes.is_null(i)).then(|| bytes.value(i).to_vec())));
+    }
+    Ok(out)
+}

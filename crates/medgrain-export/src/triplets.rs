@@ -250,6 +250,110 @@ pub fn triplet_batch(rows: &[TripletRecord]) -> Result<RecordBatch> {
         .map_err(|e| ExportError::Arrow(e.to_string()))
 }
 
+fn writer_props(row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_size(row_group_rows)
+        .set_created_by(format!("medgrain {}", env!("CARGO_PKG_VERSION")))
+        // columns whose values are unique per row: a dictionary is built, found useless and dropped for every
+        // row group (one of the largest allocations of a build, measured with heaptrack); plain from the start
+        .set_column_dictionary_enabled(ColumnPath::from(vec!["image".to_string(), "bytes".to_string()]), false)
+        .set_column_dictionary_enabled(ColumnPath::from("id"), false)
+        .build()
+}
+
+/// Rewrites the `qc.flags` of a triplet Parquet file: flags starting with one of `owned_prefixes` are removed, then
+/// `new_flags[id]` appended (every other column, the schema and its metadata kept). Written under a temporary name
+/// and renamed; returns whether the file changed.
+pub fn rewrite_qc_flags(
+    path: &Path,
+    new_flags: &std::collections::HashMap<String, Vec<String>>,
+    owned_prefixes: &[&str],
+) -> Result<bool> {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    use arrow_array::cast::AsArray;
+    use arrow_array::{Array, ArrayRef, StructArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::sync::Arc;
+    let perr = |e: &dyn std::fmt::Display| ExportError::Parquet {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| perr(&e))?
+        .with_batch_size(256)
+        .build()
+        .map_err(|e| perr(&e))?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let mut batches = Vec::new();
+    let mut changed = false;
+    for batch in reader {
+        let batch = batch.map_err(|e| perr(&e))?;
+        let ids = batch
+            .column_by_name("id")
+            .and_then(|c| c.as_string_opt::<i32>().cloned())
+            .ok_or_else(|| perr(&"no string column id"))?;
+        let qi = batch.schema().index_of("qc").map_err(|e| perr(&e))?;
+        let qc = batch.column(qi).as_struct_opt().cloned().ok_or_else(|| perr(&"qc is not a struct"))?;
+        let fi = qc.column_names().iter().position(|n| *n == "flags").ok_or_else(|| perr(&"no qc.flags"))?;
+        let flags = qc.column(fi).as_list_opt::<i32>().cloned().ok_or_else(|| perr(&"qc.flags is not a list"))?;
+        let item = match qc.fields()[fi].data_type() {
+            arrow_schema::DataType::List(f) => f.clone(),
+            _ => return Err(perr(&"qc.flags is not a list")),
+        };
+        let mut b = ListBuilder::new(StringBuilder::new()).with_field(item);
+        for row in 0..batch.num_rows() {
+            let old = flags.value(row);
+            let old = old.as_string_opt::<i32>();
+            let mut kept: Vec<String> = old
+                .map(|s| (0..s.len()).filter(|&i| !s.is_null(i)).map(|i| s.value(i).to_string()).collect())
+                .unwrap_or_default();
+            let before = kept.clone();
+            kept.retain(|f| !owned_prefixes.iter().any(|p| f.starts_with(p)));
+            if let Some(add) = new_flags.get(ids.value(row)) {
+                kept.extend(add.iter().cloned());
+            }
+            changed |= kept != before;
+            for f in &kept {
+                b.values().append_value(f);
+            }
+            b.append(true);
+        }
+        let mut cols: Vec<ArrayRef> = qc.columns().to_vec();
+        cols[fi] = Arc::new(b.finish());
+        let new_qc = StructArray::try_new(qc.fields().clone(), cols, qc.nulls().cloned()).map_err(|e| perr(&e))?;
+        let mut all: Vec<ArrayRef> = batch.columns().to_vec();
+        all[qi] = Arc::new(new_qc);
+        batches.push(RecordBatch::try_new(batch.schema(), all).map_err(|e| perr(&e))?);
+    }
+    if !changed {
+        return Ok(false);
+    }
+    let tmp = crate::temp_path(path);
+    let out = std::fs::File::create(&tmp).map_err(|source| ExportError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    let mut w = ArrowWriter::try_new(out, schema, Some(writer_props(256))).map_err(|e| perr(&e))?;
+    for b in &batches {
+        w.write(b).map_err(|e| perr(&e))?;
+    }
+    let f = w.into_inner().map_err(|e| perr(&e))?;
+    f.sync_all().map_err(|source| ExportError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(true)
+}
+
 /// Writes one Parquet file of triplet rows; visible under `path` only after [`RowWriter::finish`].
 pub struct TripletParquetWriter {
     path: PathBuf,
@@ -286,15 +390,7 @@ impl TripletParquetWriter {
                 path: self.tmp.clone(),
                 source,
             })?;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_size(self.row_group_rows)
-                .set_created_by(format!("medgrain {}", env!("CARGO_PKG_VERSION")))
-                // columns whose values are unique per row: a dictionary is built, found useless and dropped for every
-                // row group (one of the largest allocations of a build, measured with heaptrack); plain from the start
-                .set_column_dictionary_enabled(ColumnPath::from(vec!["image".to_string(), "bytes".to_string()]), false)
-                .set_column_dictionary_enabled(ColumnPath::from("id"), false)
-                .build();
+            let props = writer_props(self.row_group_rows);
             let w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| self.perr(e))?;
             self.writer = Some(w);
         }

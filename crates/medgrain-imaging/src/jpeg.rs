@@ -240,3 +240,38 @@ mod tests {
         assert!(frames_of(std::slice::from_ref(&a), 2).is_err());
     }
 }
+
+/// Decodes a JPEG file as Pillow does (libjpeg-turbo, accurate DCT, fancy upsampling): `(width, height, channels,
+/// samples)` with 1 channel for greyscale streams and 3 (RGB) for colour ones; 8-bit streams only.
+pub fn decode_file(data: &[u8]) -> Result<(usize, usize, usize, Vec<u8>), String> {
+    let h = Handle::new()?;
+    // SAFETY: the buffer outlives the call; libjpeg-turbo only reads `data.len()` bytes.
+    if unsafe { tj::tj3DecompressHeader(h.0, data.as_ptr(), data.len() as tj::size_t) } != 0 {
+        return Err(format!("JPEG header: {}", h.error()));
+    }
+    let (w, hgt) = (
+        h.get(tj::TJPARAM_TJPARAM_JPEGWIDTH) as usize,
+        h.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT) as usize,
+    );
+    if h.get(tj::TJPARAM_TJPARAM_PRECISION) > 8 {
+        return Err("a JPEG file of more than 8 bits".into());
+    }
+    let grey = h.get(tj::TJPARAM_TJPARAM_COLORSPACE) == tj::TJCS_TJCS_GRAY as i32;
+    let (format, samples) = if grey { (tj::TJPF_TJPF_GRAY, 1) } else { (tj::TJPF_TJPF_RGB, 3) };
+    let mut out = vec![0u8; w * hgt * samples];
+    // SAFETY: `out` holds rows × pitch bytes, which is what tj3Decompress8 writes for this pixel format.
+    let rc = unsafe {
+        tj::tj3Decompress8(
+            h.0,
+            data.as_ptr(),
+            data.len() as tj::size_t,
+            out.as_mut_ptr(),
+            (w * samples) as libc::c_int,
+            format as libc::c_int,
+        )
+    };
+    if rc != 0 {
+        return Err(format!("JPEG decode: {}", h.error()));
+    }
+    Ok((w, hgt, samples, out))
+}

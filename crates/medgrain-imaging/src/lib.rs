@@ -10,6 +10,7 @@ pub mod dicom_series;
 pub mod jpeg;
 mod nifti;
 pub mod nifti_read;
+pub mod phash;
 pub mod probe;
 mod raster;
 pub mod render;

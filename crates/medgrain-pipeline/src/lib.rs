@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod dedup;
 pub mod demo;
 pub mod engine;
 pub mod generator;

@@ -81,6 +81,11 @@ pub(crate) enum Command {
     Verify(VerifyArgs),
     /// Training-ready copy of a built dataset: llava, sharegpt, webdataset, coco, vqa or hf
     Export(ExportArgs),
+    /// Perceptual-hash near-duplicates within the dataset and against reference image sets; writes DIR/dedup.jsonl
+    /// and adds QC flags
+    Dedup(DedupArgs),
+    /// The 64-bit perceptual hash (imagehash's pHash) of image files, one "HASH  FILE" line each
+    Phash(PhashArgs),
     /// Score a model on a dataset by a published protocol: medical VQA, 3D grounding, reports
     Eval {
         #[command(subcommand)]
@@ -536,4 +541,29 @@ pub(crate) struct ExportArgs {
     /// Replace a previous export in the output folder.
     #[arg(long)]
     pub force: bool,
+    /// Leave out the rows that `medgrain dedup --against` found near-duplicates of reference images (DIR/dedup.jsonl).
+    #[arg(long)]
+    pub exclude_leaks: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct DedupArgs {
+    /// A built dataset (triplets).
+    pub dir: PathBuf,
+    /// A reference image set NAME=FOLDER (e.g. vqa-rad-test=/data/vqarad/test); repeatable.
+    #[arg(long = "against", value_name = "NAME=FOLDER")]
+    pub against: Vec<String>,
+    /// Largest Hamming distance (of 64 bits) counted as a near-duplicate.
+    #[arg(long, default_value_t = medgrain_pipeline::dedup::DEFAULT_MAX_DISTANCE)]
+    pub max_distance: u32,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct PhashArgs {
+    /// Image files (PNG, JPEG, TIFF).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }

@@ -74,6 +74,8 @@ fn run(cli: Cli) -> Result<ExitCode, error::CliError> {
         Command::Verify(a) => commands::verify::run(a),
         Command::Eval { action } => commands::eval::run(action),
         Command::Export(a) => commands::export::run(a),
+        Command::Dedup(a) => commands::dedup::run(a),
+        Command::Phash(a) => commands::dedup::phash(a),
     }
 }
 

@@ -69,6 +69,8 @@ pub struct ExportOptions {
     pub shard_mb: u64,
     /// Replace a previous export in `dest`.
     pub force: bool,
+    /// Row ids left out (`--exclude-leaks`: rows that match a reference set in `dedup.jsonl`).
+    pub exclude: std::collections::HashSet<String>,
 }
 
 /// What an export did.
@@ -79,6 +81,8 @@ pub struct ExportSummary {
     pub records: u64,
     pub files: u64,
     pub errors: u64,
+    /// Rows left out by `exclude`.
+    pub excluded: u64,
 }
 
 /// Why an export could not start (exit 2) or stopped.
@@ -214,12 +218,18 @@ fn prepare_dest(dir: &Path, opts: &ExportOptions) -> std::result::Result<(), Exp
     Ok(())
 }
 
-/// Every triplet row of the dataset (optionally of one split), in part order.
+thread_local! {
+    /// Rows left out by `ExportOptions::exclude` in this thread's current export (an export runs on one thread).
+    static EXCLUDED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Every triplet row of the dataset (optionally of one split, without excluded ids), in part order.
 fn for_each_triplet(
     dir: &Path,
-    split: Option<&str>,
+    opts: &ExportOptions,
     f: &mut dyn FnMut(TripletRow) -> Result<()>,
 ) -> std::result::Result<u64, ExportStartError> {
+    let split = opts.split.as_deref();
     let mut n = 0u64;
     let mut missing_split = false;
     for part in rows::parts(dir, "triplets")? {
@@ -233,6 +243,10 @@ fn for_each_triplet(
                         return Ok(());
                     }
                 }
+            }
+            if opts.exclude.contains(row.id()) {
+                EXCLUDED.with(|c| c.set(c.get() + 1));
+                return Ok(());
             }
             n += 1;
             f(row)
@@ -345,7 +359,7 @@ fn conversations(
     out: &mut Out,
 ) -> std::result::Result<(Vec<Conversation>, u64), ExportStartError> {
     let mut convs = Vec::new();
-    let n = for_each_triplet(dir, opts.split.as_deref(), &mut |row| {
+    let n = for_each_triplet(dir, opts, &mut |row| {
         let Some(image) = image_of(out, &row)? else {
             return Ok(());
         };
@@ -462,7 +476,7 @@ fn write_webdataset(
         buf: Vec::new(),
     };
     let mut samples = 0u64;
-    let n = for_each_triplet(dir, opts.split.as_deref(), &mut |row| {
+    let n = for_each_triplet(dir, opts, &mut |row| {
         let Some(ext) = image_ext(&row.image) else {
             out.error(
                 row.id(),
@@ -542,7 +556,7 @@ fn write_coco(dir: &Path, opts: &ExportOptions, out: &mut Out) -> std::result::R
     let (mut images, mut anns) = (Vec::new(), Vec::new());
     let mut labels: BTreeSet<String> = BTreeSet::new();
     let mut pending: Vec<(u64, Value)> = Vec::new();
-    let n = for_each_triplet(dir, opts.split.as_deref(), &mut |row| {
+    let n = for_each_triplet(dir, opts, &mut |row| {
         let Some(file) = image_of(out, &row)? else {
             return Ok(());
         };
@@ -592,7 +606,7 @@ fn write_coco(dir: &Path, opts: &ExportOptions, out: &mut Out) -> std::result::R
 
 fn write_vqa(dir: &Path, opts: &ExportOptions, out: &mut Out) -> std::result::Result<(u64, u64), ExportStartError> {
     let mut items = Vec::new();
-    let n = for_each_triplet(dir, opts.split.as_deref(), &mut |row| {
+    let n = for_each_triplet(dir, opts, &mut |row| {
         let Some(image) = image_of(out, &row)? else {
             return Ok(());
         };
@@ -858,6 +872,7 @@ pub fn export(dir: &Path, opts: &ExportOptions) -> std::result::Result<ExportSum
         )));
     }
     prepare_dest(dir, opts)?;
+    EXCLUDED.with(|c| c.set(0));
     let mut out = Out {
         dest: opts.dest.clone(),
         written: BTreeMap::new(),
@@ -893,10 +908,12 @@ pub fn export(dir: &Path, opts: &ExportOptions) -> std::result::Result<ExportSum
         records,
         files: files.len() as u64,
         errors: out.errors.len() as u64,
+        excluded: EXCLUDED.with(|c| c.get()),
     };
     let manifest = json!({
         "tool": "medgrain", "version": env!("CARGO_PKG_VERSION"), "format": opts.format.name(),
         "source": dir.display().to_string(), "split": opts.split, "rows": rows_n, "records": records,
+        "excluded_leaks": summary.excluded,
         "errors": out.errors.len(), "files": files,
     });
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| ExportError::Arrow(e.to_string()))?;

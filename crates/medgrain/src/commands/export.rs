@@ -14,7 +14,13 @@ pub(crate) fn run(a: ExportArgs) -> Result<ExitCode, CliError> {
         ExportFormatArg::Vqa => Format::Vqa,
         ExportFormatArg::Hf => Format::Hf,
     };
+    let exclude = if a.exclude_leaks {
+        medgrain_pipeline::dedup::leaked_ids(&a.dir)?
+    } else {
+        Default::default()
+    };
     let opts = ExportOptions {
+        exclude,
         format,
         dest: a.to.clone(),
         split: a.split,
@@ -26,14 +32,15 @@ pub(crate) fn run(a: ExportArgs) -> Result<ExitCode, CliError> {
         ExportStartError::Export(e) => CliError::Input(e.to_string()),
     })?;
     println!(
-        "medgrain export {} → {} ({}): {} rows, {} records, {} files, {} errors",
+        "medgrain export {} → {} ({}): {} rows, {} records, {} files, {} errors, {} rows left out as leaks",
         a.dir.display(),
         a.to.display(),
         s.format,
         s.rows,
         s.records,
         s.files,
-        s.errors
+        s.errors,
+        s.excluded
     );
     if s.errors > 0 {
         println!("  errors: {}", a.to.join("errors.jsonl").display());

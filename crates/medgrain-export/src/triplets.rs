@@ -298,9 +298,21 @@ pub fn rewrite_qc_flags(
             .and_then(|c| c.as_string_opt::<i32>().cloned())
             .ok_or_else(|| perr(&"no string column id"))?;
         let qi = batch.schema().index_of("qc").map_err(|e| perr(&e))?;
-        let qc = batch.column(qi).as_struct_opt().cloned().ok_or_else(|| perr(&"qc is not a struct"))?;
-        let fi = qc.column_names().iter().position(|n| *n == "flags").ok_or_else(|| perr(&"no qc.flags"))?;
-        let flags = qc.column(fi).as_list_opt::<i32>().cloned().ok_or_else(|| perr(&"qc.flags is not a list"))?;
+        let qc = batch
+            .column(qi)
+            .as_struct_opt()
+            .cloned()
+            .ok_or_else(|| perr(&"qc is not a struct"))?;
+        let fi = qc
+            .column_names()
+            .iter()
+            .position(|n| *n == "flags")
+            .ok_or_else(|| perr(&"no qc.flags"))?;
+        let flags = qc
+            .column(fi)
+            .as_list_opt::<i32>()
+            .cloned()
+            .ok_or_else(|| perr(&"qc.flags is not a list"))?;
         let item = match qc.fields()[fi].data_type() {
             arrow_schema::DataType::List(f) => f.clone(),
             _ => return Err(perr(&"qc.flags is not a list")),
@@ -310,7 +322,12 @@ pub fn rewrite_qc_flags(
             let old = flags.value(row);
             let old = old.as_string_opt::<i32>();
             let mut kept: Vec<String> = old
-                .map(|s| (0..s.len()).filter(|&i| !s.is_null(i)).map(|i| s.value(i).to_string()).collect())
+                .map(|s| {
+                    (0..s.len())
+                        .filter(|&i| !s.is_null(i))
+                        .map(|i| s.value(i).to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             let before = kept.clone();
             kept.retain(|f| !owned_prefixes.iter().any(|p| f.starts_with(p)));

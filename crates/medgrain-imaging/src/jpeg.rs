@@ -257,7 +257,11 @@ pub fn decode_file(data: &[u8]) -> Result<(usize, usize, usize, Vec<u8>), String
         return Err("a JPEG file of more than 8 bits".into());
     }
     let grey = h.get(tj::TJPARAM_TJPARAM_COLORSPACE) == tj::TJCS_TJCS_GRAY as i32;
-    let (format, samples) = if grey { (tj::TJPF_TJPF_GRAY, 1) } else { (tj::TJPF_TJPF_RGB, 3) };
+    let (format, samples) = if grey {
+        (tj::TJPF_TJPF_GRAY, 1)
+    } else {
+        (tj::TJPF_TJPF_RGB, 3)
+    };
     let mut out = vec![0u8; w * hgt * samples];
     // SAFETY: `out` holds rows × pitch bytes, which is what tj3Decompress8 writes for this pixel format.
     let rc = unsafe {

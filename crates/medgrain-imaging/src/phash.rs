@@ -39,7 +39,9 @@ fn coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
             let n = xmax.saturating_sub(xmin);
-            let mut k: Vec<f64> = (0..n).map(|x| lanczos((x as f64 + xmin as f64 - center + 0.5) * ss)).collect();
+            let mut k: Vec<f64> = (0..n)
+                .map(|x| lanczos((x as f64 + xmin as f64 - center + 0.5) * ss))
+                .collect();
             let ww: f64 = k.iter().sum();
             if ww != 0.0 {
                 k.iter_mut().for_each(|v| *v /= ww);
@@ -47,7 +49,13 @@ fn coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
             let one = (1i64 << PRECISION_BITS) as f64;
             let kk = k
                 .iter()
-                .map(|&v| if v < 0.0 { (-0.5 + v * one) as i32 } else { (0.5 + v * one) as i32 })
+                .map(|&v| {
+                    if v < 0.0 {
+                        (-0.5 + v * one) as i32
+                    } else {
+                        (0.5 + v * one) as i32
+                    }
+                })
                 .collect();
             (xmin, kk)
         })

@@ -16,8 +16,13 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Default maximum Hamming distance of a near-duplicate (see README "Duplicates and benchmark leakage").
+/// Default maximum Hamming distance of a near-duplicate of a reference image (see README "Duplicates and benchmark
+/// leakage": recall 0.99 on re-encoded, resized, cropped and brightened copies, no false match among distinct images).
 pub const DEFAULT_MAX_DISTANCE: u32 = 10;
+/// Default maximum distance between two rows of the dataset: smaller, because the within-dataset search is N × N
+/// (5 chunks of 12–13 bits keep it practical at tens of millions of rows), and copies inside one dataset are
+/// usually the same file or a re-encoding.
+pub const DEFAULT_WITHIN_DISTANCE: u32 = 4;
 
 /// The QC flag prefixes this command owns.
 pub const FLAG_PREFIXES: [&str; 2] = ["near_duplicate_of:", "duplicate_within:"];
@@ -28,6 +33,8 @@ pub struct DedupOptions {
     /// `(NAME, FOLDER)` reference image sets.
     pub against: Vec<(String, PathBuf)>,
     pub max_distance: u32,
+    /// Distance for duplicates within the dataset.
+    pub within_distance: u32,
 }
 
 /// What `dedup` found.
@@ -154,13 +161,20 @@ pub fn dedup(dir: &Path, opts: &DedupOptions) -> Result<DedupSummary, PipelineEr
     let mut names = std::collections::HashSet::new();
     for (name, folder) in &opts.against {
         if !names.insert(name) {
-            return Err(PipelineError::Usage(format!("--against {name}=…: the name is given twice")));
+            return Err(PipelineError::Usage(format!(
+                "--against {name}=…: the name is given twice"
+            )));
         }
         if name.is_empty() || name.contains(':') {
-            return Err(PipelineError::Usage(format!("--against {name}=…: a name must be non-empty, without ':'")));
+            return Err(PipelineError::Usage(format!(
+                "--against {name}=…: a name must be non-empty, without ':'"
+            )));
         }
         if !folder.is_dir() {
-            return Err(PipelineError::Usage(format!("--against {name}={}: not a folder", folder.display())));
+            return Err(PipelineError::Usage(format!(
+                "--against {name}={}: not a folder",
+                folder.display()
+            )));
         }
     }
     let d = opts.max_distance;
@@ -220,26 +234,41 @@ pub fn dedup(dir: &Path, opts: &DedupOptions) -> Result<DedupSummary, PipelineEr
                 let file = &refs[j as usize];
                 summary.near_duplicates += 1;
                 leaked.insert(i);
-                flags.entry(ids[i].clone()).or_default().push(format!("near_duplicate_of:{name}:{file}"));
-                lines.push(json!({"kind": "near_duplicate_of", "id": ids[i], "set": name, "file": file,
+                flags
+                    .entry(ids[i].clone())
+                    .or_default()
+                    .push(format!("near_duplicate_of:{name}:{file}"));
+                lines.push(
+                    json!({"kind": "near_duplicate_of", "id": ids[i], "set": name, "file": file,
                                   "distance": dist, "hash": medgrain_imaging::phash::hex(hashes[i]),
-                                  "reference_hash": medgrain_imaging::phash::hex(ref_hashes[j as usize])}));
+                                  "reference_hash": medgrain_imaging::phash::hex(ref_hashes[j as usize])}),
+                );
             }
         }
     }
     summary.leaked_rows = leaked.len() as u64;
     // Within the dataset: each row against the earlier rows.
-    let index = MultiIndex::new(hashes.clone(), d);
+    let wd = opts.within_distance;
+    let index = MultiIndex::new(hashes.clone(), wd);
     let within: Vec<Vec<(u32, u32)>> = hashes
         .par_iter()
         .enumerate()
-        .map(|(i, &h)| index.query(h, d).into_iter().filter(|&(j, _)| (j as usize) < i).collect())
+        .map(|(i, &h)| {
+            index
+                .query(h, wd)
+                .into_iter()
+                .filter(|&(j, _)| (j as usize) < i)
+                .collect()
+        })
         .collect();
     for (i, matches) in within.into_iter().enumerate() {
         for (j, dist) in matches {
             summary.duplicates_within += 1;
             let other = &ids[j as usize];
-            flags.entry(ids[i].clone()).or_default().push(format!("duplicate_within:{other}"));
+            flags
+                .entry(ids[i].clone())
+                .or_default()
+                .push(format!("duplicate_within:{other}"));
             lines.push(json!({"kind": "duplicate_within", "id": ids[i], "other": other, "distance": dist}));
         }
     }
@@ -254,7 +283,10 @@ pub fn dedup(dir: &Path, opts: &DedupOptions) -> Result<DedupSummary, PipelineEr
     for p in &parts {
         if medgrain_export::rewrite_qc_flags(p, &flags, &FLAG_PREFIXES)? {
             summary.parts_rewritten += 1;
-            changed.push(format!("triplets/{}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+            changed.push(format!(
+                "triplets/{}",
+                p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            ));
         }
     }
     let _ = row_part;
@@ -268,14 +300,18 @@ fn update_manifest(dir: &Path, rels: &[String]) -> Result<(), PipelineError> {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(()); // a dataset without a manifest (an older build): nothing to keep in step
     };
-    let mut m: Value = serde_json::from_str(&text).map_err(|e| PipelineError::Input(format!("{}: {e}", path.display())))?;
+    let mut m: Value =
+        serde_json::from_str(&text).map_err(|e| PipelineError::Input(format!("{}: {e}", path.display())))?;
     let Some(files) = m.get_mut("files").and_then(Value::as_array_mut) else {
         return Ok(());
     };
     for rel in rels {
         let e = crate::engine::fsio::file_entry(dir, rel)?;
         let v = serde_json::to_value(&e).map_err(|e| PipelineError::Internal(e.to_string()))?;
-        match files.iter_mut().find(|f| f.get("path").and_then(Value::as_str) == Some(rel)) {
+        match files
+            .iter_mut()
+            .find(|f| f.get("path").and_then(Value::as_str) == Some(rel))
+        {
             Some(f) => *f = v,
             None => files.push(v),
         }

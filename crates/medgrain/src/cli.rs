@@ -556,6 +556,9 @@ pub(crate) struct DedupArgs {
     /// Largest Hamming distance (of 64 bits) counted as a near-duplicate.
     #[arg(long, default_value_t = medgrain_pipeline::dedup::DEFAULT_MAX_DISTANCE)]
     pub max_distance: u32,
+    /// Largest Hamming distance between two rows of the dataset counted as duplicates.
+    #[arg(long, default_value_t = medgrain_pipeline::dedup::DEFAULT_WITHIN_DISTANCE)]
+    pub within_distance: u32,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

@@ -14,21 +14,29 @@ pub(crate) fn run(a: DedupArgs) -> Result<ExitCode, CliError> {
         };
         against.push((name.to_string(), PathBuf::from(folder)));
     }
-    if a.max_distance > 31 {
-        return Err(CliError::Usage(format!(
-            "--max-distance {}: at most 31 of 64 bits (beyond that unrelated images match)",
-            a.max_distance
-        )));
+    for (flag, v) in [
+        ("--max-distance", a.max_distance),
+        ("--within-distance", a.within_distance),
+    ] {
+        if v > 31 {
+            return Err(CliError::Usage(format!(
+                "{flag} {v}: at most 31 of 64 bits (beyond that unrelated images match)"
+            )));
+        }
     }
     let s = dedup(
         &a.dir,
         &DedupOptions {
             against,
             max_distance: a.max_distance,
+            within_distance: a.within_distance,
         },
     )?;
     if a.json {
-        println!("{}", serde_json::to_string(&s).map_err(|e| CliError::Internal(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string(&s).map_err(|e| CliError::Internal(e.to_string()))?
+        );
     } else {
         println!(
             "medgrain dedup {}: {} rows hashed, {} reference images; {} rows near-duplicate a reference image ({} pairs), {} near-duplicate pairs within the dataset; {} unreadable; {} parts' QC flags updated",
@@ -43,7 +51,11 @@ pub(crate) fn run(a: DedupArgs) -> Result<ExitCode, CliError> {
         );
         println!("  details: {}", a.dir.join("dedup.jsonl").display());
     }
-    Ok(if s.unreadable > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if s.unreadable > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub(crate) fn phash(a: PhashArgs) -> Result<ExitCode, CliError> {

@@ -203,44 +203,6 @@ pub fn frames_of(fragments: &[Vec<u8>], frames: usize) -> Result<Vec<Cow<'_, [u8
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn garbage_is_an_error_not_a_crash() {
-        assert!(decode_frame(b"not a jpeg", 4, 4, 1, false).is_err());
-        assert!(decode_frame(&[], 4, 4, 1, false).is_err());
-        assert!(!has_colour_marker(&[0xFF, 0xD8, 0xFF]));
-        let jfif = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x07, b'J', b'F', b'I', b'F', 0x00];
-        assert!(has_colour_marker(&jfif));
-        // a truncated Adobe segment (no transform byte, pydicom's SC_rgb_jpeg.dcm) states nothing
-        let short = [
-            0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0C, b'A', b'd', b'o', b'b', b'e', 0, 0, 0, 0, 0,
-        ];
-        assert!(!has_colour_marker(&short));
-        let full = [
-            0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0E, b'A', b'd', b'o', b'b', b'e', 0, 0, 0, 0, 0, 0, 0,
-        ];
-        assert!(has_colour_marker(&full));
-    }
-
-    #[test]
-    fn frames_are_split_at_their_markers() {
-        let a = vec![0xFF, 0xD8, 0xFF, 1, 0xFF, 0xD9];
-        let b = vec![0xFF, 0xD8, 0xFF, 2, 0xFF, 0xD9];
-        let frags = vec![a[..3].to_vec(), a[3..].to_vec(), b.clone()];
-        assert_eq!(
-            frames_of(&frags, 2).unwrap(),
-            vec![Cow::Borrowed(&a[..]), Cow::Borrowed(&b[..])]
-        );
-        assert_eq!(frames_of(&frags[..2], 1).unwrap(), vec![Cow::Borrowed(&a[..])]);
-        assert!(frames_of(&frags, 3).is_ok()); // one fragment per frame is taken as is
-        assert!(frames_of(&frags[..2], 2).is_ok());
-        assert!(frames_of(std::slice::from_ref(&a), 2).is_err());
-    }
-}
-
 /// Decodes a JPEG file as Pillow does (libjpeg-turbo, accurate DCT, fancy upsampling): `(width, height, channels,
 /// samples)` with 1 channel for greyscale streams and 3 (RGB) for colour ones; 8-bit streams only.
 pub fn decode_file(data: &[u8]) -> Result<(usize, usize, usize, Vec<u8>), String> {
@@ -278,4 +240,42 @@ pub fn decode_file(data: &[u8]) -> Result<(usize, usize, usize, Vec<u8>), String
         return Err(format!("JPEG decode: {}", h.error()));
     }
     Ok((w, hgt, samples, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_an_error_not_a_crash() {
+        assert!(decode_frame(b"not a jpeg", 4, 4, 1, false).is_err());
+        assert!(decode_frame(&[], 4, 4, 1, false).is_err());
+        assert!(!has_colour_marker(&[0xFF, 0xD8, 0xFF]));
+        let jfif = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x07, b'J', b'F', b'I', b'F', 0x00];
+        assert!(has_colour_marker(&jfif));
+        // a truncated Adobe segment (no transform byte, pydicom's SC_rgb_jpeg.dcm) states nothing
+        let short = [
+            0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0C, b'A', b'd', b'o', b'b', b'e', 0, 0, 0, 0, 0,
+        ];
+        assert!(!has_colour_marker(&short));
+        let full = [
+            0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0E, b'A', b'd', b'o', b'b', b'e', 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(has_colour_marker(&full));
+    }
+
+    #[test]
+    fn frames_are_split_at_their_markers() {
+        let a = vec![0xFF, 0xD8, 0xFF, 1, 0xFF, 0xD9];
+        let b = vec![0xFF, 0xD8, 0xFF, 2, 0xFF, 0xD9];
+        let frags = vec![a[..3].to_vec(), a[3..].to_vec(), b.clone()];
+        assert_eq!(
+            frames_of(&frags, 2).unwrap(),
+            vec![Cow::Borrowed(&a[..]), Cow::Borrowed(&b[..])]
+        );
+        assert_eq!(frames_of(&frags[..2], 1).unwrap(), vec![Cow::Borrowed(&a[..])]);
+        assert!(frames_of(&frags, 3).is_ok()); // one fragment per frame is taken as is
+        assert!(frames_of(&frags[..2], 2).is_ok());
+        assert!(frames_of(std::slice::from_ref(&a), 2).is_err());
+    }
 }

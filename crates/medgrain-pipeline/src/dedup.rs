@@ -123,8 +123,11 @@ fn image_files(root: &Path) -> Result<Vec<String>, PipelineError> {
     Ok(out)
 }
 
+/// A row id (or reference file) with its hash, or why it could not be hashed.
+type Hashed = (String, Result<u64, String>);
+
 /// Row ids and image bytes of one triplet part, hashed.
-fn hash_part(path: &Path) -> Result<Vec<(String, Result<u64, String>)>, PipelineError> {
+fn hash_part(path: &Path) -> Result<Vec<Hashed>, PipelineError> {
     let ids = medgrain_export::read::string_column(path, "id")?;
     let images = medgrain_export::read::image_bytes(path)?;
     Ok(ids
@@ -203,7 +206,7 @@ pub fn dedup(dir: &Path, opts: &DedupOptions) -> Result<DedupSummary, PipelineEr
     let mut leaked = std::collections::HashSet::new();
     for (name, folder) in &opts.against {
         let files = image_files(folder)?;
-        let hashed: Vec<(String, Result<u64, String>)> = files
+        let hashed: Vec<Hashed> = files
             .into_par_iter()
             .map(|rel| {
                 let p = folder.join(&rel);

@@ -22,6 +22,8 @@ pub struct TripletSummary {
     pub description: String,
     pub qc_passed: bool,
     pub qc_flags: Vec<String>,
+    /// `None` without a `[splits]` table (or in a dataset built before splits existed).
+    pub split: Option<String>,
 }
 
 const COLUMNS: &[&str] = &[
@@ -35,6 +37,7 @@ const COLUMNS: &[&str] = &[
     "coarse_caption",
     "description",
     "qc",
+    "split",
 ];
 
 fn perr(path: &Path, e: impl std::fmt::Display) -> ExportError {
@@ -136,6 +139,10 @@ pub fn triplet_summaries(path: &Path) -> Result<Vec<TripletSummary>> {
                 description: string_at(&batch, "description", row, path)?.unwrap_or_default(),
                 qc_passed: passed.value(row),
                 qc_flags: string_list(flags.value(row).as_ref()),
+                split: match batch.column_by_name("split") {
+                    Some(_) => string_at(&batch, "split", row, path)?,
+                    None => None,
+                },
             });
         }
     }

@@ -229,6 +229,7 @@ pub fn triplet_batch(rows: &[TripletRecord]) -> Result<RecordBatch> {
         ("sections", sections),
         ("generator", generator),
         ("qc", qc),
+        ("split", s(|r| r.split.as_deref())),
     ];
     let fields: Vec<Field> = columns
         .iter()

@@ -68,6 +68,7 @@ fn row(i: usize, with_roi: bool) -> TripletRecord {
             passed: i != 2,
             flags: if i == 2 { vec!["x".into()] } else { vec![] },
         },
+        split: (i == 1).then(|| "test".to_string()),
     }
 }
 

@@ -48,6 +48,9 @@ pub struct DicomImage {
     pub image_position: Option<[f64; 3]>,
     pub image_orientation: Option<[f64; 6]>,
     pub series_uid: Option<String>,
+    /// PatientID and StudyInstanceUID (for splits by patient or study).
+    pub patient_id: Option<String>,
+    pub study_uid: Option<String>,
     /// Stored values, frames × rows × columns × samples.
     pub values: Vec<f64>,
 }
@@ -422,6 +425,8 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         image_position: arr(tags::IMAGE_POSITION_PATIENT, 3).map(|v| [v[0], v[1], v[2]]),
         image_orientation: arr(tags::IMAGE_ORIENTATION_PATIENT, 6).map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]),
         series_uid: text(tags::SERIES_INSTANCE_UID),
+        patient_id: text(tags::PATIENT_ID),
+        study_uid: text(tags::STUDY_INSTANCE_UID),
         values,
     })
 }

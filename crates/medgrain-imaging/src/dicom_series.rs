@@ -29,6 +29,9 @@ pub struct SeriesVolume {
     /// Whether steps differ from the median by more than 1 % (apart from gaps).
     pub irregular: bool,
     pub modality: Option<String>,
+    /// PatientID and StudyInstanceUID of the first slice.
+    pub patient_id: Option<String>,
+    pub study_uid: Option<String>,
 }
 
 fn bad(path: &Path, reason: String) -> ImagingError {
@@ -118,6 +121,7 @@ fn assemble(dir: &Path, uid: String, mut slices: Vec<(PathBuf, DicomImage)>) -> 
     let first = &slices[0].1;
     let (rows, cols) = (first.rows, first.columns);
     let (thickness, modality) = (first.slice_thickness, first.modality.clone());
+    let (patient_id, study_uid) = (first.patient_id.clone(), first.study_uid.clone());
     let o = first
         .image_orientation
         .ok_or_else(|| bad(dir, format!("series {uid}: no ImageOrientationPatient")))?;
@@ -178,6 +182,8 @@ fn assemble(dir: &Path, uid: String, mut slices: Vec<(PathBuf, DicomImage)>) -> 
         shape: [cols, rows, slices.len()],
         spacing: [sp[1], sp[0], median],
         modality,
+        patient_id,
+        study_uid,
         files: slices.into_iter().map(|(p, _)| p).collect(),
         values,
         affine,

@@ -133,7 +133,7 @@ pub fn export(loaded: &LoadedConfig, out: &Path, limits: BatchLimits) -> Result<
         let source = open_source(scfg, loaded)?;
         for sample in source.list()? {
             summary.samples += 1;
-            let body = prepare(source.as_ref(), &sample, knowledge.as_ref()).and_then(|p| {
+            let body = prepare(source.as_ref(), &sample, knowledge.as_ref(), None).and_then(|p| {
                 generator
                     .request_body(&p.facts())
                     .map(|(b, k)| (p.record.id.clone(), b, k))

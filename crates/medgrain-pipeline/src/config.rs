@@ -36,6 +36,72 @@ pub struct BuildConfig {
     pub reports: Option<ReportsConfig>,
     /// Retrieval of knowledge passages for triplets (optional).
     pub knowledge: Option<KnowledgeConfig>,
+    /// Train / validation / test assignment of every row (optional; rows carry `split = null` without it).
+    pub splits: Option<SplitsConfig>,
+}
+
+/// What a split keeps together.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitBy {
+    /// Every image of one patient in one split (`key`: a metadata column, or DICOM `PatientID`, the default).
+    Patient,
+    /// Every image of one study (`key`: a metadata column, or DICOM `StudyInstanceUID`, the default).
+    Study,
+    /// Every slice of one volume (source + volume path); for 2D sources the same as `image`.
+    Volume,
+    /// Each image on its own (source + path + slice).
+    Image,
+}
+
+/// `[splits]`: deterministic assignment by hashing a key, stable when the dataset grows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SplitsConfig {
+    pub by: SplitBy,
+    /// The metadata column (or `PatientID` / `StudyInstanceUID` for DICOM) holding the key of `patient` / `study`.
+    pub key: Option<String>,
+    /// Shares of train, validation, test (summing to 1).
+    #[serde(default = "default_ratios")]
+    pub ratios: [f64; 3],
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_ratios() -> [f64; 3] {
+    [0.8, 0.1, 0.1]
+}
+
+/// The split names, in the order of `ratios`.
+pub const SPLIT_NAMES: [&str; 3] = ["train", "validation", "test"];
+
+impl SplitsConfig {
+    /// The key column of `patient` / `study` splits.
+    pub fn key_name(&self) -> Option<&str> {
+        match self.by {
+            SplitBy::Patient => Some(self.key.as_deref().unwrap_or("PatientID")),
+            SplitBy::Study => Some(self.key.as_deref().unwrap_or("StudyInstanceUID")),
+            SplitBy::Volume | SplitBy::Image => None,
+        }
+    }
+
+    /// The split of a key: the first 8 bytes of SHA-256(`"{seed}:{key}"`) as a little-endian integer, divided by
+    /// 2⁶⁴, against the cumulative ratios.
+    pub fn assign(&self, key: &str) -> &'static str {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(format!("{}:{key}", self.seed).as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[..8]);
+        let u = u64::from_le_bytes(b) as f64 / 18446744073709551616.0;
+        let (a, v) = (self.ratios[0], self.ratios[0] + self.ratios[1]);
+        if u < a {
+            SPLIT_NAMES[0]
+        } else if u < v {
+            SPLIT_NAMES[1]
+        } else {
+            SPLIT_NAMES[2]
+        }
+    }
 }
 
 /// `[knowledge]`: a knowledge base built by `medgrain kb build`, searched once per sample.
@@ -572,6 +638,24 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
     }
     if c.output.shard_size == 0 {
         return Err(config_err(path, "output.shard_size must be at least 1"));
+    }
+    if let Some(s) = &c.splits {
+        let sum: f64 = s.ratios.iter().sum();
+        if s.ratios.iter().any(|r| !r.is_finite() || *r < 0.0) || (sum - 1.0).abs() > 1e-6 {
+            return Err(config_err(
+                path,
+                format!(
+                    "splits.ratios {:?}: three shares (train, validation, test) of at least 0 summing to 1",
+                    s.ratios
+                ),
+            ));
+        }
+        if s.key.is_some() && matches!(s.by, SplitBy::Volume | SplitBy::Image) {
+            return Err(config_err(
+                path,
+                "splits.key is for by = \"patient\" or \"study\"; volume and image splits need none",
+            ));
+        }
     }
     validate_generator(&c.generator, path)?;
     if c.sources.is_empty() {

@@ -19,6 +19,8 @@ pub struct Inspection {
     pub by_modality: BTreeMap<String, u64>,
     pub by_organ: BTreeMap<String, u64>,
     pub by_source: BTreeMap<String, u64>,
+    /// Rows per split (empty for a dataset built without `[splits]`).
+    pub by_split: BTreeMap<String, u64>,
     pub failures: u64,
     pub failures_by_stage: BTreeMap<String, u64>,
     /// Rows of `grounded_reports/*.parquet` and `vqa/*.parquet`, when present.
@@ -70,6 +72,7 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
         by_modality: BTreeMap::new(),
         by_organ: BTreeMap::new(),
         by_source: BTreeMap::new(),
+        by_split: BTreeMap::new(),
         failures: 0,
         failures_by_stage: BTreeMap::new(),
         grounded_report_rows: parquet_rows_in(&dir.join("grounded_reports"))?,
@@ -85,6 +88,9 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
             bump(&mut ins.by_modality, r.modality.as_deref());
             bump(&mut ins.by_organ, r.organ.as_deref());
             bump(&mut ins.by_source, Some(&r.source));
+            if let Some(s) = &r.split {
+                bump(&mut ins.by_split, Some(s));
+            }
             let modality = r.modality.clone().unwrap_or_default();
             let wanted = ins.samples.len() < n_samples
                 && (ins.samples.is_empty() || (!r.roi_labels.is_empty() && !shown_modalities.contains(&modality)));
@@ -165,6 +171,9 @@ impl Inspection {
         s.push_str(&counts("modality", &self.by_modality));
         s.push_str(&counts("organ", &self.by_organ));
         s.push_str(&counts("source", &self.by_source));
+        if !self.by_split.is_empty() {
+            s.push_str(&counts("split", &self.by_split));
+        }
         if self.grounded_report_rows + self.vqa_rows > 0 {
             s.push_str(&format!(
                 "{:<10} {} grounded-report rows · {} VQA pairs\n",

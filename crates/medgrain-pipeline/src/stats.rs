@@ -55,6 +55,9 @@ pub struct Stats {
     pub by_organ: BTreeMap<String, u64>,
     pub by_disease: BTreeMap<String, u64>,
     pub by_source: BTreeMap<String, u64>,
+    /// Rows per split (empty without a `[splits]` table).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_split: BTreeMap<String, u64>,
     pub by_roi_label: BTreeMap<String, u64>,
     pub failures_by_stage: BTreeMap<String, u64>,
     pub qc_flags: BTreeMap<String, u64>,
@@ -78,6 +81,7 @@ impl Default for Stats {
             by_organ: BTreeMap::new(),
             by_disease: BTreeMap::new(),
             by_source: BTreeMap::new(),
+            by_split: BTreeMap::new(),
             by_roi_label: BTreeMap::new(),
             failures_by_stage: BTreeMap::new(),
             qc_flags: BTreeMap::new(),
@@ -105,6 +109,9 @@ impl Stats {
         bump(&mut self.by_modality, r.modality.as_deref().unwrap_or("unknown"));
         bump(&mut self.by_organ, r.organ.as_deref().unwrap_or("unknown"));
         bump(&mut self.by_source, &r.source);
+        if let Some(s) = &r.split {
+            bump(&mut self.by_split, s);
+        }
         if r.diseases.is_empty() {
             bump(&mut self.by_disease, "unknown");
         }
@@ -144,6 +151,7 @@ impl Stats {
         self.prompt_tokens += o.prompt_tokens;
         self.completion_tokens += o.completion_tokens;
         merge_map(&mut self.by_modality, &o.by_modality);
+        merge_map(&mut self.by_split, &o.by_split);
         merge_map(&mut self.by_organ, &o.by_organ);
         merge_map(&mut self.by_disease, &o.by_disease);
         merge_map(&mut self.by_source, &o.by_source);

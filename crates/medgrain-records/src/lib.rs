@@ -197,6 +197,9 @@ pub struct TripletRecord {
     pub sections: Sections,
     pub generator: GeneratorInfo,
     pub qc: Qc,
+    /// "train" | "validation" | "test" with a `[splits]` table, else `None`.
+    #[serde(default)]
+    pub split: Option<String>,
 }
 
 /// One line of `errors.jsonl`: a sample that could not be turned into a record.

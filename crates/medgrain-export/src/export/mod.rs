@@ -749,6 +749,117 @@ fn hf_feature(f: &arrow_schema::Field) -> Value {
     named(f, &inner)
 }
 
+/// A table copied: its Arrow schema, its rows, rows per split.
+type Copied = (Option<arrow_schema::SchemaRef>, u64, BTreeMap<String, u64>);
+
+/// Copies a table's Parquet parts into `data/CONFIG/`: as they are (`train-NNNNN-of-NNNNN.parquet`) when the rows
+/// carry no split, else rewritten into one file per split (`SPLIT-00000-of-00001.parquet`, rows in order).
+/// Returns the Arrow schema, the row count and rows per split.
+fn copy_parts(parts: &[PathBuf], config: &str, out: &mut Out) -> std::result::Result<Copied, ExportStartError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let pq = |p: &Path, e: &dyn std::fmt::Display| ExportError::Parquet {
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut schema = None;
+    let mut has_split = false;
+    for p in parts {
+        let file = std::fs::File::open(p).map_err(|e| io(p, e))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| pq(p, &e))?;
+        has_split |= b.schema().field_with_name("split").is_ok()
+            && crate::read::string_column(p, "split")?.iter().any(Option::is_some);
+        schema.get_or_insert_with(|| b.schema().clone());
+    }
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    if !has_split {
+        let k = parts.len();
+        for (i, p) in parts.iter().enumerate() {
+            let bytes = std::fs::read(p).map_err(|e| io(p, e))?;
+            let file = std::fs::File::open(p).map_err(|e| io(p, e))?;
+            let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| pq(p, &e))?;
+            *counts.entry("train".into()).or_default() += b.metadata().file_metadata().num_rows().max(0) as u64;
+            out.file(&format!("data/{config}/train-{i:05}-of-{k:05}.parquet"), &bytes)?;
+        }
+        let n = counts.values().sum();
+        return Ok((schema, n, counts));
+    }
+    let Some(sch) = schema.clone() else {
+        return Ok((None, 0, counts));
+    };
+    let mut writers: BTreeMap<String, (PathBuf, PathBuf, parquet::arrow::ArrowWriter<std::fs::File>)> = BTreeMap::new();
+    for p in parts {
+        let file = std::fs::File::open(p).map_err(|e| io(p, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| pq(p, &e))?
+            .with_batch_size(256)
+            .build()
+            .map_err(|e| pq(p, &e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| pq(p, &e))?;
+            let col = batch
+                .column_by_name("split")
+                .and_then(|c| c.as_string_opt::<i32>().cloned());
+            let Some(col) = col else { continue };
+            let mut names: Vec<String> = (0..col.len())
+                .map(|i| {
+                    if col.is_null(i) {
+                        "unassigned".to_string()
+                    } else {
+                        col.value(i).to_string()
+                    }
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            for name in names {
+                let mask: arrow_array::BooleanArray = (0..col.len())
+                    .map(|i| {
+                        Some(if col.is_null(i) {
+                            name == "unassigned"
+                        } else {
+                            col.value(i) == name
+                        })
+                    })
+                    .collect();
+                let part = arrow_select::filter::filter_record_batch(&batch, &mask).map_err(|e| pq(p, &e))?;
+                if part.num_rows() == 0 {
+                    continue;
+                }
+                *counts.entry(name.clone()).or_default() += part.num_rows() as u64;
+                if !writers.contains_key(&name) {
+                    let rel = format!("data/{config}/{name}-00000-of-00001.parquet");
+                    let path = out.dest.join(&rel);
+                    if let Some(d) = path.parent() {
+                        std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+                    }
+                    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+                    let f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+                    let w = parquet::arrow::ArrowWriter::try_new(f, sch.clone(), None).map_err(|e| pq(&tmp, &e))?;
+                    writers.insert(name.clone(), (path, tmp, w));
+                }
+                if let Some((_, tmp, w)) = writers.get_mut(&name) {
+                    w.write(&part).map_err(|e| pq(tmp, &e))?;
+                }
+            }
+        }
+    }
+    for (_, (path, tmp, w)) in writers {
+        w.close().map_err(|e| pq(&tmp, &e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        let rel = path
+            .strip_prefix(&out.dest)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .to_string();
+        out.written.insert(rel, (bytes.len() as u64, sha_hex(&bytes)));
+    }
+    let n = counts.values().sum();
+    Ok((schema, n, counts))
+}
+
 fn write_hf(dir: &Path, opts: &ExportOptions, out: &mut Out) -> std::result::Result<(u64, u64), ExportStartError> {
     if opts.split.is_some() {
         return Err(refuse(
@@ -768,23 +879,7 @@ fn write_hf(dir: &Path, opts: &ExportOptions, out: &mut Out) -> std::result::Res
         if parts.is_empty() {
             continue;
         }
-        let mut schema = None;
-        let mut rows_n = 0u64;
-        let k = parts.len();
-        for (i, p) in parts.iter().enumerate() {
-            let bytes = std::fs::read(p).map_err(|e| io(p, e))?;
-            let file = std::fs::File::open(p).map_err(|e| io(p, e))?;
-            let builder =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-                    ExportError::Parquet {
-                        path: p.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-            rows_n += builder.metadata().file_metadata().num_rows().max(0) as u64;
-            schema.get_or_insert_with(|| builder.schema().clone());
-            out.file(&format!("data/{config}/train-{i:05}-of-{k:05}.parquet"), &bytes)?;
-        }
+        let (schema, rows_n, splits) = copy_parts(&parts, config, out)?;
         if config == "triplets" {
             for p in &parts {
                 if let Ok(v) = crate::read::string_column(p, "license") {
@@ -796,13 +891,20 @@ fn write_hf(dir: &Path, opts: &ExportOptions, out: &mut Out) -> std::result::Res
         let features: Vec<Value> = schema
             .map(|s| s.fields().iter().map(|f| hf_feature(f)).collect())
             .unwrap_or_default();
-        let mut c = json!({"config_name": config, "data_files": [{"split": "train", "path": format!("data/{config}/train-*.parquet")}]});
+        let data_files: Vec<Value> = splits
+            .keys()
+            .map(|sp| json!({"split": sp, "path": format!("data/{config}/{sp}-*.parquet")}))
+            .collect();
+        let mut c = json!({"config_name": config, "data_files": data_files});
         if config == "triplets" {
             c["default"] = json!(true);
         }
         configs.push(c);
-        infos.push(json!({"config_name": config, "features": features,
-                          "splits": [{"name": "train", "num_examples": rows_n}]}));
+        let split_info: Vec<Value> = splits
+            .iter()
+            .map(|(sp, n)| json!({"name": sp, "num_examples": n}))
+            .collect();
+        infos.push(json!({"config_name": config, "features": features, "splits": split_info}));
     }
     if configs.is_empty() {
         return Err(refuse(format!(

@@ -192,8 +192,41 @@ pub fn prepare(
     source: &dyn SampleSource,
     sample: &SampleRef,
     knowledge: Option<&crate::knowledge::Knowledge>,
+    splits: Option<&crate::config::SplitsConfig>,
 ) -> Result<Prepared, SampleError> {
     let loaded = source.load(sample)?;
+    let split = match splits {
+        None => None,
+        Some(s) => {
+            use crate::config::SplitBy;
+            let key = match (s.by, s.key_name()) {
+                (SplitBy::Image, _) => format!(
+                    "{}:{}{}",
+                    source.name(),
+                    sample.rel_path,
+                    sample
+                        .slice
+                        .as_ref()
+                        .map(|sl| format!("#{}{}", sl.axis, sl.index))
+                        .unwrap_or_default()
+                ),
+                (SplitBy::Volume, _) => format!("{}:{}", source.name(), sample.rel_path),
+                (_, Some(k)) => loaded.meta.keys.get(k).cloned().ok_or_else(|| {
+                    SampleError::new(
+                        "split",
+                        format!(
+                            "no {k:?} for this sample (splits by {:?} need it: a metadata column, or PatientID / \
+                             StudyInstanceUID in DICOM); it has {:?}",
+                            s.by,
+                            loaded.meta.keys.keys().collect::<Vec<_>>()
+                        ),
+                    )
+                })?,
+                (_, None) => unreachable!("patient and study splits have a key name"),
+            };
+            Some(s.assign(&key).to_string())
+        }
+    };
     let raster = &loaded.raster;
     let (w, h) = (raster.width as usize, raster.height as usize);
     let luma = raster.luminance();
@@ -262,6 +295,7 @@ pub fn prepare(
             finish_reason: None,
         },
         qc: Default::default(),
+        split,
     };
     let mut record = record;
     if let Some(k) = knowledge {
@@ -280,7 +314,7 @@ pub fn build_record(
     sample: &SampleRef,
     generator: &dyn Generator,
 ) -> Result<TripletRecord, SampleError> {
-    let prepared = prepare(source, sample, None)?;
+    let prepared = prepare(source, sample, None, None)?;
     let generated = generator.generate(&prepared.facts());
     prepared.finish(generated)
 }

@@ -164,6 +164,7 @@ struct ShardContext<'a> {
     out: &'a Path,
     generator: &'a dyn Generator,
     knowledge: Option<&'a crate::knowledge::Knowledge>,
+    splits: Option<&'a crate::config::SplitsConfig>,
     bar: &'a ProgressBar,
 }
 
@@ -178,6 +179,7 @@ fn process_shard(
         out,
         generator,
         knowledge,
+        splits,
         bar,
     } = *cx;
     let mut errors = Vec::new();
@@ -203,7 +205,7 @@ fn process_shard(
         // Stage 1: load and measure every sample (CPU).
         let mut prepared: Vec<(&Planned<'_>, Prepared)> = Vec::with_capacity(chunk.len());
         for p in chunk {
-            match guarded(|| prepare(p.source, &p.sample, knowledge)) {
+            match guarded(|| prepare(p.source, &p.sample, knowledge, splits)) {
                 Ok(r) => prepared.push((p, r)),
                 Err(e) => {
                     record_error(p, e, &mut stats);
@@ -397,6 +399,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
             out,
             generator: generator.as_ref(),
             knowledge: knowledge.as_ref(),
+            splits: cfg.splits.as_ref(),
             bar: &bar,
         },
     };

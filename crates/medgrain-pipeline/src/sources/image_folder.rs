@@ -165,6 +165,12 @@ impl ImageFolderSource {
                     .or_else(|| d.disease.as_deref().map(split_diseases))
                     .unwrap_or_default(),
                 notes: field(notes_col).map(str::to_string),
+                keys: headers
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| ![Some(file_col), mod_col, org_col, dis_col, notes_col].contains(&Some(*i)))
+                    .filter_map(|(i, h)| field(Some(i)).map(|v| (h.trim().to_string(), v.to_string())))
+                    .collect(),
             };
             if !self.root.join(&file).is_file() {
                 self.metadata_problems.push(SampleRef {
@@ -215,6 +221,7 @@ impl ImageFolderSource {
                 organ: d.organ.clone(),
                 diseases: d.disease.as_deref().map(split_diseases).unwrap_or_default(),
                 notes: None,
+                keys: Default::default(),
             }
         })
     }
@@ -258,6 +265,7 @@ impl SampleSource for ImageFolderSource {
         let path = self.root.join(&sample.rel_path);
         let bytes = std::fs::read(&path).map_err(|e| SampleError::new("image", format!("{}: {e}", path.display())))?;
         let image_err = |e: String| SampleError::new("image", e);
+        let mut dicom_keys = Vec::new();
         let (raster, bytes, dicom_modality, dicom_locator_image) = if medgrain_imaging::dicom::is_dicom(&bytes) {
             // DICOM: the first frame, rendered for display (modality LUT, the source's CT window preset or else the
             // file's VOI window, MONOCHROME1 inverted); the record stores that rendering as PNG.
@@ -267,6 +275,11 @@ impl SampleSource for ImageFolderSource {
                 .render_frame(0, window)
                 .map_err(|e| image_err(format!("{}: {e}", path.display())))?;
             let modality = img.modality.as_deref().and_then(medgrain_imaging::dicom::modality_name);
+            for (k, v) in [("PatientID", &img.patient_id), ("StudyInstanceUID", &img.study_uid)] {
+                if let Some(v) = v {
+                    dicom_keys.push((k.to_string(), v.clone()));
+                }
+            }
             // an expert sees the DICOM's own values (HU for CT), not the display rendering
             let for_locator = self
                 .locator
@@ -361,6 +374,7 @@ impl SampleSource for ImageFolderSource {
                 if m.modality.is_none() {
                     m.modality = dicom_modality.map(str::to_string);
                 }
+                m.keys.extend(dicom_keys);
                 m
             },
             label_names,

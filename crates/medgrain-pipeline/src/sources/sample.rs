@@ -24,6 +24,9 @@ pub struct SampleMeta {
     pub organ: Option<String>,
     pub diseases: Vec<String>,
     pub notes: Option<String>,
+    /// Other metadata a split can be keyed on: every other column of the source's metadata CSV, and `PatientID` /
+    /// `StudyInstanceUID` read from DICOM.
+    pub keys: std::collections::BTreeMap<String, String>,
 }
 
 /// A loaded sample: original file bytes, decoded pixels, optional label map, metadata.

@@ -35,6 +35,8 @@ struct Volume {
     organ_names: Vec<String>,
     /// Modality from the DICOM series (records' naming), when the source is `dicom-series`.
     modality: Option<&'static str>,
+    /// PatientID / StudyInstanceUID of a DICOM series (split keys).
+    keys: std::collections::BTreeMap<String, String>,
 }
 
 pub struct NiftiVolumeSource {
@@ -256,9 +258,16 @@ impl NiftiVolumeSource {
             }
         }
         let image_err = |e: medgrain_imaging::ImagingError| SampleError::new("image", e.to_string());
+        let mut keys = std::collections::BTreeMap::new();
         let (shape, values, affine, modality) = if self.dicom {
             let s = self.read_series(rel)?;
             let modality = s.modality.as_deref().and_then(medgrain_imaging::dicom::modality_name);
+            if let Some(p) = &s.patient_id {
+                keys.insert("PatientID".to_string(), p.clone());
+            }
+            if let Some(u) = &s.study_uid {
+                keys.insert("StudyInstanceUID".to_string(), u.clone());
+            }
             (s.shape, s.values, s.affine, modality)
         } else {
             let path = self.root.join(rel);
@@ -375,6 +384,7 @@ impl NiftiVolumeSource {
             organ_labels,
             organ_names,
             modality,
+            keys,
         });
         if !with_values && !self.dicom && self.locator.is_none() {
             return Ok(v); // a listing read is not a complete volume: keep it out of the cache
@@ -661,6 +671,7 @@ impl SampleSource for NiftiVolumeSource {
                     diseases
                 },
                 notes: Some(format!("{} slice {s}, window {window}", self.plane.name())),
+                keys: v.keys.clone(),
             },
             label_names: Some(v.masks.iter().map(|(n, _)| n.clone()).collect()),
             label_origins: Some(v.origins.clone()),

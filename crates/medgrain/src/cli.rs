@@ -146,6 +146,9 @@ pub(crate) struct BuildArgs {
     /// another machine; finished shards are kept.
     #[arg(long, value_name = "SECONDS")]
     pub shard_timeout: Option<f64>,
+    /// Do not hash the input files (triplets; no OUT/inputs.jsonl, so no `export --format recipe`).
+    #[arg(long)]
+    pub no_input_hash: bool,
 }
 
 #[derive(Args)]
@@ -230,6 +233,9 @@ pub(crate) struct MergeArgs {
 pub(crate) struct VerifyArgs {
     /// A built dataset (it holds manifest.json).
     pub dir: PathBuf,
+    /// A recipe (`export --format recipe`): also check that DIR was rebuilt from the same inputs into the same rows.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -521,6 +527,8 @@ pub(crate) enum ExportFormatArg {
     Vqa,
     /// Hugging Face dataset card + Parquet files: datasets.load_dataset(DEST)
     Hf,
+    /// rows without pixels + input checksums + config: rebuild elsewhere, then `verify OUT --recipe DEST`
+    Recipe,
 }
 
 #[derive(Args)]

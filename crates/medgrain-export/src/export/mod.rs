@@ -35,16 +35,18 @@ pub enum Format {
     Coco,
     Vqa,
     Hf,
+    Recipe,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Llava,
         Format::ShareGpt,
         Format::WebDataset,
         Format::Coco,
         Format::Vqa,
         Format::Hf,
+        Format::Recipe,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +56,7 @@ impl Format {
             Format::Coco => "coco",
             Format::Vqa => "vqa",
             Format::Hf => "hf",
+            Format::Recipe => "recipe",
         }
     }
 }
@@ -962,6 +965,53 @@ fn write_hf(dir: &Path, opts: &ExportOptions, out: &mut Out) -> std::result::Res
     Ok((total, total))
 }
 
+/// A row as the recipe keeps it: every field but the pixels, plus the image's SHA-256.
+pub fn recipe_row(row: &TripletRow) -> Value {
+    let mut f = row.fields.clone();
+    f.insert("image_sha256".into(), json!(sha_hex(&row.image)));
+    Value::Object(f)
+}
+
+/// `recipe`: the rows without pixels (`rows.jsonl`, each with its image's SHA-256), the input checksums
+/// (`inputs.jsonl`) and the build config, so that someone with their own copy of the inputs rebuilds the dataset and
+/// `medgrain verify THEIR_OUT --recipe DEST` proves it is the same.
+fn write_recipe(dir: &Path, opts: &ExportOptions, out: &mut Out) -> std::result::Result<(u64, u64), ExportStartError> {
+    let inputs = dir.join("inputs.jsonl");
+    let Ok(inputs_bytes) = std::fs::read(&inputs) else {
+        return Err(refuse(format!(
+            "{} has no inputs.jsonl (built with --no-input-hash, or by an older medgrain): build again to record the inputs",
+            dir.display()
+        )));
+    };
+    let manifest: Value = std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let config_path = manifest.get("config_path").and_then(Value::as_str).map(PathBuf::from);
+    let mut rows_text = Vec::new();
+    let n = for_each_triplet(dir, opts, &mut |row| {
+        rows_text.extend(serde_json::to_vec(&recipe_row(&row)).map_err(|e| ExportError::Arrow(e.to_string()))?);
+        rows_text.push(b'\n');
+        Ok(())
+    })?;
+    out.file("rows.jsonl", &rows_text)?;
+    out.file("inputs.jsonl", &inputs_bytes)?;
+    if let Some(c) = config_path.filter(|c| c.is_file()) {
+        let text = std::fs::read(&c).map_err(|e| io(&c, e))?;
+        out.file("config.toml", &text)?;
+    }
+    let readme = format!(
+        "# A medgrain dataset as a recipe\n\nRows without pixels (`rows.jsonl`, each with `image_sha256`), the size and SHA-256 of \
+every input file (`inputs.jsonl`, paths relative to each source's root) and the build config (`config.toml`).\n\n\
+To rebuild: put your own copy of the inputs where `config.toml`'s source roots point (edit `root`), then\n\n\
+    medgrain build config.toml --out OUT\n    medgrain verify OUT --recipe {}\n\n\
+`verify` names every input that differs from the recipe's and every row that does not come out the same.\n",
+        opts.dest.display()
+    );
+    out.file("README.md", readme.as_bytes())?;
+    Ok((n, n))
+}
+
 /// Exports the dataset in `dir`.
 pub fn export(dir: &Path, opts: &ExportOptions) -> std::result::Result<ExportSummary, ExportStartError> {
     let has_rows = ["triplets", "vqa", "grounded_reports"]
@@ -988,6 +1038,7 @@ pub fn export(dir: &Path, opts: &ExportOptions) -> std::result::Result<ExportSum
         Format::Coco => write_coco(dir, opts, &mut out)?,
         Format::Vqa => write_vqa(dir, opts, &mut out)?,
         Format::Hf => write_hf(dir, opts, &mut out)?,
+        Format::Recipe => write_recipe(dir, opts, &mut out)?,
     };
     let errors: Vec<u8> = out
         .errors

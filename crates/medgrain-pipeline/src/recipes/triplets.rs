@@ -35,6 +35,8 @@ pub struct BuildOptions {
     pub worker: Option<(usize, usize)>,
     /// What happens when a shard runs longer than a limit (`--shard-timeout`).
     pub shard_timeout: Option<ShardTimeout>,
+    /// Skip hashing the input files (`--no-input-hash`): no `inputs.jsonl`.
+    pub no_input_hash: bool,
 }
 
 /// What a run did.
@@ -98,6 +100,20 @@ struct ShardMarker {
     part: Option<FileEntry>,
     errors: Vec<ErrorRecord>,
     stats: Stats,
+    /// Size and SHA-256 of every input file of the shard's samples (`None` with `--no-input-hash`).
+    #[serde(default)]
+    inputs: Option<Vec<InputFile>>,
+}
+
+/// One input file of the build: `OUT/inputs.jsonl` lists them, so a dataset can be shipped as a recipe and rebuilt
+/// from another copy of the inputs (`export --format recipe`, `verify --recipe`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InputFile {
+    pub source: String,
+    /// Relative to the source's root.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 impl ShardMarker {
@@ -129,7 +145,14 @@ struct Planned<'a> {
 }
 
 /// Paths in OUT that a build owns and `--force` removes.
-const OWNED: &[&str] = &["triplets", ".medgrain", "errors.jsonl", "stats.json", "manifest.json"];
+const OWNED: &[&str] = &[
+    "triplets",
+    ".medgrain",
+    "errors.jsonl",
+    "stats.json",
+    "manifest.json",
+    "inputs.jsonl",
+];
 
 fn clear_output(out: &Path) -> Result<(), PipelineError> {
     for name in OWNED {
@@ -165,6 +188,7 @@ struct ShardContext<'a> {
     generator: &'a dyn Generator,
     knowledge: Option<&'a crate::knowledge::Knowledge>,
     splits: Option<&'a crate::config::SplitsConfig>,
+    hash_inputs: bool,
     bar: &'a ProgressBar,
 }
 
@@ -180,6 +204,7 @@ fn process_shard(
         generator,
         knowledge,
         splits,
+        hash_inputs,
         bar,
     } = *cx;
     let mut errors = Vec::new();
@@ -249,6 +274,32 @@ fn process_shard(
         }
         _ => (None, None),
     };
+    // The inputs of the shard's samples, each file hashed once (streamed).
+    let inputs = if hash_inputs {
+        let mut files = std::collections::BTreeMap::new();
+        for p in shard {
+            if p.sample.listing_error.is_some() {
+                continue;
+            }
+            for (rel, full) in p.source.input_files(&p.sample) {
+                files.entry((p.source.name().to_string(), rel)).or_insert(full);
+            }
+        }
+        let mut v = Vec::with_capacity(files.len());
+        for ((source, path), full) in files {
+            if let Ok((bytes, sha256)) = crate::engine::fsio::hash_file(&full) {
+                v.push(InputFile {
+                    source,
+                    path,
+                    bytes,
+                    sha256,
+                });
+            }
+        }
+        Some(v)
+    } else {
+        None
+    };
     let marker = ShardMarker {
         plan_hash: plan_hash.into(),
         config_hash: config_hash.into(),
@@ -256,6 +307,7 @@ fn process_shard(
         part,
         errors,
         stats,
+        inputs,
     };
     Ok(marker)
 }
@@ -400,6 +452,7 @@ pub fn build(loaded: &LoadedConfig, out: &Path, opts: &BuildOptions) -> Result<B
             generator: generator.as_ref(),
             knowledge: knowledge.as_ref(),
             splits: cfg.splits.as_ref(),
+            hash_inputs: !opts.no_input_hash,
             bar: &bar,
         },
     };
@@ -509,6 +562,40 @@ fn assemble(
         }
     }
     write_atomic(&out.join("errors.jsonl"), &errors_jsonl)?;
+    // inputs.jsonl: every input file once, sorted; plus the files every sample of a source shares.
+    let input_hashes = markers.iter().all(|m| m.inputs.is_some());
+    if input_hashes {
+        let mut all: std::collections::BTreeSet<InputFile> = markers
+            .iter()
+            .flat_map(|m| m.inputs.iter().flatten().cloned())
+            .collect();
+        for s in &cfg.sources {
+            let root = loaded.resolve(&s.root);
+            for rel in [s.metadata.clone(), s.annotations.as_ref().map(std::path::PathBuf::from)]
+                .into_iter()
+                .flatten()
+            {
+                let full = root.join(&rel);
+                if let Ok((bytes, sha256)) = crate::engine::fsio::hash_file(&full) {
+                    all.insert(InputFile {
+                        source: s.name.clone(),
+                        path: rel.to_string_lossy().replace('\\', "/"),
+                        bytes,
+                        sha256,
+                    });
+                }
+            }
+        }
+        let mut text = Vec::new();
+        for f in &all {
+            text.extend(serde_json::to_vec(f).map_err(|e| PipelineError::Internal(e.to_string()))?);
+            text.push(b'\n');
+        }
+        write_atomic(&out.join("inputs.jsonl"), &text)?;
+        entries.push(file_entry(out, "inputs.jsonl")?);
+    } else if out.join("inputs.jsonl").exists() {
+        std::fs::remove_file(out.join("inputs.jsonl")).map_err(|e| io_err(&out.join("inputs.jsonl"), e))?;
+    }
     let g = &cfg.generator;
     if g.price_prompt_per_mtok.is_some() || g.price_completion_per_mtok.is_some() {
         stats.estimated_cost_usd = Some(
@@ -529,6 +616,7 @@ fn assemble(
         "config": cfg,
         "config_hash": chash,
         "inputs": inputs,
+        "input_hashes": input_hashes,
         "counts": {"samples": stats.samples, "rows": stats.rows, "failed": stats.failed, "rois": stats.rois},
         "generator": {"kind": generator.kind(), "prompt_version": generator.prompt_version(), "usage": generator.usage()},
         "shards": {"size": cfg.output.shard_size, "count": shard_count, "files": files},

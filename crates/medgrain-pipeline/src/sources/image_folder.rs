@@ -402,4 +402,17 @@ impl SampleSource for ImageFolderSource {
     fn roi_options(&self) -> medgrain_roi::RoiOptions {
         roi_options(&self.cfg)
     }
+
+    fn input_files(&self, sample: &SampleRef) -> Vec<(String, PathBuf)> {
+        let mut v = vec![(sample.rel_path.clone(), self.root.join(&sample.rel_path))];
+        if let Some(m) = self.mask_path(&sample.rel_path).filter(|m| m.is_file()) {
+            let rel = m
+                .strip_prefix(&self.root)
+                .unwrap_or(&m)
+                .to_string_lossy()
+                .replace('\\', "/");
+            v.push((rel, m));
+        }
+        v
+    }
 }

@@ -75,6 +75,10 @@ pub trait SampleSource: Send + Sync {
     fn label_name(&self, label: u32, meta: &SampleMeta) -> String;
     /// ROI options for this source.
     fn roi_options(&self) -> medgrain_roi::RoiOptions;
+    /// The input files a sample is made from, as (path relative to the source root, full path): what `build` hashes
+    /// into `inputs.jsonl`. Files shared by every sample (a metadata CSV, annotations) are not listed here; the
+    /// build hashes them once.
+    fn input_files(&self, sample: &SampleRef) -> Vec<(String, std::path::PathBuf)>;
 }
 
 /// Matching files, and `(path, reason)` for paths the glob could not read.

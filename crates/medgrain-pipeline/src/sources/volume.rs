@@ -697,4 +697,31 @@ impl SampleSource for NiftiVolumeSource {
     fn roi_options(&self) -> medgrain_roi::RoiOptions {
         crate::sources::sample::roi_options(&self.cfg)
     }
+
+    fn input_files(&self, sample: &SampleRef) -> Vec<(String, PathBuf)> {
+        let rel_of = |p: &Path| {
+            p.strip_prefix(&self.root)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .replace('\\', "/")
+        };
+        let mut v = Vec::new();
+        if self.dicom {
+            // a series folder (`DIR` or `DIR#UID`): its files
+            let dir = self.root.join(sample.rel_path.split('#').next().unwrap_or(""));
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.is_file())
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            v.extend(files.into_iter().map(|p| (rel_of(&p), p)));
+        } else {
+            v.push((sample.rel_path.clone(), self.root.join(&sample.rel_path)));
+        }
+        v.extend(self.mask_files(&sample.rel_path).into_iter().map(|p| (rel_of(&p), p)));
+        v
+    }
 }

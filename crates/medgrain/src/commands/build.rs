@@ -15,6 +15,7 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
         force,
         worker,
         shard_timeout,
+        no_input_hash,
     } = args;
     let worker = worker.as_deref().map(parse_worker).transpose()?;
     let shard_timeout = shard_timeout.map(parse_shard_timeout).transpose()?;
@@ -42,6 +43,7 @@ pub(crate) fn run(args: BuildArgs, progress: bool) -> Result<ExitCode, CliError>
             progress,
             worker,
             shard_timeout,
+            no_input_hash,
         },
     )?;
     print_build(&title(&path, &out, worker, "triplets"), &s);

@@ -26,6 +26,7 @@ pub(crate) fn run(args: DemoArgs, progress: bool) -> Result<ExitCode, CliError> 
             progress,
             worker: None,
             shard_timeout: None,
+            no_input_hash: false,
         },
         remote.as_ref(),
     )?;

@@ -13,6 +13,7 @@ pub(crate) fn run(a: ExportArgs) -> Result<ExitCode, CliError> {
         ExportFormatArg::Coco => Format::Coco,
         ExportFormatArg::Vqa => Format::Vqa,
         ExportFormatArg::Hf => Format::Hf,
+        ExportFormatArg::Recipe => Format::Recipe,
     };
     let exclude = if a.exclude_leaks {
         medgrain_pipeline::dedup::leaked_ids(&a.dir)?

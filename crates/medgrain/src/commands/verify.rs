@@ -5,7 +5,10 @@ use crate::error::CliError;
 use std::process::ExitCode;
 
 pub(crate) fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
-    let r = medgrain_pipeline::engine::verify::verify(&args.dir)?;
+    let mut r = medgrain_pipeline::engine::verify::verify(&args.dir)?;
+    if let Some(recipe) = &args.recipe {
+        medgrain_pipeline::engine::verify::verify_recipe(&args.dir, recipe, &mut r)?;
+    }
     if args.json {
         println!(
             "{}",

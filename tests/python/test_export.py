@@ -258,14 +258,16 @@ def test_export_refusals_and_bad_rows(medgrain_bin, demo_dir, tmp_path):
     part = sorted((bad / "triplets").glob("*.parquet"))[0]
     t = pq.read_table(part)
     rows_ = t.to_pylist()
-    broken_id = rows_[3]["id"]
+    broken = [rows_[3]["id"], rows_[5]["id"]]
     rows_[3]["image"]["bytes"] = b"garbage bytes"
+    rows_[5]["image"]["bytes"] = rows_[5]["image"]["bytes"][: len(rows_[5]["image"]["bytes"]) // 2]  # truncated PNG
     pq.write_table(pa.Table.from_pylist(rows_, schema=t.schema), part)
     out = tmp_path / "bad_out"
     export(medgrain_bin, bad, "coco", out, code=1)
     errs = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert [e["id"] for e in errs] == [broken_id] and errs[0]["stage"] == "image"
+    assert [e["id"] for e in errs] == broken and {e["stage"] for e in errs} == {"image"}
+    assert "decoded" in errs[1]["error"]
     coco = json.loads((out / "instances.json").read_text())
     n_rows = sum(pq.read_metadata(f).num_rows for f in (bad / "triplets").glob("*.parquet"))
-    assert len(coco["images"]) == n_rows - 1
+    assert len(coco["images"]) == n_rows - 2
     assert not list(out.rglob("*.tmp-*"))

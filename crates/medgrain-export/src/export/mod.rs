@@ -296,22 +296,42 @@ fn grounded_vqa(dir: &Path) -> Result<Vec<GroundedQa>> {
     Ok(out)
 }
 
-/// Writes the row's image once; `None` (and an error line) when the bytes are not an image.
+/// Why a row's image cannot be exported as it is, or `None`: the bytes must be PNG, JPEG, TIFF or BMP, decode
+/// completely, and have the row's width and height.
+fn image_problem(row: &TripletRow) -> Option<String> {
+    if row.image.is_empty() {
+        return Some("the row has no image bytes".into());
+    }
+    if image_ext(&row.image).is_none() {
+        return Some(format!(
+            "the image bytes are not PNG, JPEG, TIFF or BMP (first bytes {:02x?})",
+            &row.image[..row.image.len().min(4)]
+        ));
+    }
+    match medgrain_imaging::decode_raster(&row.image, Path::new(row.id())) {
+        Err(e) => Some(format!("the image cannot be decoded: {e}")),
+        Ok(r) if Some(r.width as i64) != row.int("width") || Some(r.height as i64) != row.int("height") => {
+            Some(format!(
+                "the image is {}×{}, the row says {}×{}",
+                r.width,
+                r.height,
+                row.int("width").unwrap_or(-1),
+                row.int("height").unwrap_or(-1)
+            ))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Writes the row's image once; `None` (and an error line) when it cannot be exported ([`image_problem`]).
 fn image_of(out: &mut Out, row: &TripletRow) -> Result<Option<String>> {
+    if let Some(msg) = image_problem(row) {
+        out.error(row.id(), "image", msg);
+        return Ok(None);
+    }
     match image_ext(&row.image) {
         Some(ext) => Ok(Some(out.asset("images", &row.image, ext)?)),
-        None => {
-            let msg = if row.image.is_empty() {
-                "the row has no image bytes".to_string()
-            } else {
-                format!(
-                    "the image bytes are not PNG, JPEG, TIFF or BMP (first bytes {:02x?})",
-                    &row.image[..row.image.len().min(4)]
-                )
-            };
-            out.error(row.id(), "image", msg);
-            Ok(None)
-        }
+        None => Ok(None),
     }
 }
 

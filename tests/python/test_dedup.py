@@ -181,6 +181,12 @@ def test_dedup_recall_false_matches_flags_and_export(medgrain_bin, corpus, tmp_p
     subprocess.run([medgrain_bin, "dedup", str(out), "--against", f"bench={base / 'ref'}"], capture_output=True)
     assert {r["id"]: sorted(r["qc"]["flags"]) for r in rows_of(out) if r["qc"]["flags"]} == \
         {k: sorted(v) for k, v in want.items()}
+    # A build run again on the same output keeps every shard (the markers know the rewritten parts) and the flags.
+    b = subprocess.run([medgrain_bin, "-q", "build", str(base / "build.toml"), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert b.returncode == 0, b.stderr
+    assert {r["id"]: sorted(r["qc"]["flags"]) for r in rows_of(out) if r["qc"]["flags"]} == \
+        {k: sorted(v) for k, v in want.items()}
     # Export without the leaked rows.
     leaked = {x["id"] for x in lines if x["kind"] == "near_duplicate_of"}
     e = subprocess.run([medgrain_bin, "export", str(out), "--format", "coco", "--to", str(tmp_path / "coco"),

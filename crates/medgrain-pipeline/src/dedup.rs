@@ -293,8 +293,40 @@ pub fn dedup(dir: &Path, opts: &DedupOptions) -> Result<DedupSummary, PipelineEr
         }
     }
     let _ = row_part;
+    update_markers(dir, &changed)?;
     update_manifest(dir, &changed)?;
     Ok(summary)
+}
+
+/// Keeps the triplet shard markers (`.medgrain/shards/*.json`) in step with rewritten parts: a marker records its
+/// part's size, and a later `build` redoes a shard whose part changed size — which would drop the flags.
+fn update_markers(dir: &Path, rels: &[String]) -> Result<(), PipelineError> {
+    let shards = dir.join(".medgrain/shards");
+    let Ok(rd) = std::fs::read_dir(&shards) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        let Ok(mut m) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let Some(file) = m.get("file").and_then(Value::as_str).map(str::to_string) else {
+            continue;
+        };
+        if rels.contains(&file) && m.get("part").is_some() {
+            let entry = crate::engine::fsio::file_entry(dir, &file)?;
+            m["part"] = serde_json::to_value(&entry).map_err(|e| PipelineError::Internal(e.to_string()))?;
+            let bytes = serde_json::to_vec(&m).map_err(|e| PipelineError::Internal(e.to_string()))?;
+            write_atomic(&p, &bytes)?;
+        }
+    }
+    Ok(())
 }
 
 /// Updates (or adds) the `files` entries of `manifest.json` for the given paths.

@@ -77,7 +77,7 @@ pub fn resize_lanczos_l(src: &[u8], w: usize, h: usize, ow: usize, oh: usize) ->
     let need_v = oh != h;
     let first = vert.first().map_or(0, |v| v.0);
     let last = vert.last().map_or(h, |v| v.0 + v.1.len());
-    let (tmp, tw, th) = if need_h {
+    let (tmp, tw) = if need_h {
         // Horizontal pass over the rows the vertical pass reads.
         for v in vert.iter_mut() {
             v.0 -= first;
@@ -94,14 +94,13 @@ pub fn resize_lanczos_l(src: &[u8], w: usize, h: usize, ow: usize, oh: usize) ->
                 t[y * ow + xx] = clip8(ss);
             }
         }
-        (t, ow, rows)
+        (t, ow)
     } else {
-        (src.to_vec(), w, h)
+        (src.to_vec(), w)
     };
     if !need_v {
         return tmp;
     }
-    let _ = th;
     let mut out = vec![0u8; tw * oh];
     for (yy, (ymin, k)) in vert.iter().enumerate() {
         for xx in 0..tw {

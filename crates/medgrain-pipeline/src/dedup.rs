@@ -184,15 +184,14 @@ pub fn dedup(dir: &Path, opts: &DedupOptions) -> Result<DedupSummary, PipelineEr
     let mut lines: Vec<Value> = Vec::new();
     let mut summary = DedupSummary::default();
     // Dataset rows, in part order.
-    let (mut ids, mut hashes, mut row_part) = (Vec::new(), Vec::new(), Vec::new());
-    for (pi, p) in parts.iter().enumerate() {
+    let (mut ids, mut hashes) = (Vec::new(), Vec::new());
+    for p in parts.iter() {
         for (id, h) in hash_part(p)? {
             summary.rows += 1;
             match h {
                 Ok(h) => {
                     ids.push(id);
                     hashes.push(h);
-                    row_part.push(pi);
                 }
                 Err(e) => {
                     summary.unreadable += 1;
@@ -292,7 +291,6 @@ pub fn dedup(dir: &Path, opts: &DedupOptions) -> Result<DedupSummary, PipelineEr
             ));
         }
     }
-    let _ = row_part;
     update_markers(dir, &changed)?;
     update_manifest(dir, &changed)?;
     Ok(summary)

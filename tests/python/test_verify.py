@@ -18,8 +18,8 @@ def on_disk(out: Path, paths):
 
 def test_manifests_list_every_output_file_with_its_checksum(demo_dir):
     top = listed(demo_dir, "manifest.json")
-    want = {f"triplets/{p.name}" for p in (demo_dir / "triplets").glob("part-*.parquet")} | {"errors.jsonl",
-                                                                                               "stats.json"}
+    want = {f"triplets/{p.name}" for p in (demo_dir / "triplets").glob("part-*.parquet")} | {
+        "errors.jsonl", "stats.json", "inputs.jsonl"}
     assert set(top) == want
     assert top == on_disk(demo_dir, top)
     reports = listed(demo_dir, "grounded_reports/manifest.json")

@@ -115,11 +115,33 @@ def test_volume_splits_keep_slices_together(medgrain_bin, demo_dir, tmp_path):
     rows = rows_of(tmp_path / "out")
     vols = {}
     for r in rows:
-        assert r["split"] == assign(3, f"{r['source']}:{r['source_path']}", [0.5, 0.25, 0.25])
+        assert r["split"] == assign(3, r["source_path"].rsplit("/", 1)[-1], [0.5, 0.25, 0.25])  # the file name
         if r["slice"] is not None:
             vols.setdefault(r["source_path"], set()).add(r["split"])
     assert vols and all(len(s) == 1 for s in vols.values())
     assert sum(len(s) for s in vols.values()) < sum(1 for r in rows if r["slice"] is not None)  # several slices/volume
+
+
+def test_grounded_report_rows_follow_their_volume(medgrain_bin, demo_dir, tmp_path):
+    """The grounded-reports recipe with [splits] by volume: every grounded and VQA row carries its volume's split,
+    the same one the triplet recipe gives that volume's slices (key: the volume's file name)."""
+    d3 = demo_dir / "synth/3d"
+    cfg = tmp_path / "r.toml"
+    cfg.write_text(f'recipe = "grounded-reports"\n[reports]\ncsv = "{d3 / "reports.csv"}"\nroot = "{d3}"\n'
+                   'masks = "masks"\nlesions = "lesions"\nvolumes = "volumes"\n'
+                   '[splits]\nby = "volume"\nratios = [0.5, 0.25, 0.25]\nseed = 3\n')
+    p = subprocess.run([medgrain_bin, "-q", "build", str(cfg), "--out", str(tmp_path / "out")], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    for sub in ("grounded_reports", "vqa"):
+        rows = []
+        for f in sorted((tmp_path / "out" / sub).glob("*.parquet")):
+            rows += pq.read_table(f, columns=["volume_id", "split"]).to_pylist()
+        assert rows and all(r["split"] == assign(3, r["volume_id"], [0.5, 0.25, 0.25]) for r in rows)
+        assert len({r["split"] for r in rows}) > 1
+    cfg.write_text(cfg.read_text().replace('by = "volume"', 'by = "patient"'))
+    p = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(tmp_path / "o2")], capture_output=True, text=True)
+    assert p.returncode == 2 and "volume" in p.stderr
 
 
 def test_dicom_patient_id_is_the_default_key(medgrain_bin, tmp_path):

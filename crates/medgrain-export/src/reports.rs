@@ -55,6 +55,7 @@ pub fn write_grounded(path: &Path, rows: &[GroundedRow]) -> Result<()> {
             ("abnormal", bools(rows.iter().map(|r| Some(r.abnormal)))),
             ("negated", bools(rows.iter().map(|r| Some(r.negated)))),
             ("mask_ref", s(|r| r.mask_ref.as_deref())),
+            ("split", s(|r| r.split.as_deref())),
         ],
     )
 }
@@ -81,6 +82,7 @@ pub fn write_vqa(path: &Path, rows: &[VqaRow]) -> Result<()> {
                     utf8(rows.iter().flat_map(|r| r.qc_flags.iter().map(|f| Some(f.as_str())))),
                 ),
             ),
+            ("split", s(|r| r.split.as_deref())),
         ],
     )
 }

@@ -72,6 +72,13 @@ fn default_ratios() -> [f64; 3] {
     [0.8, 0.1, 0.1]
 }
 
+/// The key of a `volume` split: the volume's file name (the last path component), the same for the triplet recipe's
+/// slices (`volumes/ct_001.nii.gz`) and the grounded-reports recipe's rows (`ct_001.nii.gz`), so one volume falls in
+/// one split in both.
+pub fn volume_split_key(path: &str) -> String {
+    path.rsplit(['/', '\\']).next().unwrap_or(path).to_string()
+}
+
 /// The split names, in the order of `ratios`.
 pub const SPLIT_NAMES: [&str; 3] = ["train", "validation", "test"];
 
@@ -624,21 +631,6 @@ pub fn validate_generator(g: &GeneratorConfig, path: &Path) -> Result<(), Pipeli
 }
 
 fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
-    match c.recipe {
-        Recipe::Triplets => {}
-        Recipe::GroundedReports => {
-            if c.reports.is_none() {
-                return Err(config_err(
-                    path,
-                    "recipe = \"grounded-reports\" needs a [reports] table (csv, root)",
-                ));
-            }
-            return Ok(());
-        }
-    }
-    if c.output.shard_size == 0 {
-        return Err(config_err(path, "output.shard_size must be at least 1"));
-    }
     if let Some(s) = &c.splits {
         let sum: f64 = s.ratios.iter().sum();
         if s.ratios.iter().any(|r| !r.is_finite() || *r < 0.0) || (sum - 1.0).abs() > 1e-6 {
@@ -656,6 +648,27 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 "splits.key is for by = \"patient\" or \"study\"; volume and image splits need none",
             ));
         }
+    match c.recipe {
+        Recipe::Triplets => {}
+        Recipe::GroundedReports => {
+            if c.splits.as_ref().is_some_and(|s| matches!(s.by, SplitBy::Patient | SplitBy::Study)) {
+                return Err(config_err(
+                    path,
+                    "recipe = \"grounded-reports\" splits by volume (each report's volume); by = \"patient\" or \"study\" needs a key column this recipe does not read yet",
+                ));
+            }
+            if c.reports.is_none() {
+                return Err(config_err(
+                    path,
+                    "recipe = \"grounded-reports\" needs a [reports] table (csv, root)",
+                ));
+            }
+            return Ok(());
+        }
+    }
+    if c.output.shard_size == 0 {
+        return Err(config_err(path, "output.shard_size must be at least 1"));
+    }
     }
     validate_generator(&c.generator, path)?;
     if c.sources.is_empty() {

@@ -102,6 +102,7 @@ pub fn demo(
     build_starter_kb(out)?;
     let triplets = build(&loaded, out, opts)?;
     let job = crate::recipes::grounded_reports::ReportsJob {
+        splits: None,
         csv: synth_dir.join("3d/reports.csv"),
         root: synth_dir.join("3d"),
         masks: "masks".into(),

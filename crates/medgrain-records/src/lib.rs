@@ -225,6 +225,9 @@ pub struct GroundedRow {
     pub negated: bool,
     /// Mask file relative to the input root, if one exists for the node (or its region).
     pub mask_ref: Option<String>,
+    /// The volume's split with a `[splits]` table (key: the volume's file name), else `None`.
+    #[serde(default)]
+    pub split: Option<String>,
 }
 
 /// One grounded VQA pair.
@@ -243,6 +246,9 @@ pub struct VqaRow {
     pub measured_mm: Option<f64>,
     /// Checks of the answer against the masks, e.g. "size_disagrees_with_mask" (> 20 % apart).
     pub qc_flags: Vec<String>,
+    /// The volume's split with a `[splits]` table (key: the volume's file name), else `None`.
+    #[serde(default)]
+    pub split: Option<String>,
 }
 
 /// RadGPT-style facts measured on the masks of one CT volume (`OUT/structured_findings/*.jsonl`, one per volume):

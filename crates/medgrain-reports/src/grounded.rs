@@ -56,6 +56,7 @@ pub fn grounded_rows(g: &GroundedSentence, mask_of: &dyn Fn(&str) -> Option<Stri
                 region,
                 anatomy: node,
                 mask_ref,
+                split: None,
             }
         })
         .collect()
@@ -223,6 +224,7 @@ pub fn vqa_for_volume(
                 mask_ref,
                 measured_mm: None,
                 qc_flags: Vec::new(),
+                split: None,
             }
         };
     let findings: Vec<&crate::Finding> = sentences

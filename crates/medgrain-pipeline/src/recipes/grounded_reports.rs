@@ -42,6 +42,9 @@ pub struct ReportsJob {
     pub volumes: Option<String>,
     /// Reports per shard.
     pub shard_volumes: usize,
+    /// `[splits]`: every row gets its volume's split (key: the volume's file name, as the triplet recipe's volume
+    /// splits use it). Patient and study splits need a key this recipe does not read yet (refused at load).
+    pub splits: Option<crate::config::SplitsConfig>,
     /// Write `manifest.json`, `stats.json` and `errors.jsonl` at the top of `out` (a run of this recipe alone);
     /// otherwise under `out/grounded_reports/` with errors appended to `out/errors.jsonl` (the demo, after triplets).
     pub top_level_files: bool,
@@ -405,7 +408,12 @@ fn process_volume(ont: &Ontology, job: &ReportsJob, report: &ReportRecord) -> Vo
         })
         .collect();
     counts.lesions_measured = facts.len();
-    let vqa = vqa_for_volume(&report.volume_id, &sentences, &mask_of, &facts);
+    let mut vqa = vqa_for_volume(&report.volume_id, &sentences, &mask_of, &facts);
+    if let Some(s) = &job.splits {
+        let split = s.assign(&crate::config::volume_split_key(&report.volume_id));
+        grounded.iter_mut().for_each(|r| r.split = Some(split.to_string()));
+        vqa.iter_mut().for_each(|r| r.split = Some(split.to_string()));
+    }
     counts.size_disagreements = vqa.iter().filter(|r| !r.qc_flags.is_empty()).count();
     counts.grounded_rows = grounded.len();
     counts.vqa_rows = vqa.len();
@@ -598,6 +606,7 @@ impl ReportsJob {
             lesions: r.lesions.clone(),
             volumes: r.volumes.clone(),
             shard_volumes: r.shard_volumes,
+            splits: loaded.config.splits.clone(),
             top_level_files: true,
         })
     }
@@ -606,7 +615,7 @@ impl ReportsJob {
     fn settings(&self) -> String {
         serde_json::json!({
             "masks": self.masks, "lesions": self.lesions, "volumes": self.volumes,
-            "root": self.root, "shard_volumes": self.shard_volumes,
+            "root": self.root, "shard_volumes": self.shard_volumes, "splits": self.splits,
         })
         .to_string()
     }

@@ -210,7 +210,7 @@ pub fn prepare(
                         .map(|sl| format!("#{}{}", sl.axis, sl.index))
                         .unwrap_or_default()
                 ),
-                (SplitBy::Volume, _) => format!("{}:{}", source.name(), sample.rel_path),
+                (SplitBy::Volume, _) => crate::config::volume_split_key(&sample.rel_path),
                 (_, Some(k)) => loaded.meta.keys.get(k).cloned().ok_or_else(|| {
                     SampleError::new(
                         "split",

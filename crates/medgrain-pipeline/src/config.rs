@@ -648,10 +648,14 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
                 "splits.key is for by = \"patient\" or \"study\"; volume and image splits need none",
             ));
         }
+    }
     match c.recipe {
         Recipe::Triplets => {}
         Recipe::GroundedReports => {
-            if c.splits.as_ref().is_some_and(|s| matches!(s.by, SplitBy::Patient | SplitBy::Study)) {
+            if c.splits
+                .as_ref()
+                .is_some_and(|s| matches!(s.by, SplitBy::Patient | SplitBy::Study))
+            {
                 return Err(config_err(
                     path,
                     "recipe = \"grounded-reports\" splits by volume (each report's volume); by = \"patient\" or \"study\" needs a key column this recipe does not read yet",
@@ -668,7 +672,6 @@ fn validate(c: &BuildConfig, path: &Path) -> Result<(), PipelineError> {
     }
     if c.output.shard_size == 0 {
         return Err(config_err(path, "output.shard_size must be at least 1"));
-    }
     }
     validate_generator(&c.generator, path)?;
     if c.sources.is_empty() {

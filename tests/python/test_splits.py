@@ -182,6 +182,16 @@ def test_missing_key_and_bad_ratios(medgrain_bin, demo_dir, tmp_path):
                         ('[splits]\nby = "subject"\n', "subject")):
         p = build(medgrain_bin, config(root, bad), tmp_path / "o", code=2)
         assert needle in p.stderr, p.stderr
+    # The other config checks still run with a [splits] table and without one.
+    for extra in ("", SPLITS):
+        cfg = config(root, extra).read_text().replace("shard_size = 16", "shard_size = 0")
+        (root / "zero.toml").write_text(cfg)
+        p = build(medgrain_bin, root / "zero.toml", tmp_path / "z", code=2)
+        assert "shard_size" in p.stderr
+        (root / "gr.toml").write_text('recipe = "grounded-reports"\n' + extra.replace('"patient"', '"volume"').replace(
+            'key = "patient_id"\n', ""))
+        p = build(medgrain_bin, root / "gr.toml", tmp_path / "g", code=2)
+        assert "[reports]" in p.stderr
     p = subprocess.run([medgrain_bin, "export", str(demo_dir), "--format", "llava", "--to", str(tmp_path / "x"),
                         "--split", "train"], capture_output=True, text=True)
     assert p.returncode == 2 and "[splits]" in p.stderr

@@ -23,7 +23,9 @@ def read_parts(d):
 @pytest.fixture(scope="module")
 def grounded(demo_dir):
     names, rows = read_parts(demo_dir / "grounded_reports")
-    assert names == ["volume_id", "anatomy", "region", "sentence", "abnormal", "negated", "mask_ref"]
+    # `split` is null without a [splits] table (SPEC: rows gain split)
+    assert names == ["volume_id", "anatomy", "region", "sentence", "abnormal", "negated", "mask_ref", "split"]
+    assert all(r["split"] is None for r in rows)
     return rows
 
 

@@ -159,9 +159,8 @@ pub fn parquet_rows(path: &Path) -> Result<u64> {
     Ok(builder.metadata().file_metadata().num_rows().max(0) as u64)
 }
 
-/// The values of one top-level string column of a Parquet file (null where null); an error when the file has no
-/// such column.
-pub fn string_column(path: &Path, name: &str) -> Result<Vec<Option<String>>> {
+/// A reader of one top-level column of a Parquet file; an error when the file has no such column.
+fn column_reader(path: &Path, name: &str) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let file = std::fs::File::open(path).map_err(|source| ExportError::Io {
         path: path.to_path_buf(),
         source,
@@ -174,7 +173,13 @@ pub fn string_column(path: &Path, name: &str) -> Result<Vec<Option<String>>> {
         .position(|f| f.name() == name)
         .ok_or_else(|| perr(path, format!("no column {name}")))?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [root]);
-    let reader = builder.with_projection(mask).build().map_err(|e| perr(path, e))?;
+    builder.with_projection(mask).build().map_err(|e| perr(path, e))
+}
+
+/// The values of one top-level string column of a Parquet file (null where null); an error when the file has no
+/// such column.
+pub fn string_column(path: &Path, name: &str) -> Result<Vec<Option<String>>> {
+    let reader = column_reader(path, name)?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| perr(path, e))?;
@@ -189,19 +194,7 @@ pub fn string_column(path: &Path, name: &str) -> Result<Vec<Option<String>>> {
 
 /// The `image.bytes` of every row of a triplet Parquet file (null where null).
 pub fn image_bytes(path: &Path) -> Result<Vec<Option<Vec<u8>>>> {
-    let file = std::fs::File::open(path).map_err(|source| ExportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(path, e))?;
-    let root = builder
-        .schema()
-        .fields()
-        .iter()
-        .position(|f| f.name() == "image")
-        .ok_or_else(|| perr(path, "no column image"))?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [root]);
-    let reader = builder.with_projection(mask).build().map_err(|e| perr(path, e))?;
+    let reader = column_reader(path, "image")?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| perr(path, e))?;

@@ -23,6 +23,23 @@ use std::path::Path;
 /// Upper bound on samples in one file (frames × rows × columns × samples): 2^31, far above any real image.
 const MAX_SAMPLES: u64 = 1 << 31;
 
+/// Header attributes kept beside the pixels ([`DicomImage::header`]): identity (for splits and pseudonyms), what
+/// decides whether pixels may hold burned-in text, and what a header says about the study (for captions).
+pub const HEADER_TAGS: [(u16, u16); 12] = [
+    (0x0010, 0x0020), // PatientID
+    (0x0020, 0x000D), // StudyInstanceUID
+    (0x0008, 0x0016), // SOPClassUID
+    (0x0008, 0x0060), // Modality
+    (0x0028, 0x0301), // BurnedInAnnotation
+    (0x0018, 0x0015), // BodyPartExamined
+    (0x0008, 0x1030), // StudyDescription
+    (0x0008, 0x103E), // SeriesDescription
+    (0x0018, 0x1030), // ProtocolName
+    (0x0018, 0x0010), // ContrastBolusAgent
+    (0x0010, 0x1010), // PatientAge
+    (0x0010, 0x0040), // PatientSex
+];
+
 /// A decoded DICOM image.
 #[derive(Debug, Clone)]
 pub struct DicomImage {
@@ -51,6 +68,9 @@ pub struct DicomImage {
     /// PatientID and StudyInstanceUID (for splits by patient or study).
     pub patient_id: Option<String>,
     pub study_uid: Option<String>,
+    /// The header attributes of [`HEADER_TAGS`] the file has, as text: what captions, splits and
+    /// de-identification read beyond geometry.
+    pub header: Vec<((u16, u16), String)>,
     /// Stored values, frames × rows × columns × samples.
     pub values: Vec<f64>,
 }
@@ -427,6 +447,10 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         series_uid: text(tags::SERIES_INSTANCE_UID),
         patient_id: text(tags::PATIENT_ID),
         study_uid: text(tags::STUDY_INSTANCE_UID),
+        header: HEADER_TAGS
+            .iter()
+            .filter_map(|&(g, e)| text(Tag(g, e)).map(|v| ((g, e), v)))
+            .collect(),
         values,
     })
 }

@@ -32,6 +32,8 @@ pub struct SeriesVolume {
     /// PatientID and StudyInstanceUID of the first slice.
     pub patient_id: Option<String>,
     pub study_uid: Option<String>,
+    /// The first slice's [`crate::dicom::HEADER_TAGS`] attributes.
+    pub header: Vec<((u16, u16), String)>,
 }
 
 fn bad(path: &Path, reason: String) -> ImagingError {
@@ -122,6 +124,7 @@ fn assemble(dir: &Path, uid: String, mut slices: Vec<(PathBuf, DicomImage)>) -> 
     let (rows, cols) = (first.rows, first.columns);
     let (thickness, modality) = (first.slice_thickness, first.modality.clone());
     let (patient_id, study_uid) = (first.patient_id.clone(), first.study_uid.clone());
+    let header = first.header.clone();
     let o = first
         .image_orientation
         .ok_or_else(|| bad(dir, format!("series {uid}: no ImageOrientationPatient")))?;
@@ -184,6 +187,7 @@ fn assemble(dir: &Path, uid: String, mut slices: Vec<(PathBuf, DicomImage)>) -> 
         modality,
         patient_id,
         study_uid,
+        header,
         files: slices.into_iter().map(|(p, _)| p).collect(),
         values,
         affine,

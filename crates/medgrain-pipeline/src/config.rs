@@ -148,6 +148,10 @@ pub struct ReportsConfig {
     /// Reports per shard (unit of parallel work and of resume).
     #[serde(default = "default_shard_volumes")]
     pub shard_volumes: usize,
+    /// Replace dates, phone numbers, e-mail addresses, ID-like numbers and names after titles in the report text
+    /// by placeholders (counted in `stats.json`). Default: on when the generator is `openai` with a base URL that
+    /// is not loopback.
+    pub deid: Option<bool>,
 }
 
 fn default_shard_volumes() -> usize {
@@ -267,6 +271,11 @@ pub struct SourceConfig {
     /// nifti / dicom-series: "mediastinum" (default), "lung", "bone", "brain", "abdomen", or "percentile"
     /// (0.5–99.5 %, for MR). image-folder: a CT preset for DICOM files (default: the file's own VOI window).
     pub window: Option<String>,
+    /// De-identify what is read from DICOM headers before anything sees it (PS3.15 Basic Profile with the Clean
+    /// Descriptors and Retain Patient Characteristics options; files at risk of burned-in text become error
+    /// lines). Default: on for image-folder and dicom-series sources when the generator is `openai` with a base
+    /// URL that is not loopback, off otherwise. Needs `MEDGRAIN_DEID_SECRET`.
+    pub deid: Option<bool>,
 }
 
 /// `locator = "expert:onnx"` and an `onnx` table come together, and the table is sound.
@@ -434,6 +443,31 @@ pub enum BaseUrls {
     Many(Vec<String>),
 }
 
+/// Whether a base URL's host is this machine (127.0.0.0/8, ::1, localhost).
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+impl GeneratorConfig {
+    /// An `openai` generator with a base URL off this machine: what it is sent leaves the machine.
+    pub fn is_remote(&self) -> bool {
+        self.kind == "openai"
+            && self
+                .base_url
+                .as_ref()
+                .is_some_and(|u| u.to_vec().iter().any(|u| !is_loopback_url(u)))
+    }
+}
+
 impl BaseUrls {
     pub fn to_vec(&self) -> Vec<String> {
         match self {
@@ -513,6 +547,22 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// Whether a source de-identifies its DICOM headers (its `deid`, else the default: on for sources that read
+    /// DICOM when the generator sends to a server off this machine).
+    pub fn source_deid(&self, s: &SourceConfig) -> bool {
+        s.deid
+            .unwrap_or(s.kind != SourceKind::Nifti && self.config.generator.is_remote())
+    }
+
+    /// Whether the grounded-reports recipe scrubs its report text.
+    pub fn reports_deid(&self) -> bool {
+        self.config
+            .reports
+            .as_ref()
+            .and_then(|r| r.deid)
+            .unwrap_or(self.config.generator.is_remote())
+    }
+
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
@@ -805,6 +855,31 @@ metadata = "metadata.csv"
 [source.labels]
 1 = "nodule"
 "#;
+
+    #[test]
+    fn deid_defaults_follow_where_the_generator_sends() {
+        assert!(is_loopback_url("http://127.0.0.1:8000/v1"));
+        assert!(is_loopback_url("http://localhost/v1"));
+        assert!(is_loopback_url("http://[::1]:8080/v1"));
+        assert!(is_loopback_url("http://127.1.2.3/v1"));
+        assert!(!is_loopback_url("https://api.openai.com/v1"));
+        assert!(!is_loopback_url("http://10.0.0.5:8000/v1"));
+        assert!(!is_loopback_url("http://127.0.0.1.evil.example/v1"));
+        assert!(!is_loopback_url("http://localhost.evil.example/v1"));
+        let mut g = GeneratorConfig {
+            kind: "openai".into(),
+            base_url: Some(BaseUrls::One("http://127.0.0.1:9/v1".into())),
+            ..GeneratorConfig::default()
+        };
+        assert!(!g.is_remote());
+        g.base_url = Some(BaseUrls::Many(vec![
+            "http://127.0.0.1:9/v1".into(),
+            "https://api.example.com/v1".into(),
+        ]));
+        assert!(g.is_remote(), "one remote URL is enough");
+        g.kind = "template".into();
+        assert!(!g.is_remote());
+    }
 
     #[test]
     fn good_config_parses_with_defaults() {

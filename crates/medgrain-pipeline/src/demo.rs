@@ -110,6 +110,7 @@ pub fn demo(
         volumes: Some("volumes".into()),
         shard_volumes: 4,
         top_level_files: false,
+        deid: false,
     };
     let reports = crate::recipes::grounded_reports::build_grounded_reports(&job, out)?;
     let example = example_volume(&job, out);

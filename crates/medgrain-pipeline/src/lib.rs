@@ -6,6 +6,7 @@ pub mod batch;
 pub mod config;
 pub mod dedup;
 pub mod demo;
+pub mod dicom_meta;
 pub mod engine;
 pub mod generator;
 pub mod inspect;

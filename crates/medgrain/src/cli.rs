@@ -86,6 +86,8 @@ pub(crate) enum Command {
     Dedup(DedupArgs),
     /// The 64-bit perceptual hash (imagehash's pHash) of image files, one "HASH  FILE" line each
     Phash(PhashArgs),
+    /// De-identify DICOM files by the PS3.15 Basic Application Level Confidentiality Profile (never over the input)
+    Deid(DeidArgs),
     /// Score a model on a dataset by a published protocol: medical VQA, 3D grounding, reports
     Eval {
         #[command(subcommand)]
@@ -577,4 +579,30 @@ pub(crate) struct PhashArgs {
     /// Image files (PNG, JPEG, TIFF).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct DeidArgs {
+    /// DICOM files and folders (folders are walked; every file in them is read).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder: files as STUDY_UID/SERIES_UID/SOP_UID.dcm (the new UIDs), `deid.jsonl`, `errors.jsonl`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Retain Longitudinal Temporal Information with Modified Dates: shift every date of a patient by one keyed
+    /// offset (365 to 3,650 days back), keeping intervals.
+    #[arg(long)]
+    pub modified_dates: bool,
+    /// Retain Patient Characteristics: keep age (over 89 as 90Y+), sex, size, weight and the option's other K
+    /// attributes.
+    #[arg(long)]
+    pub patient_characteristics: bool,
+    /// Clean Descriptors: keep the imaging-vocabulary words of study/series descriptions, protocol names and the
+    /// other descriptors instead of removing them.
+    #[arg(long)]
+    pub clean_descriptors: bool,
+    /// Also write files at risk of burned-in identifying text (BurnedInAnnotation YES, ultrasound, secondary
+    /// capture, XA/RF without BurnedInAnnotation NO); they are flagged in deid.jsonl and a warning is logged.
+    #[arg(long)]
+    pub allow_burned_in: bool,
 }

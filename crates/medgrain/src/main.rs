@@ -72,6 +72,7 @@ fn run(cli: Cli) -> Result<ExitCode, error::CliError> {
         Command::Report { action } => commands::report::run(action),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Verify(a) => commands::verify::run(a),
+        Command::Deid(a) => commands::deid::run(a),
         Command::Eval { action } => commands::eval::run(action),
         Command::Export(a) => commands::export::run(a),
         Command::Dedup(a) => commands::dedup::run(a),

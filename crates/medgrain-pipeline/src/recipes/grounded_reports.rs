@@ -48,6 +48,8 @@ pub struct ReportsJob {
     /// Write `manifest.json`, `stats.json` and `errors.jsonl` at the top of `out` (a run of this recipe alone);
     /// otherwise under `out/grounded_reports/` with errors appended to `out/errors.jsonl` (the demo, after triplets).
     pub top_level_files: bool,
+    /// Scrub identifying spans from the report text before anything reads it (`[reports] deid`).
+    pub deid: bool,
 }
 
 /// What the recipe wrote.
@@ -65,6 +67,9 @@ pub struct ReportsSummary {
     pub errors: usize,
     pub shards: usize,
     pub shards_resumed: usize,
+    /// Identifying spans replaced in the report text, per kind (with `deid`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub deid_spans: std::collections::BTreeMap<String, u64>,
     /// The config's hash, for a run from a config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
@@ -81,6 +86,9 @@ impl ReportsSummary {
         self.size_disagreements += o.size_disagreements;
         self.volumes_flagged += o.volumes_flagged;
         self.errors += o.errors;
+        for (k, v) in &o.deid_spans {
+            *self.deid_spans.entry(k.clone()).or_insert(0) += v;
+        }
     }
 }
 
@@ -495,11 +503,20 @@ impl ShardWork for ReportsWork<'_> {
 
     fn process(&self, k: usize, reports: Vec<ReportRecord>, key: String) -> Result<ShardMarker, PipelineError> {
         let paths = self.paths(k);
+        let mut spans = std::collections::BTreeMap::new();
+        let reports = if self.job.deid {
+            reports.into_iter().map(|r| scrub_report(r, &mut spans)).collect()
+        } else {
+            reports
+        };
         let outputs: Vec<VolumeOutput> = reports
             .par_iter()
             .map(|r| process_volume(&self.ont, self.job, r))
             .collect();
-        let mut counts = ReportsSummary::default();
+        let mut counts = ReportsSummary {
+            deid_spans: spans,
+            ..ReportsSummary::default()
+        };
         let (mut grounded, mut vqa, mut errors) = (Vec::new(), Vec::new(), Vec::new());
         let mut jsonl = String::new();
         for o in outputs {
@@ -578,6 +595,26 @@ fn assemble_csv(out: &Path, dest: &Path, header: &str, prefix: &str, shards: usi
 }
 
 /// The hash of one report's text (every field the recipe reads).
+/// The report with every identifying span of its text replaced (see [`medgrain_deid::text`]), counted in `spans`.
+fn scrub_report(mut r: ReportRecord, spans: &mut std::collections::BTreeMap<String, u64>) -> ReportRecord {
+    let mut one = |t: &mut String| {
+        let s = medgrain_deid::text::scrub(t);
+        for (k, v) in s.counts {
+            *spans.entry(k).or_insert(0) += v;
+        }
+        *t = s.text;
+    };
+    one(&mut r.findings);
+    one(&mut r.impressions);
+    if let Some(c) = r.clinical_information.as_mut() {
+        one(c);
+    }
+    if let Some(t) = r.technique.as_mut() {
+        one(t);
+    }
+    r
+}
+
 fn report_hash(r: &ReportRecord) -> Result<String, PipelineError> {
     let json = serde_json::to_string(r).map_err(|e| PipelineError::Internal(e.to_string()))?;
     Ok(sha256_hex([json]))
@@ -608,16 +645,21 @@ impl ReportsJob {
             shard_volumes: r.shard_volumes,
             splits: loaded.config.splits.clone(),
             top_level_files: true,
+            deid: loaded.reports_deid(),
         })
     }
 
     /// The settings every shard key includes.
     fn settings(&self) -> String {
-        serde_json::json!({
+        let mut s = serde_json::json!({
             "masks": self.masks, "lesions": self.lesions, "volumes": self.volumes,
             "root": self.root, "shard_volumes": self.shard_volumes, "splits": self.splits,
-        })
-        .to_string()
+        });
+        // only when on, so that the keys of shards built before the option existed stay valid
+        if self.deid {
+            s["deid"] = serde_json::json!(true);
+        }
+        s.to_string()
     }
 
     /// The work of one report for the plan: the bytes of its mask files, lesion masks and CT volume.
@@ -923,13 +965,24 @@ fn assemble(
     }
     // a run of this recipe alone writes its files at the top of OUT; the demo (after the triplets) under
     // grounded_reports/, so that the triplets' manifest stays true
-    let (manifest_rel, errors_rel) = if job.top_level_files {
-        ("manifest.json", "errors.jsonl")
+    let (manifest_rel, errors_rel, stats_rel) = if job.top_level_files {
+        ("manifest.json", "errors.jsonl", "stats.json")
     } else {
-        ("grounded_reports/manifest.json", "grounded_reports/errors.jsonl")
+        (
+            "grounded_reports/manifest.json",
+            "grounded_reports/errors.jsonl",
+            "grounded_reports/stats.json",
+        )
     };
     write_atomic(&out.join(errors_rel), err_lines.as_bytes())?;
-    for rel in ["grounded_reports/grounded_reports.csv", "vqa/vqa.csv", errors_rel] {
+    let stats = serde_json::to_vec_pretty(&total).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    write_atomic(&out.join(stats_rel), &stats)?;
+    for rel in [
+        "grounded_reports/grounded_reports.csv",
+        "vqa/vqa.csv",
+        errors_rel,
+        stats_rel,
+    ] {
         entries.push(file_entry(out, rel)?);
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));

@@ -258,7 +258,11 @@ pub fn prepare(
     if let Some(g) = &loaded.geometry {
         apply_patient_geometry(&mut rois, g, w, h);
     }
-    let coarse = caption::coarse_caption(meta.modality.as_deref(), meta.organ.as_deref(), &meta.diseases);
+    let mut coarse = caption::coarse_caption(meta.modality.as_deref(), meta.organ.as_deref(), &meta.diseases);
+    if let Some(f) = &meta.study_facts {
+        coarse.push(' ');
+        coarse.push_str(f);
+    }
     let colour = raster.is_colour();
     let foreground = foreground_fraction(&luma, w, h);
     let (width, height) = (raster.width as i32, raster.height as i32);

@@ -19,6 +19,8 @@ pub struct ImageFolderSource {
     annotations: Option<crate::sources::coco::Annotations>,
     /// An expert segmenter for images without a mask (`locator = "expert:onnx"`).
     locator: Option<std::sync::Arc<dyn medgrain_roi::locate::RoiLocator>>,
+    /// De-identification of DICOM headers (`deid`).
+    deid: Option<medgrain_deid::Deidentifier>,
 }
 
 fn normalise_rel(p: &str) -> String {
@@ -62,6 +64,7 @@ impl ImageFolderSource {
             metadata_problems: Vec::new(),
             annotations: None,
             locator: crate::sources::volume::open_locator(cfg, loaded)?,
+            deid: crate::dicom_meta::source_deidentifier(cfg, loaded)?,
         };
         if let Some(a) = &cfg.annotations {
             let path = src.root.join(a);
@@ -171,6 +174,7 @@ impl ImageFolderSource {
                     .filter(|(i, _)| ![Some(file_col), mod_col, org_col, dis_col, notes_col].contains(&Some(*i)))
                     .filter_map(|(i, h)| field(Some(i)).map(|v| (h.trim().to_string(), v.to_string())))
                     .collect(),
+                study_facts: None,
             };
             if !self.root.join(&file).is_file() {
                 self.metadata_problems.push(SampleRef {
@@ -222,6 +226,7 @@ impl ImageFolderSource {
                 diseases: d.disease.as_deref().map(split_diseases).unwrap_or_default(),
                 notes: None,
                 keys: Default::default(),
+                study_facts: None,
             }
         })
     }
@@ -265,7 +270,7 @@ impl SampleSource for ImageFolderSource {
         let path = self.root.join(&sample.rel_path);
         let bytes = std::fs::read(&path).map_err(|e| SampleError::new("image", format!("{}: {e}", path.display())))?;
         let image_err = |e: String| SampleError::new("image", e);
-        let mut dicom_keys = Vec::new();
+        let mut dicom_facts = crate::dicom_meta::HeaderFacts::default();
         let (raster, bytes, dicom_modality, dicom_locator_image) = if medgrain_imaging::dicom::is_dicom(&bytes) {
             // DICOM: the first frame, rendered for display (modality LUT, the source's CT window preset or else the
             // file's VOI window, MONOCHROME1 inverted); the record stores that rendering as PNG.
@@ -275,11 +280,8 @@ impl SampleSource for ImageFolderSource {
                 .render_frame(0, window)
                 .map_err(|e| image_err(format!("{}: {e}", path.display())))?;
             let modality = img.modality.as_deref().and_then(medgrain_imaging::dicom::modality_name);
-            for (k, v) in [("PatientID", &img.patient_id), ("StudyInstanceUID", &img.study_uid)] {
-                if let Some(v) = v {
-                    dicom_keys.push((k.to_string(), v.clone()));
-                }
-            }
+            dicom_facts = crate::dicom_meta::header_facts(&img.header, self.deid.as_ref())
+                .map_err(|e| SampleError::new("deid", e))?;
             // an expert sees the DICOM's own values (HU for CT), not the display rendering
             let for_locator = self
                 .locator
@@ -374,7 +376,8 @@ impl SampleSource for ImageFolderSource {
                 if m.modality.is_none() {
                     m.modality = dicom_modality.map(str::to_string);
                 }
-                m.keys.extend(dicom_keys);
+                m.keys.extend(dicom_facts.keys);
+                m.study_facts = dicom_facts.facts;
                 m
             },
             label_names,

@@ -27,6 +27,9 @@ pub struct SampleMeta {
     /// Other metadata a split can be keyed on: every other column of the source's metadata CSV, and `PatientID` /
     /// `StudyInstanceUID` read from DICOM.
     pub keys: std::collections::BTreeMap<String, String>,
+    /// What a DICOM header says about the study ("DICOM header: study …; patient …."), de-identified when the
+    /// source has `deid` on; the coarse caption ends with it.
+    pub study_facts: Option<String>,
 }
 
 /// A loaded sample: original file bytes, decoded pixels, optional label map, metadata.

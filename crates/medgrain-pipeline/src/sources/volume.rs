@@ -37,6 +37,8 @@ struct Volume {
     modality: Option<&'static str>,
     /// PatientID / StudyInstanceUID of a DICOM series (split keys).
     keys: std::collections::BTreeMap<String, String>,
+    /// What the series' header says about the study (see [`crate::dicom_meta`]).
+    facts: Option<String>,
 }
 
 pub struct NiftiVolumeSource {
@@ -49,6 +51,8 @@ pub struct NiftiVolumeSource {
     pub(crate) located_dir: Option<PathBuf>,
     /// `dicom-series` (folders of DICOM slices) rather than NIfTI files.
     dicom: bool,
+    /// De-identification of DICOM headers (`deid`).
+    deid: Option<medgrain_deid::Deidentifier>,
     root: PathBuf,
     plane: Plane,
     /// The most recently used volumes (shards read consecutive slices of a volume, one shard per worker).
@@ -192,6 +196,7 @@ impl NiftiVolumeSource {
             located_dir: None,
             cfg: cfg.clone(),
             dicom: cfg.kind == crate::config::SourceKind::DicomSeries,
+            deid: crate::dicom_meta::source_deidentifier(cfg, loaded)?,
             root,
             plane,
             cache: Mutex::new(Vec::new()),
@@ -259,15 +264,14 @@ impl NiftiVolumeSource {
         }
         let image_err = |e: medgrain_imaging::ImagingError| SampleError::new("image", e.to_string());
         let mut keys = std::collections::BTreeMap::new();
+        let mut facts = None;
         let (shape, values, affine, modality) = if self.dicom {
             let s = self.read_series(rel)?;
             let modality = s.modality.as_deref().and_then(medgrain_imaging::dicom::modality_name);
-            if let Some(p) = &s.patient_id {
-                keys.insert("PatientID".to_string(), p.clone());
-            }
-            if let Some(u) = &s.study_uid {
-                keys.insert("StudyInstanceUID".to_string(), u.clone());
-            }
+            let h = crate::dicom_meta::header_facts(&s.header, self.deid.as_ref())
+                .map_err(|e| SampleError::new("deid", e))?;
+            keys.extend(h.keys);
+            facts = h.facts;
             (s.shape, s.values, s.affine, modality)
         } else {
             let path = self.root.join(rel);
@@ -385,6 +389,7 @@ impl NiftiVolumeSource {
             organ_names,
             modality,
             keys,
+            facts,
         });
         if !with_values && !self.dicom && self.locator.is_none() {
             return Ok(v); // a listing read is not a complete volume: keep it out of the cache
@@ -672,6 +677,7 @@ impl SampleSource for NiftiVolumeSource {
                 },
                 notes: Some(format!("{} slice {s}, window {window}", self.plane.name())),
                 keys: v.keys.clone(),
+                study_facts: v.facts.clone(),
             },
             label_names: Some(v.masks.iter().map(|(n, _)| n.clone()).collect()),
             label_origins: Some(v.origins.clone()),

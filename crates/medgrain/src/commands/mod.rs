@@ -3,6 +3,7 @@
 pub(crate) mod batch;
 pub(crate) mod build;
 pub(crate) mod dedup;
+pub(crate) mod deid;
 pub(crate) mod demo;
 pub(crate) mod eval;
 pub(crate) mod export;

@@ -50,6 +50,8 @@ export MEDSPACY_PYTHON="$MSVENV/bin/python"
 [ -f /usr/share/wordnet/data.noun ] || apt_install wordnet-base
 # cmake builds CharLS (the JPEG-LS codec behind dicom-pixeldata's `charls` feature) from the crate's bundled source.
 command -v cmake >/dev/null || apt_install cmake
+# dciodvfy (dicom3tools): the DICOM validator test_deid.py runs on de-identified files and their inputs.
+command -v dciodvfy >/dev/null || apt_install dicom3tools
 # A single-node Slurm cluster for tests/python/test_slurm.py (the test starts and stops slurmctld and slurmd itself).
 { command -v slurmctld >/dev/null && command -v munged >/dev/null; } || apt_install slurm-wlm munge
 

@@ -35,8 +35,8 @@ pub fn clean_descriptor(text: &str) -> String {
         .join(" ")
 }
 
-/// Patient's Age kept by the Retain Patient Characteristics option, with ages above 89 years grouped as `90Y+`
-/// (HIPAA Safe Harbor's bound).
+/// Patient's Age kept by the Retain Patient Characteristics option, with ages above 89 years grouped as `090Y`
+/// (HIPAA Safe Harbor's bound; read "90 years or older").
 pub fn clean_age(age: &str) -> Option<String> {
     let a = age.trim_end_matches(['\0', ' ']).trim();
     if a.len() != 4 {
@@ -45,7 +45,7 @@ pub fn clean_age(age: &str) -> Option<String> {
     let n: u32 = a[..3].parse().ok()?;
     let unit = &a[3..];
     match unit {
-        "Y" if n >= 90 => Some("90Y+".into()),
+        "Y" if n >= 90 => Some("090Y".into()),
         "Y" | "M" | "W" | "D" => Some(format!("{n:03}{unit}")),
         _ => None,
     }
@@ -73,14 +73,18 @@ impl Descriptors {
     /// From a header. With `clean`, every free-text value goes through [`clean_descriptor`] and the age through
     /// [`clean_age`] first (de-identification on); without it the values are taken as they are, trimmed.
     pub fn from_object(obj: &InMemDicomObject, clean: bool) -> Descriptors {
-        let text = |tag: Tag| -> Option<String> {
+        let raw = |tag: Tag| -> Option<String> {
             let e = obj.element(tag).ok()?;
             let s = e.to_str().ok()?.trim_end_matches(['\0', ' ']).trim().replace('\\', " ");
+            (!s.is_empty()).then_some(s)
+        };
+        let text = |tag: Tag| -> Option<String> {
+            let s = raw(tag)?;
             let s = if clean { clean_descriptor(&s) } else { s };
             (!s.is_empty()).then_some(s)
         };
-        let age = text(Tag(0x0010, 0x1010)).and_then(|a| if clean { clean_age(&a) } else { Some(a) });
-        let sex = text(Tag(0x0010, 0x0040)).filter(|s| matches!(s.as_str(), "M" | "F" | "O"));
+        let age = raw(Tag(0x0010, 0x1010)).and_then(|a| if clean { clean_age(&a) } else { Some(a) });
+        let sex = raw(Tag(0x0010, 0x0040)).filter(|s| matches!(s.as_str(), "M" | "F" | "O"));
         Descriptors {
             body_part: text(Tag(0x0018, 0x0015)),
             study_description: text(Tag(0x0008, 0x1030)),
@@ -112,7 +116,7 @@ mod tests {
     #[test]
     fn ages_over_89_are_grouped() {
         assert_eq!(clean_age("045Y").as_deref(), Some("045Y"));
-        assert_eq!(clean_age("093Y").as_deref(), Some("90Y+"));
+        assert_eq!(clean_age("093Y").as_deref(), Some("090Y"));
         assert_eq!(clean_age("006M").as_deref(), Some("006M"));
         assert_eq!(clean_age("forty"), None);
     }

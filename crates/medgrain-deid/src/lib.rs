@@ -165,7 +165,10 @@ impl Deidentifier {
                 })
                 .filter(|s| !s.is_empty() && !s.starts_with('.'))
         };
-        let sop_uid = uid(Tag(0x0008, 0x0018)).unwrap_or_else(|| self.keys.uid(&meta.media_storage_sop_instance_uid));
+        // an instance is named by its (new) SOP Instance UID; a data set without one is not an instance to share
+        let sop_uid = uid(Tag(0x0008, 0x0018)).ok_or_else(|| {
+            unreadable("no SOPInstanceUID: not a composite instance that can be de-identified and named".into())
+        })?;
         let mut new_meta = meta.clone();
         new_meta.media_storage_sop_instance_uid = sop_uid.clone();
         let rel = format!(

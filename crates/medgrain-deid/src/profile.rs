@@ -15,7 +15,7 @@ use dicom_object::InMemDicomObject;
 pub struct Options {
     /// Retain Longitudinal Temporal Information with Modified Dates: one shift per patient, intervals kept.
     pub modified_dates: bool,
-    /// Retain Patient Characteristics: age (above 89 years grouped as 90Y+), sex, size, weight and the rest of the
+    /// Retain Patient Characteristics: age (above 89 years as 090Y), sex, size, weight and the rest of the
     /// option's K column.
     pub patient_characteristics: bool,
     /// Clean Descriptors: free-text descriptors keep only imaging-vocabulary words instead of being removed.
@@ -107,6 +107,19 @@ impl Run<'_> {
             self.applied.private_removed += 1;
             return None;
         }
+        // overlays (groups 6000-60FF): the profile removes their data (60xx,3000) and comments; an overlay plane
+        // without its data is invalid, so the whole overlay goes (the Clean Graphics option is not offered)
+        if tag.group() & 0xFF00 == 0x6000 {
+            self.applied.removed += 1;
+            return None;
+        }
+        let elt = match self.known_vr(elt) {
+            Some(e) => e,
+            None => {
+                self.applied.removed += 1;
+                return None;
+            }
+        };
         if tag == PATIENT_ID {
             // Z/D in the table; D with a keyed pseudonym, so one patient stays one patient
             let v = elt.to_str().map(|s| s.into_owned()).unwrap_or_default();
@@ -140,10 +153,16 @@ impl Run<'_> {
                 }
                 Some(self.recurse(elt))
             }
+            // an attribute present but already empty holds nothing: kept, so that a module needing it (Type 2)
+            // stays complete
+            Code::X if is_empty(&elt) => Some(elt),
             Code::X => {
                 self.applied.removed += 1;
                 None
             }
+            // X/Z on a sequence: its items go through the profile (a present sequence with no items breaks modules
+            // that need one, e.g. Referenced Study Sequence)
+            Code::XZ if vr == VR::SQ => Some(self.recurse(elt)),
             Code::Z | Code::XZ => Some(self.empty(tag, vr)),
             Code::U => Some(self.uids(elt)),
             Code::D | Code::ZD | Code::XD | Code::XZD => Some(self.dummy(elt)),
@@ -158,6 +177,46 @@ impl Run<'_> {
             }
             Code::C => Some(self.clean(elt, by, row.basic)),
         }
+    }
+
+    /// An element read with VR UN (implicit-VR writers, unknown to the reader) gets the dictionary's VR when it is
+    /// text or a number; one the profile cannot look inside (a sequence stored as UN, or a tag no dictionary knows)
+    /// is `None`: removed, since what it holds cannot be checked.
+    fn known_vr(&mut self, elt: InMemElement) -> Option<InMemElement> {
+        use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+        if elt.vr() != VR::UN {
+            return Some(elt);
+        }
+        let tag = elt.tag();
+        let entry = dicom_dictionary_std::StandardDataDictionary.by_tag(tag)?;
+        let vr = match entry.vr() {
+            VirtualVr::Exact(v) => v,
+            _ => return Some(elt),
+        };
+        if vr == VR::SQ {
+            // PS3.5 6.2.2: a sequence with VR UN holds its items in implicit VR little endian
+            let bytes = elt.to_bytes().ok()?;
+            let items = un_sequence_items(&bytes)?;
+            return Some(DataElement::new(
+                tag,
+                VR::SQ,
+                DataSetSequence::new(items, Length::UNDEFINED),
+            ));
+        }
+        if is_text(vr)
+            || matches!(
+                vr,
+                VR::UI | VR::DA | VR::DT | VR::TM | VR::AS | VR::DS | VR::IS | VR::AE | VR::UR
+            )
+        {
+            let bytes = elt.to_bytes().ok()?;
+            let text = String::from_utf8_lossy(&bytes)
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+            let parts: Vec<String> = text.split('\\').map(str::to_string).collect();
+            return Some(DataElement::new(tag, vr, strs(parts)));
+        }
+        Some(elt)
     }
 
     fn empty(&mut self, tag: Tag, vr: VR) -> InMemElement {
@@ -288,6 +347,37 @@ impl Run<'_> {
             // X has no element to return: its removal is an empty value here (only reached from C fallbacks)
             _ => self.empty(tag, vr),
         }
+    }
+}
+
+/// The items of a sequence read as UN bytes (defined-length items; `None` for anything else).
+fn un_sequence_items(b: &[u8]) -> Option<Vec<InMemDicomObject>> {
+    let ts = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    let mut items = Vec::new();
+    let mut pos = 0usize;
+    while pos + 8 <= b.len() {
+        let g = u16::from_le_bytes([b[pos], b[pos + 1]]);
+        let e = u16::from_le_bytes([b[pos + 2], b[pos + 3]]);
+        let len = u32::from_le_bytes([b[pos + 4], b[pos + 5], b[pos + 6], b[pos + 7]]);
+        pos += 8;
+        match (g, e) {
+            (0xFFFE, 0xE0DD) => break,
+            (0xFFFE, 0xE000) if len != u32::MAX => {
+                let end = pos.checked_add(len as usize).filter(|&x| x <= b.len())?;
+                items.push(InMemDicomObject::read_dataset_with_ts(&b[pos..end], &ts).ok()?);
+                pos = end;
+            }
+            _ => return None,
+        }
+    }
+    Some(items)
+}
+
+fn is_empty(elt: &InMemElement) -> bool {
+    match elt.value() {
+        Value::Primitive(p) => p.to_str().trim_end_matches(['\0', ' ']).is_empty(),
+        Value::Sequence(s) => s.items().is_empty(),
+        Value::PixelSequence(_) => false,
     }
 }
 

@@ -57,6 +57,11 @@ fn patterns() -> &'static [(&'static str, Regex)] {
     })
 }
 
+fn title_pattern() -> &'static Regex {
+    static T: OnceLock<Regex> = OnceLock::new();
+    T.get_or_init(|| Regex::new(r"^(?:Doctor|Dr|Mrs|Mr|Ms|Miss|Professor|Prof)\.?").expect("static pattern"))
+}
+
 /// What was replaced: spans per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Scrubbed {
@@ -82,7 +87,7 @@ pub fn scrub(text: &str) -> Scrubbed {
         let placeholder = format!("[{}]", kind.to_ascii_uppercase());
         out = if *kind == "name" {
             // keep the title: "Dr. [NAME]"
-            let title = Regex::new(r"^(?:Doctor|Dr|Mrs|Mr|Ms|Miss|Professor|Prof)\.?").expect("static pattern");
+            let title = title_pattern();
             re.replace_all(&out, |c: &regex::Captures| {
                 let m = c.get(0).map(|m| m.as_str()).unwrap_or("");
                 let t = title.find(m).map(|t| t.as_str()).unwrap_or("");

@@ -105,12 +105,12 @@ pub fn header_facts(header: &[((u16, u16), String)], deid: Option<&Deidentifier>
     let d = Descriptors::from_object(&obj, deid.is_some());
     Ok(HeaderFacts {
         keys,
-        facts: facts_sentence(&d),
+        facts: facts_sentence(&d, deid.is_some()),
     })
 }
 
-fn age_phrase(a: &str) -> Option<String> {
-    if a == "90Y+" {
+fn age_phrase(a: &str, clean: bool) -> Option<String> {
+    if a == "090Y" && clean {
         return Some("90 years or older".into());
     }
     let n: u32 = a.get(..3)?.parse().ok()?;
@@ -125,7 +125,8 @@ fn age_phrase(a: &str) -> Option<String> {
 }
 
 /// "DICOM header: study "CT CHEST W/O CONTRAST"; body part CHEST; patient 45-year-old male." or `None`.
-pub fn facts_sentence(d: &Descriptors) -> Option<String> {
+/// `clean`: the header went through de-identification (ages above 89 read as 090Y).
+pub fn facts_sentence(d: &Descriptors, clean: bool) -> Option<String> {
     let mut parts = Vec::new();
     let quoted = |label: &str, v: &Option<String>| v.as_ref().map(|v| format!("{label} \"{v}\""));
     parts.extend(quoted("study", &d.study_description));
@@ -133,7 +134,7 @@ pub fn facts_sentence(d: &Descriptors) -> Option<String> {
     parts.extend(quoted("protocol", &d.protocol_name));
     parts.extend(d.body_part.as_ref().map(|v| format!("body part {v}")));
     parts.extend(d.contrast_agent.as_ref().map(|v| format!("contrast agent {v}")));
-    let age = d.age.as_deref().and_then(age_phrase);
+    let age = d.age.as_deref().and_then(|a| age_phrase(a, clean));
     let sex = d.sex.as_deref().map(|s| match s {
         "M" => "male",
         "F" => "female",

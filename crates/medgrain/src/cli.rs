@@ -427,6 +427,15 @@ pub(crate) enum ReportAction {
         #[arg(long)]
         json: bool,
     },
+    /// Identifying spans in report text (dates, phone numbers, e-mail addresses, ID-like numbers, names after
+    /// titles): for JSON lines {"text"}, one JSON object {"text", "scrubbed", "counts"} per line, in order — what
+    /// `[reports] deid` does to every report.
+    Scrub {
+        file: PathBuf,
+        /// JSON lines (the only output form).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -593,7 +602,7 @@ pub(crate) struct DeidArgs {
     /// offset (365 to 3,650 days back), keeping intervals.
     #[arg(long)]
     pub modified_dates: bool,
-    /// Retain Patient Characteristics: keep age (over 89 as 90Y+), sex, size, weight and the option's other K
+    /// Retain Patient Characteristics: keep age (over 89 as 090Y), sex, size, weight and the option's other K
     /// attributes.
     #[arg(long)]
     pub patient_characteristics: bool,
@@ -605,4 +614,8 @@ pub(crate) struct DeidArgs {
     /// capture, XA/RF without BurnedInAnnotation NO); they are flagged in deid.jsonl and a warning is logged.
     #[arg(long)]
     pub allow_burned_in: bool,
+    /// Where `deid.jsonl` and `errors.jsonl` go (default: --out). They name the input files, so they are the
+    /// linkage record: keep them apart from a folder that will be shared.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
 }

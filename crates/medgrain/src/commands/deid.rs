@@ -13,8 +13,11 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or(p.to_path_buf()))
 }
 
+/// Folders that could not be listed, with why.
+type Problems = Vec<(PathBuf, String)>;
+
 /// Every regular file under the inputs, sorted, without duplicates; unreadable folders are reported.
-fn walk(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<(PathBuf, String)>), CliError> {
+fn walk(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, Problems), CliError> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for i in inputs {
@@ -68,10 +71,13 @@ pub(crate) fn run(a: DeidArgs) -> Result<ExitCode, CliError> {
             )));
         }
     }
-    std::fs::create_dir_all(&out).map_err(|source| CliError::Io {
-        path: out.clone(),
-        source,
-    })?;
+    let logs = a.log_dir.as_ref().map_or(out.clone(), |d| absolute(d));
+    for d in [&out, &logs] {
+        std::fs::create_dir_all(d).map_err(|source| CliError::Io {
+            path: d.clone(),
+            source,
+        })?;
+    }
     let (files, problems) = walk(&a.inputs)?;
     let d = Deidentifier::new(
         keys,
@@ -90,7 +96,7 @@ pub(crate) fn run(a: DeidArgs) -> Result<ExitCode, CliError> {
         .map(|f| {
             let r = d.file(f, &out).map_err(|e| e.to_string());
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if k % 1000 == 0 {
+            if k.is_multiple_of(1000) {
                 tracing::info!("{k}/{n} files");
             }
             (f.clone(), r)
@@ -138,8 +144,8 @@ pub(crate) fn run(a: DeidArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    write_jsonl(&out.join("deid.jsonl"), &lines)?;
-    write_jsonl(&out.join("errors.jsonl"), &errors)?;
+    write_jsonl(&logs.join("deid.jsonl"), &lines)?;
+    write_jsonl(&logs.join("errors.jsonl"), &errors)?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "medgrain deid: {n} files: {written} written, {excluded} excluded (burned-in text risk{}), {failed} failed \
@@ -148,9 +154,9 @@ pub(crate) fn run(a: DeidArgs) -> Result<ExitCode, CliError> {
         n as f64 / secs.max(1e-9),
         a.out.display()
     );
-    println!("  per file: {}", out.join("deid.jsonl").display());
+    println!("  per file: {}", logs.join("deid.jsonl").display());
     if failed > 0 {
-        println!("  failures: {}", out.join("errors.jsonl").display());
+        println!("  failures: {}", logs.join("errors.jsonl").display());
     }
     Ok(if failed > 0 {
         ExitCode::from(1)

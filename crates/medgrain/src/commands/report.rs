@@ -33,6 +33,33 @@ pub(crate) fn run(action: ReportAction) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ReportAction::Scrub { file, json: _ } => {
+            use std::io::BufRead;
+            let f = std::fs::File::open(&file).map_err(|e| CliError::Io {
+                path: file.clone(),
+                source: e,
+            })?;
+            let mut out = JsonLines::stdout();
+            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(|e| CliError::Io {
+                    path: file.clone(),
+                    source: e,
+                })?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let bad = |why: String| CliError::Usage(format!("{} line {}: {why}", file.display(), i + 1));
+                let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+                let text = v
+                    .get("text")
+                    .and_then(|x| x.as_str())
+                    .ok_or_else(|| bad("no string field \"text\"".into()))?;
+                let s = medgrain_deid::text::scrub(text);
+                out.write(&serde_json::json!({"text": text, "scrubbed": s.text, "counts": s.counts}));
+            }
+            out.finish()?;
+            Ok(ExitCode::SUCCESS)
+        }
         ReportAction::Context { file, json: _ } => {
             use std::io::BufRead;
             let f = std::fs::File::open(&file).map_err(|e| CliError::Io {

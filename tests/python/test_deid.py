@@ -585,6 +585,7 @@ by = "patient"
                        env={**ENV, "MEDGRAIN_LOG": "debug"})
     assert r.returncode == 1, r.stderr  # the ultrasound file is an error line
     assert len(recorder.bodies) == 3
+    assert (out / "cache/requests.sqlite").is_file()  # the request cache is searched with the rest of OUT
     errors = [json.loads(l) for l in (out / "errors.jsonl").read_text().splitlines()]
     assert [(e["stage"], Path(e["source_path"]).name) for e in errors] == [("deid", "us.dcm")]
     found = leaks(out, [("stdout", r.stdout), ("log", r.stderr)]
@@ -735,3 +736,45 @@ deid = {str(deid).lower()}
     for p, b in all_bytes(phi):
         for n in ("Houseman", "03/14/2024", "555-201-7788"):
             assert n.encode() not in b, (p, n)
+
+
+def test_dicom_series_build_with_deid(medgrain_bin, demo_dir, tmp_path):
+    """The dicom-series source: the series' header goes through the profile too (keys, caption facts)."""
+    from test_dicom_build import write_series
+    d3 = demo_dir / "synth/3d"
+    truth = [json.loads(l) for l in (d3 / "ground_truth.jsonl").read_text().splitlines()]
+    t = next(t for t in truth if any(f["present"] and f["mask"] for f in t["findings"]))
+    stem = t["volume"].replace(".nii.gz", "")
+    series = tmp_path / "root/series" / stem
+    write_series(d3 / "volumes" / t["volume"], series)
+    for f in series.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        for kw in ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "ReferringPhysicianName",
+                   "AccessionNumber", "StudyDescription", "SeriesDescription", "StudyDate"):
+            setattr(ds, kw, PLANTED[kw])
+        ds.PatientAge, ds.PatientSex = "061Y", "M"
+        ds.save_as(f, enforce_file_format=True)
+    shutil.copytree(d3 / "lesions" / stem, tmp_path / "root/lesions" / stem)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"""
+recipe = "triplets"
+[[source]]
+name = "ct-dicom"
+kind = "dicom-series"
+root = "{tmp_path / 'root'}"
+images = "series/*"
+masks = "lesions/{{stem}}/*.nii.gz"
+deid = true
+[generator]
+kind = "template"
+[splits]
+by = "patient"
+""")
+    out = tmp_path / "out"
+    r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True,
+                       env={**ENV, "MEDGRAIN_LOG": "debug"})
+    assert r.returncode == 0, r.stderr
+    assert leaks(out, [("log", r.stderr), ("stdout", r.stdout)]) == []
+    rows = pq.read_table(out / "triplets").to_pylist()
+    assert rows and all('DICOM header: study "CT CHEST"; series "AXIAL protocol"; patient 61-year-old male.'
+                        in row["coarse_caption"] for row in rows), rows[0]["coarse_caption"]

@@ -25,7 +25,8 @@ def test_manifests_list_every_output_file_with_its_checksum(demo_dir):
     reports = listed(demo_dir, "grounded_reports/manifest.json")
     want = {f"{sub}/{p.name}" for sub in ("grounded_reports", "vqa", "structured_findings")
             for p in (demo_dir / sub).glob("part-*")}
-    want |= {"grounded_reports/grounded_reports.csv", "vqa/vqa.csv", "grounded_reports/errors.jsonl"}
+    want |= {"grounded_reports/grounded_reports.csv", "vqa/vqa.csv", "grounded_reports/errors.jsonl",
+             "grounded_reports/stats.json"}
     assert set(reports) == want
     assert reports == on_disk(demo_dir, reports)
 

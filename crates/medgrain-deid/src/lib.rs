@@ -18,14 +18,14 @@ pub use keys::{Keys, SECRET_ENV};
 pub use profile::{Applied, Options, DUMMY_TEXT};
 
 use dicom_core::Tag;
-use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_object::{FileDicomObject, InMemDicomObject};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeidError {
     #[error("{0}")]
     Secret(String),
-    #[error("{path}: not a readable DICOM file: {reason}")]
+    #[error("{path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Write { path: PathBuf, reason: String },
@@ -135,9 +135,7 @@ impl Deidentifier {
             path: input.to_path_buf(),
             reason,
         };
-        let obj = std::panic::catch_unwind(|| OpenFileOptions::new().open_file(input))
-            .map_err(|_| unreadable("the DICOM parser failed on malformed data".into()))?
-            .map_err(|e| unreadable(e.to_string()))?;
+        let obj = medgrain_imaging::dicom::open_object(input).map_err(unreadable)?;
         let meta = obj.meta().clone();
         let sop_class = meta.media_storage_sop_class_uid.clone();
         let inner: InMemDicomObject = obj.into_inner();

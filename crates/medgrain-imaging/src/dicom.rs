@@ -543,6 +543,26 @@ impl dicom_encoding::TransferSyntaxIndex for ImplicitVrIndex {
     }
 }
 
+/// Opens a DICOM file's object model as every medgrain reader does: the length pre-check
+/// ([`check_element_lengths`]), a data set written in implicit VR under an explicit-VR transfer syntax read as
+/// implicit VR (as pydicom does), and a parser panic on malformed data turned into an error.
+pub fn open_object(
+    path: &Path,
+) -> std::result::Result<dicom_object::FileDicomObject<dicom_object::InMemDicomObject>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    check_element_lengths(&bytes)?;
+    let implicit = implicit_despite_meta(&bytes);
+    drop(bytes);
+    std::panic::catch_unwind(|| match &implicit {
+        Some(ts) => OpenFileOptions::new()
+            .transfer_syntax_index(ImplicitVrIndex::for_uid(ts))
+            .open_file(path),
+        None => OpenFileOptions::new().open_file(path),
+    })
+    .map_err(|_| "the DICOM parser failed on malformed data".to_string())?
+    .map_err(|e| format!("not a readable DICOM file: {e}"))
+}
+
 /// Whether a DICOM file's data set is implicit VR under an explicit-VR little-endian transfer syntax.
 pub(crate) fn implicit_despite_meta(bytes: &[u8]) -> Option<String> {
     let (pos, ts) = file_meta(bytes).ok()?;

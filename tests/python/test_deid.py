@@ -514,6 +514,22 @@ PARSER_LIMITS = {"MR_truncated.dcm", "rtplan_truncated.dcm", "UN_sequence.dcm", 
 
 # --- in builds ---
 
+def deid_data_needles(files):
+    """The values of every Table E.1-1 attribute in deid-data's files that could identify: at least 5 characters,
+    and not made only of the Clean Descriptors vocabulary (which the option keeps by design)."""
+    words = {w.lower() for l in (REPO / "crates/medgrain-deid/data/descriptor_words.txt").read_text().splitlines()
+             if not l.startswith("#") for w in l.split()}
+    rows = table_rows()
+    out = set()
+    for f in files:
+        for _, v in identifying_pairs(pydicom.dcmread(f), rows):
+            v = v.strip()
+            tokens = [t for t in re.split(r"[^A-Za-z0-9+/-]+", v) if t]
+            if len(v) >= 5 and not all(t.lower() in words or (t.isdigit() and len(t) <= 3) for t in tokens):
+                out.add(v)
+    return sorted(out)
+
+
 class Recorder:
     """An HTTP proxy in front of `medgrain mock-server` that keeps every request body."""
 
@@ -565,6 +581,19 @@ def test_build_with_openai_leaks_nothing(medgrain_bin, tmp_path, recorder):
     # neutral file names here (rows record source paths as given; `medgrain deid` names files by UID)
     for k in range(3):
         (tmp_path / f"in/ct/QUIXOTE_ZEBULON_{k:03d}.dcm").rename(tmp_path / f"in/ct/img_{k:03d}.dcm")
+    # deid-data's PHI files, under neutral names, as a second source
+    import deid_data
+    phi_files = sorted(Path(deid_data.__file__).parent.rglob("*.dcm"))
+    (tmp_path / "in/phi").mkdir()
+    for k, f in enumerate(phi_files):
+        ds = pydicom.dcmread(f)
+        if ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7":
+            # secondary captures are excluded as burned-in risks; relabelled as CT (every identifying attribute kept)
+            # so that their headers go through the profile and into the prompts
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+            ds.Modality = "CT"
+        ds.save_as(tmp_path / f"in/phi/f{k:02d}.dcm")
+    phi_values = deid_data_needles(phi_files)
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"""
 [output]
@@ -574,6 +603,12 @@ name = "hospital"
 kind = "image-folder"
 root = "{tmp_path / 'in'}"
 images = "ct/*.dcm"
+deid = true
+[[source]]
+name = "deid-data"
+kind = "image-folder"
+root = "{tmp_path / 'in'}"
+images = "phi/*.dcm"
 deid = true
 [generator]
 kind = "openai"
@@ -585,21 +620,31 @@ by = "patient"
     out = tmp_path / "out"
     r = subprocess.run([medgrain_bin, "build", str(cfg), "--out", str(out)], capture_output=True, text=True,
                        env={**ENV, "MEDGRAIN_LOG": "debug"})
-    assert r.returncode == 1, r.stderr  # the ultrasound file is an error line
-    assert len(recorder.bodies) == 3
+    assert r.returncode == 1, r.stderr  # the ultrasound files are error lines
     assert (out / "cache/requests.sqlite").is_file()  # the request cache is searched with the rest of OUT
     errors = [json.loads(l) for l in (out / "errors.jsonl").read_text().splitlines()]
-    assert [(e["stage"], Path(e["source_path"]).name) for e in errors] == [("deid", "us.dcm")]
+    us_phi = [f"f{k:02d}.dcm" for k, f in enumerate(phi_files) if "ultrasound" in str(f)]
+    assert sorted((e["stage"], Path(e["source_path"]).name) for e in errors) == \
+        sorted([("deid", "us.dcm")] + [("deid", n) for n in us_phi])
     found = leaks(out, [("stdout", r.stdout), ("log", r.stderr)]
                   + [(f"request {i}", b) for i, b in enumerate(recorder.bodies)])
     assert found == []
+    # deid-data's own identifying values (every Table E.1-1 value of its files), nowhere either
+    texts = [("stdout", r.stdout), ("log", r.stderr)] + [(f"request {i}", b) for i, b in enumerate(recorder.bodies)]
+    for p, b in all_bytes(out):
+        texts.append((str(p), b.decode("latin-1")))
+        if p.suffix == ".parquet":
+            texts.append((str(p) + " (decoded)", json.dumps(pq.read_table(p).to_pylist(), default=str)))
+    hits = sorted({(v, where) for where, t in texts for v in phi_values if v in t})
+    assert hits == [], hits[:20]
     rows = [x for p in sorted((out / "triplets").rglob("*.parquet")) for x in pq.read_table(p).to_pylist()]
-    assert len(rows) == 3
-    for row in rows:
+    assert len(rows) == 3 + len(phi_files) - len(us_phi) == len(recorder.bodies)
+    for row in [x for x in rows if x["source"] == "hospital"]:
         # the caption gains what the header says, cleaned: study description without the name, age and sex
         assert 'DICOM header: study "CT CHEST"; series "AXIAL protocol"; body part CHEST; patient 47-year-old ' \
                'female.' in row["coarse_caption"], row["coarse_caption"]
-    assert all('study \\"CT CHEST\\"' in b for b in recorder.bodies)
+    assert sum('study \\"CT CHEST\\"' in b for b in recorder.bodies) == 3
+    print([x["coarse_caption"] for x in rows if x["source"] == "deid-data"])
     # one patient, one split (the pseudonymous PatientID is the key)
     assert len({row["split"] for row in rows}) == 1
 

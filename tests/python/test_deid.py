@@ -283,6 +283,13 @@ def test_options_shift_dates_and_keep_patient_characteristics(medgrain_bin, tmp_
     shifts = set()
     for n in news:
         assert [c.CodeValue for c in n.DeidentificationMethodCodeSequence] == ["113100", "113107", "113108"]
+        # the meanings as DICOM's CID 7050 gives them (pydicom's code dictionary)
+        from pydicom.sr.codedict import codes
+        want = [codes.DCM.BasicApplicationConfidentialityProfile,
+                codes.DCM.RetainLongitudinalTemporalInformationModifiedDatesOption,
+                codes.DCM.RetainPatientCharacteristicsOption]
+        assert [(c.CodeValue, c.CodeMeaning) for c in n.DeidentificationMethodCodeSequence] == \
+            [(w.value, w.meaning) for w in want]
         assert n.LongitudinalTemporalInformationModified == "MODIFIED"
         # one shift for the patient: intervals kept, times kept (whole days)
         shift = (d(n.StudyDate) - d(PLANTED["StudyDate"])).days
@@ -296,6 +303,22 @@ def test_options_shift_dates_and_keep_patient_characteristics(medgrain_bin, tmp_
     assert len(shifts) == 1
     # times of day are kept by the option (only dates move); nothing else planted survives
     assert {n for _, n in leaks(out, skip=("deid.jsonl",))} <= {PLANTED["StudyTime"]}
+
+
+def test_clean_descriptors_keep_only_imaging_words(medgrain_bin, tmp_path):
+    make_study(tmp_path / "in", n=1)
+    out = tmp_path / "out"
+    r = run_deid(medgrain_bin, [tmp_path / "in"], out, "--clean-descriptors", "--log-dir", tmp_path / "logs")
+    assert r.returncode == 0, r.stderr
+    from pydicom.sr.codedict import codes
+    for x in outcomes(tmp_path / "logs"):
+        n = pydicom.dcmread(out / x["output"])
+        assert [c.CodeValue for c in n.DeidentificationMethodCodeSequence] == \
+            ["113100", codes.DCM.CleanDescriptorsOption.value]
+        if "seg" not in x["input"]:
+            # "CT CHEST for Quixote cohort" / "AXIAL Hildegard protocol": the names go, the imaging words stay
+            assert (n.StudyDescription, n.SeriesDescription) == ("CT CHEST", "AXIAL protocol")
+    assert leaks(out) == []
 
 
 def test_burned_in_text_is_excluded_unless_allowed(medgrain_bin, tmp_path):

@@ -52,6 +52,8 @@ export MEDSPACY_PYTHON="$MSVENV/bin/python"
 command -v cmake >/dev/null || apt_install cmake
 # dciodvfy (dicom3tools): the DICOM validator test_deid.py runs on de-identified files and their inputs.
 command -v dciodvfy >/dev/null || apt_install dicom3tools
+# Chromium and its WebDriver for the browser tests (test_inspect_html.py), driven by selenium without any download.
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || apt_install chromium chromium-driver
 # A single-node Slurm cluster for tests/python/test_slurm.py (the test starts and stops slurmctld and slurmd itself).
 { command -v slurmctld >/dev/null && command -v munged >/dev/null; } || apt_install slurm-wlm munge
 

@@ -10,6 +10,7 @@ pub mod dicom_meta;
 pub mod engine;
 pub mod generator;
 pub mod inspect;
+pub mod inspect_html;
 pub mod knowledge;
 pub mod recipes;
 pub mod rois;

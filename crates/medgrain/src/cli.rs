@@ -349,9 +349,12 @@ pub(crate) struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// How many rows to show in full.
-    #[arg(long, default_value_t = 3)]
-    pub samples: usize,
+    /// How many rows to show in full (with --html: in the gallery; default 24 there).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Write a self-contained HTML report (plots, QC, a gallery with ROI outlines) to this file instead.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

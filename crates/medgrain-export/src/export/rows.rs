@@ -66,28 +66,53 @@ pub fn for_each_row(path: &Path, f: &mut dyn FnMut(TripletRow) -> Result<()>) ->
     let reader = SerializedFileReader::new(file).map_err(|e| perr(path, e))?;
     for row in reader.get_row_iter(None).map_err(|e| perr(path, e))? {
         let row = row.map_err(|e| perr(path, e))?;
-        let mut fields = Map::new();
-        let mut image = Vec::new();
-        for (name, field) in row.get_column_iter() {
-            if name == "image" {
-                if let Field::Group(g) = field {
-                    for (n, f) in g.get_column_iter() {
-                        match (n.as_str(), f) {
-                            ("bytes", Field::Bytes(b)) => image = b.data().to_vec(),
-                            ("path", Field::Str(s)) => {
-                                fields.insert("image_path".into(), Value::String(s.clone()));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                continue;
-            }
-            fields.insert(name.clone(), to_json(field));
-        }
-        f(TripletRow { image, fields })?;
+        f(triplet_row(&row))?;
     }
     Ok(())
+}
+
+fn triplet_row(row: &parquet::record::Row) -> TripletRow {
+    let mut fields = Map::new();
+    let mut image = Vec::new();
+    for (name, field) in row.get_column_iter() {
+        if name == "image" {
+            if let Field::Group(g) = field {
+                for (n, f) in g.get_column_iter() {
+                    match (n.as_str(), f) {
+                        ("bytes", Field::Bytes(b)) => image = b.data().to_vec(),
+                        ("path", Field::Str(s)) => {
+                            fields.insert("image_path".into(), Value::String(s.clone()));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            continue;
+        }
+        fields.insert(name.clone(), to_json(field));
+    }
+    TripletRow { image, fields }
+}
+
+/// The first `n` rows of a Parquet file (as [`for_each_row`] gives them), reading no further.
+pub fn first_rows(path: &Path, n: usize) -> Result<Vec<TripletRow>> {
+    let mut out = Vec::new();
+    if n == 0 {
+        return Ok(out);
+    }
+    let file = std::fs::File::open(path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(file).map_err(|e| perr(path, e))?;
+    for row in reader.get_row_iter(None).map_err(|e| perr(path, e))? {
+        let row = row.map_err(|e| perr(path, e))?;
+        out.push(triplet_row(&row));
+        if out.len() >= n {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// A Parquet record field as JSON (numbers as numbers, groups as objects, lists as arrays).

@@ -6,8 +6,31 @@ use medgrain_pipeline::inspect;
 use std::process::ExitCode;
 
 pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
-    let InspectArgs { dir, json, samples } = args;
-    let ins = inspect::inspect(&dir, samples)?;
+    let InspectArgs {
+        dir,
+        json,
+        samples,
+        html,
+    } = args;
+    if let Some(file) = html {
+        let s = medgrain_pipeline::inspect_html::write_html(&dir, &file, samples.unwrap_or(24))?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(&s).map_err(|e| CliError::Internal(e.to_string()))?
+            );
+        } else {
+            println!(
+                "medgrain inspect: {} ({} plots, {} gallery samples, {:.1} MB)",
+                file.display(),
+                s.plots,
+                s.gallery,
+                s.bytes as f64 / 1e6
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ins = inspect::inspect(&dir, samples.unwrap_or(3))?;
     if json {
         println!(
             "{}",

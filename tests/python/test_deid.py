@@ -464,6 +464,16 @@ def test_real_phi_files_against_dicognito_and_dciodvfy(medgrain_bin, tmp_path):
                 ours_kept.add((path[-1], value))
             if value_at(theirs, path) == value:
                 theirs_kept.add(path[-1])
+    # free text inside sequences the table marks D (an SR's Content Sequence): not in the table itself, replaced
+    sr_texts = 0
+    for x in written:
+        src = pydicom.dcmread(x["input"])
+        texts = {e.value for e in src.iterall() if e.tag == 0x0040A160 and len(str(e.value)) >= 4}
+        body = (out / x["output"]).read_bytes()
+        for t in texts:
+            sr_texts += 1
+            assert str(t).encode() not in body, (x["input"], t)
+    assert sr_texts >= 5, sr_texts
     print(f"{checked} identifying attribute values in {len(written)} files; dicognito kept "
           f"{len(theirs_kept)} attributes unchanged: {sorted(theirs_kept)}")
     assert checked > 1000

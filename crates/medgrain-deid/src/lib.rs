@@ -115,6 +115,7 @@ impl Deidentifier {
             opts: self.options,
             shift_days: self.keys.date_shift_days(&patient),
             applied: Applied::default(),
+            in_dummied_sequence: false,
         };
         let mut out = run.data_set(obj);
         profile::mark(&mut out, &self.options, table::edition());

@@ -64,6 +64,9 @@ pub(crate) struct Run<'a> {
     pub opts: Options,
     pub shift_days: i64,
     pub applied: Applied,
+    /// Inside a sequence the table marks D (Content Sequence, Graphic Annotation Sequence, …): its free text and
+    /// person names are replaced too, its coded entries kept.
+    pub in_dummied_sequence: bool,
 }
 
 const PATIENT_ID: Tag = Tag(0x0010, 0x0020);
@@ -131,6 +134,9 @@ impl Run<'_> {
             ));
         }
         let Some(row) = self.table.get(tag.group(), tag.element()) else {
+            if self.in_dummied_sequence && matches!(elt.vr(), VR::LT | VR::ST | VR::UT | VR::UC | VR::PN) {
+                return Some(self.dummy(elt));
+            }
             return Some(self.recurse(elt));
         };
         let (code, by) = self.effective(row);
@@ -270,7 +276,12 @@ impl Run<'_> {
     fn dummy(&mut self, elt: InMemElement) -> InMemElement {
         let (tag, vr) = (elt.tag(), elt.vr());
         let value = match vr {
-            VR::SQ => return self.recurse(elt),
+            VR::SQ => {
+                let outer = std::mem::replace(&mut self.in_dummied_sequence, true);
+                let e = self.recurse(elt);
+                self.in_dummied_sequence = outer;
+                return e;
+            }
             VR::UI => return self.uids(elt),
             VR::DA => PrimitiveValue::from("19000101"),
             VR::DT => PrimitiveValue::from("19000101000000"),

@@ -160,35 +160,6 @@ fn safe(s: &str) -> String {
         .collect()
 }
 
-/// The crack boundary of a row-major mask: every pixel edge between a set pixel and an unset one (or the border),
-/// as an SVG path in pixel coordinates.
-pub fn outline_path(mask: &[bool], h: usize, w: usize) -> String {
-    let at = |r: isize, c: isize| {
-        r >= 0 && c >= 0 && (r as usize) < h && (c as usize) < w && mask[r as usize * w + c as usize]
-    };
-    let mut d = String::new();
-    for r in 0..h as isize {
-        for c in 0..w as isize {
-            if !at(r, c) {
-                continue;
-            }
-            if !at(r - 1, c) {
-                let _ = write!(d, "M{c} {r}h1");
-            }
-            if !at(r + 1, c) {
-                let _ = write!(d, "M{c} {}h1", r + 1);
-            }
-            if !at(r, c - 1) {
-                let _ = write!(d, "M{c} {r}v1");
-            }
-            if !at(r, c + 1) {
-                let _ = write!(d, "M{} {r}v1", c + 1);
-            }
-        }
-    }
-    d
-}
-
 const COLOURS: [&str; 6] = ["#ef2929", "#fcaf3e", "#8ae234", "#729fcf", "#ad7fa8", "#e9b96e"];
 
 fn gallery_item(row: &TripletRow, out: &mut String) {
@@ -223,7 +194,7 @@ fn gallery_item(row: &TripletRow, out: &mut String) {
                     "<path class=\"roi\" data-label=\"{}\" d=\"{}\" stroke=\"{colour}\" stroke-width=\"1\" fill=\"none\" \
                      vector-effect=\"non-scaling-stroke\"/>",
                     esc(label),
-                    outline_path(&mask, mh, mw)
+                    medgrain_roi::rle::outline_path(&mask, mh, mw)
                 );
             }
         }

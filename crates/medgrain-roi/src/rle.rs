@@ -94,6 +94,36 @@ fn string_to_counts(s: &str) -> Result<Vec<i64>, RoiError> {
     Ok(counts)
 }
 
+/// The crack boundary of a row-major mask: every pixel edge between a set pixel and an unset one (or the border),
+/// as an SVG path in pixel coordinates.
+pub fn outline_path(mask: &[bool], h: usize, w: usize) -> String {
+    use std::fmt::Write;
+    let at = |r: isize, c: isize| {
+        r >= 0 && c >= 0 && (r as usize) < h && (c as usize) < w && mask[r as usize * w + c as usize]
+    };
+    let mut d = String::new();
+    for r in 0..h as isize {
+        for c in 0..w as isize {
+            if !at(r, c) {
+                continue;
+            }
+            if !at(r - 1, c) {
+                let _ = write!(d, "M{c} {r}h1");
+            }
+            if !at(r + 1, c) {
+                let _ = write!(d, "M{c} {}h1", r + 1);
+            }
+            if !at(r, c - 1) {
+                let _ = write!(d, "M{c} {r}v1");
+            }
+            if !at(r, c + 1) {
+                let _ = write!(d, "M{} {r}v1", c + 1);
+            }
+        }
+    }
+    d
+}
+
 /// Decodes to a row-major boolean mask of `size[0] × size[1]`.
 pub fn decode(rle: &MaskRle) -> Result<Vec<bool>, RoiError> {
     let (h, w) = (rle.size[0], rle.size[1]);

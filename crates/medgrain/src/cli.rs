@@ -86,6 +86,8 @@ pub(crate) enum Command {
     Dedup(DedupArgs),
     /// The 64-bit perceptual hash (imagehash's pHash) of image files, one "HASH  FILE" line each
     Phash(PhashArgs),
+    /// Review a dataset in the browser: accept / edit / reject rows (decisions in DIR/review.sqlite)
+    Review(ReviewArgs),
     /// De-identify DICOM files by the PS3.15 Basic Application Level Confidentiality Profile (never over the input)
     Deid(DeidArgs),
     /// Score a model on a dataset by a published protocol: medical VQA, 3D grounding, reports
@@ -621,4 +623,19 @@ pub(crate) struct DeidArgs {
     /// linkage record: keep them apart from a folder that will be shared.
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct ReviewArgs {
+    /// A built dataset (triplets).
+    pub dir: PathBuf,
+    /// Port (0: any free port; the URL is printed).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Address to listen on. Anything but loopback exposes the dataset to the network: a warning is printed.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Name recorded with every decision (default: $USER).
+    #[arg(long)]
+    pub reviewer: Option<String>,
 }

@@ -73,6 +73,7 @@ fn run(cli: Cli) -> Result<ExitCode, error::CliError> {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Verify(a) => commands::verify::run(a),
         Command::Deid(a) => commands::deid::run(a),
+        Command::Review(a) => commands::review::run(a),
         Command::Eval { action } => commands::eval::run(action),
         Command::Export(a) => commands::export::run(a),
         Command::Dedup(a) => commands::dedup::run(a),

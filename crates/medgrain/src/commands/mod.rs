@@ -16,6 +16,7 @@ pub(crate) mod probe;
 pub(crate) mod render;
 pub(crate) mod reorient;
 pub(crate) mod report;
+pub(crate) mod review;
 pub(crate) mod rois;
 pub(crate) mod synth;
 pub(crate) mod verify;

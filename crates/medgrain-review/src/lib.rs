@@ -1,0 +1,593 @@
+//! `medgrain review DIR`: a local web app for looking at a built dataset and deciding on its rows. A random token
+//! in the printed URL (kept in a cookie after the first visit) guards every request; pages are rendered on the
+//! server with every dataset string HTML-escaped; decisions go to `DIR/review.sqlite` ([`store`]). Nothing is served
+//! by file name: samples and images are looked up by row id in an index of the dataset's Parquet parts, so no path
+//! from a request ever reaches the file system.
+
+pub mod store;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use medgrain_export::export::rows::{first_rows, parts, TripletRow};
+use medgrain_export::read::{triplet_summaries, TripletSummary};
+use medgrain_records::MaskRle;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// DIR cannot be reviewed (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Rows per grid page.
+pub const PAGE: usize = 48;
+
+const COOKIE: &str = "medgrain_review";
+
+struct Dataset {
+    parts: Vec<PathBuf>,
+    summaries: Vec<TripletSummary>,
+    /// id → (part, row within the part, position in `summaries`)
+    index: HashMap<String, (usize, usize, usize)>,
+}
+
+pub struct AppState {
+    token: String,
+    reviewer: String,
+    data: Dataset,
+    store: Mutex<store::Store>,
+}
+
+/// Opens DIR for review: every part's summary columns are read once (no images); `review.sqlite` is created.
+pub fn open(dir: &Path, token: String, reviewer: String) -> Result<Arc<AppState>, ReviewError> {
+    let ps = parts(dir, "triplets").map_err(|e| ReviewError::Io(e.to_string()))?;
+    if !dir.join("manifest.json").is_file() || ps.is_empty() {
+        return Err(ReviewError::Usage(format!(
+            "{}: not a medgrain triplet dataset (needs manifest.json and triplets/*.parquet)",
+            dir.display()
+        )));
+    }
+    let mut summaries = Vec::new();
+    let mut index = HashMap::new();
+    for (k, p) in ps.iter().enumerate() {
+        let s = triplet_summaries(p).map_err(|e| ReviewError::Io(e.to_string()))?;
+        for (r, row) in s.into_iter().enumerate() {
+            index.insert(row.id.clone(), (k, r, summaries.len()));
+            summaries.push(row);
+        }
+    }
+    let store = store::Store::open(&dir.join("review.sqlite"))
+        .map_err(|e| ReviewError::Io(format!("{}: {e}", dir.join("review.sqlite").display())))?;
+    Ok(Arc::new(AppState {
+        token,
+        reviewer,
+        data: Dataset {
+            parts: ps,
+            summaries,
+            index,
+        },
+        store: Mutex::new(store),
+    }))
+}
+
+/// The router: every route behind the token check.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(grid))
+        .route("/sample/{id}", get(sample))
+        .route("/image/{id}", get(image))
+        .route("/api/decide", post(decide))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+fn cookie_token(h: &HeaderMap) -> Option<String> {
+    let c = h.get(header::COOKIE)?.to_str().ok()?;
+    c.split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+fn eq_const(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 403 unless the request carries the token (query `token=` or the cookie); a valid query token sets the cookie.
+async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+        .map(str::to_string);
+    let ok_query = from_query.as_deref().is_some_and(|t| eq_const(t, &st.token));
+    let ok_cookie = cookie_token(req.headers()).is_some_and(|t| eq_const(&t, &st.token));
+    if !(ok_query || ok_cookie) {
+        return (StatusCode::FORBIDDEN, "forbidden: open the URL medgrain review printed").into_response();
+    }
+    let mut resp = next.run(req).await;
+    if ok_query && !ok_cookie {
+        if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", st.token)) {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+    }
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+        ),
+    );
+    resp
+}
+
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Percent-encoding for a query value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+pub struct Filter {
+    modality: Option<String>,
+    organ: Option<String>,
+    source: Option<String>,
+    qc: Option<String>,
+    split: Option<String>,
+    decision: Option<String>,
+    page: Option<usize>,
+}
+
+impl Filter {
+    fn matches(&self, s: &TripletSummary, decision: Option<&str>) -> bool {
+        let want = |f: &Option<String>, v: Option<&str>| f.as_deref().is_none_or(|f| f.is_empty() || Some(f) == v);
+        want(&self.modality, s.modality.as_deref())
+            && want(&self.organ, s.organ.as_deref())
+            && want(&self.source, Some(&s.source))
+            && want(&self.split, s.split.as_deref())
+            && self
+                .qc
+                .as_deref()
+                .is_none_or(|q| q.is_empty() || s.qc_flags.iter().any(|f| f.split(':').next() == Some(q)))
+            && self
+                .decision
+                .as_deref()
+                .is_none_or(|d| d.is_empty() || d == decision.unwrap_or("undecided"))
+    }
+
+    fn query(&self) -> String {
+        let mut q = String::new();
+        for (k, v) in [
+            ("modality", &self.modality),
+            ("organ", &self.organ),
+            ("source", &self.source),
+            ("qc", &self.qc),
+            ("split", &self.split),
+            ("decision", &self.decision),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                let _ = write!(q, "&{k}={}", enc(v));
+            }
+        }
+        q
+    }
+}
+
+fn decisions(st: &AppState) -> HashMap<String, (String, Option<String>)> {
+    st.store.lock().ok().and_then(|s| s.latest().ok()).unwrap_or_default()
+}
+
+/// The ids passing the filter, in dataset order.
+fn filtered(st: &AppState, f: &Filter, dec: &HashMap<String, (String, Option<String>)>) -> Vec<usize> {
+    (0..st.data.summaries.len())
+        .filter(|&i| {
+            let s = &st.data.summaries[i];
+            f.matches(s, dec.get(&s.id).map(|d| d.0.as_str()))
+        })
+        .collect()
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{}</title><style>{CSS}</style></head>\
+         <body>{body}</body></html>",
+        esc(title)
+    ))
+}
+
+async fn grid(State(st): State<Arc<AppState>>, Query(f): Query<Filter>) -> Html<String> {
+    let dec = decisions(&st);
+    let ids = filtered(&st, &f, &dec);
+    let pages = ids.len().div_ceil(PAGE).max(1);
+    let p = f.page.unwrap_or(0).min(pages - 1);
+    let mut body = String::from("<h1>medgrain review</h1><form method=\"get\" class=\"filters\">");
+    let options = |pick: &dyn Fn(&TripletSummary) -> Vec<String>| -> BTreeSet<String> {
+        st.data.summaries.iter().flat_map(pick).collect()
+    };
+    let selects: [(&str, BTreeSet<String>, &Option<String>); 6] = [
+        (
+            "modality",
+            options(&|s| s.modality.iter().cloned().collect()),
+            &f.modality,
+        ),
+        ("organ", options(&|s| s.organ.iter().cloned().collect()), &f.organ),
+        ("source", options(&|s| vec![s.source.clone()]), &f.source),
+        (
+            "qc",
+            options(&|s| {
+                s.qc_flags
+                    .iter()
+                    .map(|q| q.split(':').next().unwrap_or(q).to_string())
+                    .collect()
+            }),
+            &f.qc,
+        ),
+        ("split", options(&|s| s.split.iter().cloned().collect()), &f.split),
+        (
+            "decision",
+            ["accepted", "rejected", "edited", "undecided"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            &f.decision,
+        ),
+    ];
+    for (name, opts, cur) in selects {
+        let _ = write!(
+            body,
+            "<label>{name} <select name=\"{name}\"><option value=\"\">any</option>"
+        );
+        for o in opts {
+            let sel = if cur.as_deref() == Some(o.as_str()) {
+                " selected"
+            } else {
+                ""
+            };
+            let _ = write!(body, "<option value=\"{}\"{sel}>{}</option>", esc(&o), esc(&o));
+        }
+        body.push_str("</select></label> ");
+    }
+    let _ = write!(
+        body,
+        "<button type=\"submit\">filter</button></form><p class=\"count\">{} rows · page {} of {pages}</p><div class=\"grid\">",
+        ids.len(),
+        p + 1
+    );
+    for &i in ids.iter().skip(p * PAGE).take(PAGE) {
+        let s = &st.data.summaries[i];
+        let d = dec.get(&s.id).map(|d| d.0.as_str()).unwrap_or("undecided");
+        let _ = write!(
+            body,
+            "<a class=\"cell {d}\" href=\"/sample/{id}?{q}\"><img loading=\"lazy\" alt=\"\" src=\"/image/{id}\"><span>{}</span>\
+             <span>{} · {} · {}</span><span class=\"decision\">{d}</span></a>",
+            esc(&s.id[..s.id.len().min(12)]),
+            esc(s.modality.as_deref().unwrap_or("?")),
+            esc(s.organ.as_deref().unwrap_or("?")),
+            esc(&s.source),
+            id = esc(&s.id),
+            q = esc(f.query().trim_start_matches('&')),
+        );
+    }
+    body.push_str("</div><p class=\"pager\">");
+    if p > 0 {
+        let _ = write!(body, "<a href=\"/?page={}{}\">previous</a> ", p - 1, esc(&f.query()));
+    }
+    if p + 1 < pages {
+        let _ = write!(body, "<a href=\"/?page={}{}\">next</a>", p + 1, esc(&f.query()));
+    }
+    body.push_str("</p>");
+    page("medgrain review", &body)
+}
+
+fn row(st: &AppState, id: &str) -> Option<TripletRow> {
+    let &(part, r, _) = st.data.index.get(id)?;
+    first_rows(&st.data.parts[part], r + 1).ok()?.into_iter().nth(r)
+}
+
+async fn image(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
+    match row(&st, &id) {
+        Some(r) => {
+            let mime = match medgrain_export::export::rows::image_ext(&r.image) {
+                Some("jpg") => "image/jpeg",
+                Some("tif") => "image/tiff",
+                _ => "image/png",
+            };
+            ([(header::CONTENT_TYPE, mime)], Body::from(r.image)).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such sample").into_response(),
+    }
+}
+
+const COLOURS: [&str; 6] = ["#ff0000", "#ffa500", "#00ff00", "#00bfff", "#ff00ff", "#ffff00"];
+const SECTIONS: [&str; 5] = [
+    "modality",
+    "organ_detection",
+    "roi_analysis",
+    "lesion_texture",
+    "local_global",
+];
+
+async fn sample(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, Query(f): Query<Filter>) -> Response {
+    let Some(r) = row(&st, &id) else {
+        return (StatusCode::NOT_FOUND, "no such sample").into_response();
+    };
+    let dec = decisions(&st);
+    let ids = filtered(&st, &f, &dec);
+    let at = ids.iter().position(|&i| st.data.summaries[i].id == id);
+    let neighbour = |d: isize| {
+        at.and_then(|k| k.checked_add_signed(d))
+            .and_then(|k| ids.get(k))
+            .map(|&i| st.data.summaries[i].id.clone())
+            .unwrap_or_default()
+    };
+    let (w, h) = (r.int("width").unwrap_or(1).max(1), r.int("height").unwrap_or(1).max(1));
+    let current = dec.get(&id);
+    let sections: serde_json::Map<String, Value> = match current {
+        Some((d, Some(after))) if d == "edited" => serde_json::from_str(after).unwrap_or_default(),
+        _ => r
+            .fields
+            .get("sections")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<p class=\"nav\"><a href=\"/?{q}\">grid</a> · keys: <b>a</b> accept, <b>r</b> reject, <b>e</b> edit, \
+         <b>j</b>/<b>k</b> next/previous</p><h1>{}</h1><p>{} · {} · {} · decision: <b id=\"decision\">{}</b></p>\
+         <div class=\"sample\"><div class=\"frame\" style=\"width:{}px;aspect-ratio:{w}/{h}\"><img id=\"image\" alt=\"sample\" \
+         src=\"/image/{}\"><svg class=\"rois\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"none\">",
+        esc(&id),
+        esc(r.str("modality").unwrap_or("?")),
+        esc(r.str("organ").unwrap_or("?")),
+        esc(r.str("source").unwrap_or("?")),
+        esc(current.map(|c| c.0.as_str()).unwrap_or("undecided")),
+        (w * 512 / w.max(h)).max(256),
+        esc(&id),
+        q = esc(f.query().trim_start_matches('&')),
+    );
+    let mut facts = String::new();
+    for (k, roi) in r.rois().iter().enumerate() {
+        let label = roi.get("label").and_then(Value::as_str).unwrap_or("");
+        let colour = COLOURS[k % COLOURS.len()];
+        if let Some(rle) = roi
+            .get("mask_rle")
+            .and_then(|m| serde_json::from_value::<MaskRle>(m.clone()).ok())
+        {
+            if let Ok(mask) = medgrain_roi::rle::decode(&rle) {
+                let (mh, mw) = (rle.size[0].max(0) as usize, rle.size[1].max(0) as usize);
+                let _ = write!(
+                    b,
+                    "<path id=\"roi-{k}\" class=\"roi\" d=\"{}\" stroke=\"{colour}\" stroke-width=\"1\" fill=\"none\" \
+                     vector-effect=\"non-scaling-stroke\" shape-rendering=\"crispEdges\"/>",
+                    medgrain_roi::rle::outline_path(&mask, mh, mw)
+                );
+            }
+        }
+        let _ = write!(
+            facts,
+            "<li><label><input type=\"checkbox\" checked data-roi=\"roi-{k}\"> <span class=\"swatch\" \
+             style=\"background:{colour}\"></span><span class=\"label\">{}</span></label> — {} px, {}, bbox {}</li>",
+            esc(label),
+            roi.get("area_px").and_then(Value::as_i64).unwrap_or(0),
+            esc(roi.get("position").and_then(Value::as_str).unwrap_or("")),
+            esc(&roi.get("bbox_xyxy").map(|v| v.to_string()).unwrap_or_default()),
+        );
+    }
+    let _ = write!(
+        b,
+        "</svg></div><div class=\"side\"><h2>ROIs</h2><ul class=\"facts\">{facts}</ul>"
+    );
+    let flags: Vec<String> = r
+        .fields
+        .get("qc")
+        .and_then(|q| q.get("flags"))
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_str).map(esc).collect())
+        .unwrap_or_default();
+    let _ = write!(
+        b,
+        "<h2>QC</h2><p class=\"qc\">{}</p>",
+        if flags.is_empty() {
+            "no flags".into()
+        } else {
+            flags.join(", ")
+        }
+    );
+    b.push_str("<h2>Sections</h2><form id=\"sections\">");
+    for k in SECTIONS {
+        let t = sections.get(k).and_then(Value::as_str).unwrap_or("");
+        let _ = write!(
+            b,
+            "<label>{}<textarea name=\"{k}\" rows=\"3\" readonly>{}</textarea></label>",
+            esc(&k.replace('_', " ")),
+            esc(t)
+        );
+    }
+    b.push_str("<button type=\"button\" id=\"save\" disabled>save edit (ctrl+enter)</button></form><h2>Knowledge</h2><ul class=\"knowledge\">");
+    for kref in r
+        .fields
+        .get("knowledge")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            b,
+            "<li><b>{}</b> {}</li>",
+            esc(kref.get("id").and_then(Value::as_str).unwrap_or("")),
+            esc(kref.get("text").and_then(Value::as_str).unwrap_or(""))
+        );
+    }
+    let before = serde_json::to_string(&sections).unwrap_or_default();
+    let _ = write!(
+        b,
+        "</ul></div></div><script>const TOKEN={}, ME={}, NEXT={}, PREV={}, Q={}, BEFORE={};{JS}</script>",
+        js_str(&st.token),
+        js_str(&id),
+        js_str(&neighbour(1)),
+        js_str(&neighbour(-1)),
+        js_str(f.query().trim_start_matches('&')),
+        js_str(&before),
+    );
+    page(&format!("sample {id}"), &b).into_response()
+}
+
+/// A JSON string literal safe inside a <script> element.
+fn js_str(s: &str) -> String {
+    serde_json::to_string(s)
+        .unwrap_or_else(|_| "\"\"".into())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+#[derive(Deserialize)]
+struct Decide {
+    id: String,
+    decision: String,
+    sections: Option<serde_json::Map<String, Value>>,
+}
+
+/// POST /api/decide: the token also in the `x-review-token` header (a cross-site form cannot set it).
+async fn decide(State(st): State<Arc<AppState>>, headers: HeaderMap, Json(d): Json<Decide>) -> Response {
+    let header_ok = headers
+        .get("x-review-token")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| eq_const(t, &st.token));
+    if !header_ok {
+        return (StatusCode::FORBIDDEN, "forbidden").into_response();
+    }
+    let Some(r) = row(&st, &d.id) else {
+        return (StatusCode::NOT_FOUND, "no such sample").into_response();
+    };
+    if !matches!(d.decision.as_str(), "accepted" | "rejected" | "edited") {
+        return (StatusCode::BAD_REQUEST, "decision: accepted, rejected or edited").into_response();
+    }
+    let original = r.fields.get("sections").cloned().unwrap_or(Value::Null).to_string();
+    let after = match (&d.decision[..], &d.sections) {
+        ("edited", Some(s)) => {
+            if s.keys().any(|k| !SECTIONS.contains(&k.as_str())) || s.values().any(|v| !v.is_string()) {
+                return (StatusCode::BAD_REQUEST, "sections: the five section names, text values").into_response();
+            }
+            Some(Value::Object(s.clone()).to_string())
+        }
+        ("edited", None) => return (StatusCode::BAD_REQUEST, "an edit needs sections").into_response(),
+        _ => None,
+    };
+    let res = st
+        .store
+        .lock()
+        .map_err(|_| "store poisoned".to_string())
+        .and_then(|mut s| {
+            s.decide(&d.id, &d.decision, &st.reviewer, Some(&original), after.as_deref())
+                .map_err(|e| e.to_string())
+        });
+    match res {
+        Ok(()) => Json(serde_json::json!({"ok": true})).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+/// Accepted and edited rows: id → the sections to export (the edit's, or `None` to keep the row's).
+pub fn accepted(dir: &Path) -> Result<BTreeMap<String, Option<String>>, ReviewError> {
+    let path = dir.join("review.sqlite");
+    if !path.is_file() {
+        return Err(ReviewError::Usage(format!(
+            "{}: no review.sqlite (run medgrain review first)",
+            dir.display()
+        )));
+    }
+    let s = store::Store::open(&path).map_err(|e| ReviewError::Io(e.to_string()))?;
+    Ok(s.latest()
+        .map_err(|e| ReviewError::Io(e.to_string()))?
+        .into_iter()
+        .filter(|(_, (d, _))| d != "rejected")
+        .map(|(k, (d, a))| (k, if d == "edited" { a } else { None }))
+        .collect())
+}
+
+/// Serves until the process is stopped.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+const JS: &str = r##"
+function go(id) { if (id) location.href = "/sample/" + encodeURIComponent(id) + (Q ? "?" + Q : ""); }
+async function decide(decision, sections) {
+  const r = await fetch("/api/decide", {method: "POST", headers: {"Content-Type": "application/json",
+      "x-review-token": TOKEN}, body: JSON.stringify({id: ME, decision, sections})});
+  if (!r.ok) { alert("not saved: " + r.status); return false; }
+  document.getElementById("decision").textContent = decision;
+  return true;
+}
+let editing = false;
+function startEdit() {
+  editing = true;
+  document.querySelectorAll("#sections textarea").forEach(t => t.readOnly = false);
+  document.getElementById("save").disabled = false;
+  document.querySelector("#sections textarea").focus();
+}
+async function saveEdit() {
+  const s = {};
+  document.querySelectorAll("#sections textarea").forEach(t => s[t.name] = t.value);
+  if (await decide("edited", s)) {
+    editing = false;
+    document.querySelectorAll("#sections textarea").forEach(t => t.readOnly = true);
+    document.getElementById("save").disabled = true;
+  }
+}
+document.getElementById("save").addEventListener("click", saveEdit);
+document.querySelectorAll("input[data-roi]").forEach(c => c.addEventListener("change",
+  () => document.getElementById(c.dataset.roi).style.display = c.checked ? "" : "none"));
+document.addEventListener("keydown", async (e) => {
+  if (editing) { if (e.key === "Enter" && e.ctrlKey) { e.preventDefault(); await saveEdit(); } return; }
+  if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+  if (e.key === "a") { if (await decide("accepted")) go(NEXT); }
+  else if (e.key === "r") { if (await decide("rejected")) go(NEXT); }
+  else if (e.key === "e") { e.preventDefault(); startEdit(); }
+  else if (e.key === "j") go(NEXT);
+  else if (e.key === "k") go(PREV);
+});
+"##;
+
+const CSS: &str = "body{font-family:sans-serif;margin:1em;color:#222}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(160px,1fr));gap:.6em}\
+.cell{display:flex;flex-direction:column;border:2px solid #ddd;padding:4px;text-decoration:none;color:#222;font-size:.75em}\
+.cell img{width:100%;image-rendering:pixelated}.cell.accepted{border-color:#4e9a06}.cell.rejected{border-color:#a40000}.cell.edited{border-color:#3465a4}\
+.sample{display:flex;gap:1.5em;align-items:flex-start}.frame{position:relative;flex:none}\
+.frame img{position:absolute;inset:0;width:100%;height:100%;image-rendering:pixelated}\
+.frame svg.rois{position:absolute;inset:0;width:100%;height:100%}.side{max-width:640px}\
+textarea{width:100%;font-family:inherit}.swatch{display:inline-block;width:.8em;height:.8em;margin:0 .3em}.qc{color:#a40000}";

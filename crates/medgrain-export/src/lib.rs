@@ -5,6 +5,7 @@
 
 mod arrow_build;
 pub mod export;
+pub mod html;
 pub mod read;
 pub mod reports;
 mod triplets;

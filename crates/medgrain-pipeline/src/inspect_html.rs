@@ -8,6 +8,7 @@ use crate::stats::{Histogram, Stats};
 use crate::PipelineError;
 use base64::Engine;
 use medgrain_export::export::rows::{first_rows, parts, TripletRow};
+use medgrain_export::html::esc;
 use medgrain_records::MaskRle;
 use plotters::prelude::*;
 use serde_json::Value;
@@ -26,22 +27,6 @@ pub struct HtmlSummary {
     pub grounded_rows_read: usize,
     pub vqa_rows_read: usize,
     pub bytes: usize,
-}
-
-/// HTML-escapes text (element content and attribute values).
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 fn perr(e: impl std::fmt::Display) -> PipelineError {

@@ -14,6 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use medgrain_export::export::rows::{first_rows, parts, TripletRow};
+use medgrain_export::html::esc;
 use medgrain_export::read::{triplet_summaries, TripletSummary};
 use medgrain_records::MaskRle;
 use serde::Deserialize;
@@ -132,21 +133,6 @@ async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
         ),
     );
     resp
-}
-
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// Percent-encoding for a query value.

@@ -123,6 +123,24 @@ def test_keys_move_and_decide_and_sqlite_holds_exactly_that(medgrain_bin, demo_d
         assert [l for l in browser.get_log("browser") if l["level"] == "SEVERE"] == []
     finally:
         s.stop()
+    # inspect counts the decisions; export --reviewed accepted takes the accepted and edited rows, with the edit
+    r = subprocess.run([medgrain_bin, "inspect", str(ds), "--json"], capture_output=True, text=True)
+    assert json.loads(r.stdout)["review_decisions"] == {"accepted": 1, "edited": 1, "rejected": 1}
+    dest = tmp_path / "llava"
+    r = subprocess.run([medgrain_bin, "export", str(ds), "--format", "llava", "--to", str(dest), "--reviewed",
+                        "accepted"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    records = json.loads((dest / "llava.json").read_text())
+    by_id = {}
+    for rec in records:
+        row_id = next(i for i in ids + [rec["id"]] if rec["id"].startswith(i))
+        by_id.setdefault(row_id, []).append(json.dumps(rec))
+    assert set(by_id) == {ids[0], ids[2]}, set(by_id)
+    assert any("Reviewed: margin irregular." in t for t in by_id[ids[2]])
+    assert not any("Reviewed: margin irregular." in t for t in by_id[ids[0]])
+    r = subprocess.run([medgrain_bin, "export", str(demo_dir), "--format", "llava", "--to", str(tmp_path / "x"),
+                        "--reviewed", "accepted"], capture_output=True, text=True)
+    assert r.returncode == 2 and "review.sqlite" in r.stderr
 
 
 def test_the_drawn_outline_lies_on_the_mask_boundary(medgrain_bin, demo_dir, tmp_path, browser):

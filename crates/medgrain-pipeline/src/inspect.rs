@@ -27,6 +27,9 @@ pub struct Inspection {
     pub grounded_report_rows: u64,
     pub vqa_rows: u64,
     pub samples: Vec<TripletSummary>,
+    /// Rows per latest decision in `review.sqlite` (`medgrain review`); empty without one. Filled by the caller.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub review_decisions: BTreeMap<String, u64>,
 }
 
 fn bump(m: &mut BTreeMap<String, u64>, k: Option<&str>) {
@@ -78,6 +81,7 @@ pub fn inspect(dir: &Path, n_samples: usize) -> Result<Inspection, PipelineError
         grounded_report_rows: parquet_rows_in(&dir.join("grounded_reports"))?,
         vqa_rows: parquet_rows_in(&dir.join("vqa"))?,
         samples: Vec::new(),
+        review_decisions: BTreeMap::new(),
     };
     let mut shown_modalities = std::collections::BTreeSet::new();
     for part in &parts {
@@ -182,6 +186,9 @@ impl Inspection {
         }
         if !self.failures_by_stage.is_empty() {
             s.push_str(&counts("failures", &self.failures_by_stage));
+        }
+        if !self.review_decisions.is_empty() {
+            s.push_str(&counts("reviewed", &self.review_decisions));
         }
         for (i, r) in self.samples.iter().enumerate() {
             s.push_str(&format!(

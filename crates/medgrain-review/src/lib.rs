@@ -526,6 +526,20 @@ pub fn accepted(dir: &Path) -> Result<BTreeMap<String, Option<String>>, ReviewEr
         .collect())
 }
 
+/// Rows per latest decision in `DIR/review.sqlite` (empty when there is none).
+pub fn decision_counts(dir: &Path) -> Result<BTreeMap<String, u64>, ReviewError> {
+    let path = dir.join("review.sqlite");
+    if !path.is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let s = store::Store::open(&path).map_err(|e| ReviewError::Io(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (_, (d, _)) in s.latest().map_err(|e| ReviewError::Io(e.to_string()))? {
+        *out.entry(d).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
 /// Serves until the process is stopped.
 pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     axum::serve(listener, router(state)).await

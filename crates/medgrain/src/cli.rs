@@ -568,6 +568,9 @@ pub(crate) struct ExportArgs {
     /// Leave out the rows that `medgrain dedup --against` found near-duplicates of reference images (DIR/dedup.jsonl).
     #[arg(long)]
     pub exclude_leaks: bool,
+    /// `accepted`: only the rows accepted or edited in DIR/review.sqlite (`medgrain review`), with the edits.
+    #[arg(long, value_name = "accepted")]
+    pub reviewed: Option<String>,
 }
 
 #[derive(Args)]

@@ -74,6 +74,10 @@ pub struct ExportOptions {
     pub force: bool,
     /// Row ids left out (`--exclude-leaks`: rows that match a reference set in `dedup.jsonl`).
     pub exclude: std::collections::HashSet<String>,
+    /// `--reviewed accepted`: only these row ids (accepted or edited in `review.sqlite`); an id mapped to sections
+    /// (JSON, the five section names) was edited: the row is exported with them, and its description is the edited
+    /// sections joined by spaces.
+    pub reviewed: Option<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 /// What an export did.
@@ -250,6 +254,35 @@ fn for_each_triplet(
             if opts.exclude.contains(row.id()) {
                 EXCLUDED.with(|c| c.set(c.get() + 1));
                 return Ok(());
+            }
+            let mut row = row;
+            if let Some(reviewed) = &opts.reviewed {
+                match reviewed.get(row.id()) {
+                    None => return Ok(()),
+                    Some(None) => {}
+                    Some(Some(edit)) => {
+                        if let Ok(Value::Object(s)) = serde_json::from_str::<Value>(edit) {
+                            let mut sections = row.fields.get("sections").cloned().unwrap_or(Value::Null);
+                            if let Value::Object(m) = &mut sections {
+                                for (k, v) in s {
+                                    m.insert(k, v);
+                                }
+                            }
+                            let joined: Vec<&str> = [
+                                "modality",
+                                "organ_detection",
+                                "roi_analysis",
+                                "lesion_texture",
+                                "local_global",
+                            ]
+                            .iter()
+                            .filter_map(|k| sections.get(*k).and_then(Value::as_str))
+                            .collect();
+                            row.fields.insert("description".into(), Value::String(joined.join(" ")));
+                            row.fields.insert("sections".into(), sections);
+                        }
+                    }
+                }
             }
             n += 1;
             f(row)

@@ -20,7 +20,20 @@ pub(crate) fn run(a: ExportArgs) -> Result<ExitCode, CliError> {
     } else {
         Default::default()
     };
+    let reviewed = match a.reviewed.as_deref() {
+        None => None,
+        Some("accepted") => Some(medgrain_review::accepted(&a.dir).map_err(|e| match e {
+            medgrain_review::ReviewError::Usage(m) => CliError::Usage(m),
+            medgrain_review::ReviewError::Io(m) => CliError::Input(m),
+        })?),
+        Some(other) => {
+            return Err(CliError::Usage(format!(
+                "--reviewed {other}: the one choice is `accepted` (accepted or edited rows)"
+            )))
+        }
+    };
     let opts = ExportOptions {
+        reviewed,
         exclude,
         format,
         dest: a.to.clone(),

@@ -30,7 +30,8 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let ins = inspect::inspect(&dir, samples.unwrap_or(3))?;
+    let mut ins = inspect::inspect(&dir, samples.unwrap_or(3))?;
+    ins.review_decisions = medgrain_review::decision_counts(&dir).map_err(|e| CliError::Input(e.to_string()))?;
     if json {
         println!(
             "{}",

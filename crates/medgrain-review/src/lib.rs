@@ -38,8 +38,8 @@ pub const PAGE: usize = 48;
 
 const COOKIE: &str = "medgrain_review";
 
+/// Every row's summary columns and where it is: built in the background after the server starts.
 struct Dataset {
-    parts: Vec<PathBuf>,
     summaries: Vec<TripletSummary>,
     /// id → (part, row within the part, position in `summaries`)
     index: HashMap<String, (usize, usize, usize)>,
@@ -48,11 +48,49 @@ struct Dataset {
 pub struct AppState {
     token: String,
     reviewer: String,
-    data: Dataset,
+    parts: Vec<PathBuf>,
+    /// Rows per part, from the Parquet footers (read at start; nothing else is).
+    part_rows: Vec<usize>,
+    data: std::sync::OnceLock<Dataset>,
     store: Mutex<store::Store>,
 }
 
-/// Opens DIR for review: every part's summary columns are read once (no images); `review.sqlite` is created.
+impl AppState {
+    /// The full index, waiting for the background scan when it is not finished.
+    /// Called from request handlers only: the wait moves this worker's other tasks elsewhere (`block_in_place`).
+    fn data(&self) -> &Dataset {
+        if let Some(d) = self.data.get() {
+            return d;
+        }
+        tokio::task::block_in_place(|| loop {
+            if let Some(d) = self.data.get() {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        })
+    }
+}
+
+fn build_index(parts: &[PathBuf]) -> Dataset {
+    let mut summaries = Vec::new();
+    let mut index = HashMap::new();
+    for (k, p) in parts.iter().enumerate() {
+        match triplet_summaries(p) {
+            Ok(s) => {
+                for (r, row) in s.into_iter().enumerate() {
+                    index.insert(row.id.clone(), (k, r, summaries.len()));
+                    summaries.push(row);
+                }
+            }
+            Err(e) => tracing::warn!(part = %p.display(), "unreadable part left out of the review index: {e}"),
+        }
+    }
+    Dataset { summaries, index }
+}
+
+/// Opens DIR for review: the parts' row counts are read from their footers; every part's summary columns (no images)
+/// are read by a background thread, which filters, neighbours and lookups by id wait for; the unfiltered grid and
+/// links carrying their part and row do not. `review.sqlite` is created.
 pub fn open(dir: &Path, token: String, reviewer: String) -> Result<Arc<AppState>, ReviewError> {
     let ps = parts(dir, "triplets").map_err(|e| ReviewError::Io(e.to_string()))?;
     if !dir.join("manifest.json").is_file() || ps.is_empty() {
@@ -61,27 +99,26 @@ pub fn open(dir: &Path, token: String, reviewer: String) -> Result<Arc<AppState>
             dir.display()
         )));
     }
-    let mut summaries = Vec::new();
-    let mut index = HashMap::new();
-    for (k, p) in ps.iter().enumerate() {
-        let s = triplet_summaries(p).map_err(|e| ReviewError::Io(e.to_string()))?;
-        for (r, row) in s.into_iter().enumerate() {
-            index.insert(row.id.clone(), (k, r, summaries.len()));
-            summaries.push(row);
-        }
+    let mut part_rows = Vec::with_capacity(ps.len());
+    for p in &ps {
+        part_rows.push(medgrain_export::read::parquet_rows(p).map_err(|e| ReviewError::Io(e.to_string()))? as usize);
     }
     let store = store::Store::open(&dir.join("review.sqlite"))
         .map_err(|e| ReviewError::Io(format!("{}: {e}", dir.join("review.sqlite").display())))?;
-    Ok(Arc::new(AppState {
+    let state = Arc::new(AppState {
         token,
         reviewer,
-        data: Dataset {
-            parts: ps,
-            summaries,
-            index,
-        },
+        parts: ps,
+        part_rows,
+        data: std::sync::OnceLock::new(),
         store: Mutex::new(store),
-    }))
+    });
+    let bg = state.clone();
+    std::thread::spawn(move || {
+        let d = build_index(&bg.parts);
+        let _ = bg.data.set(d);
+    });
+    Ok(state)
 }
 
 /// The router: every route behind the token check.
@@ -154,6 +191,8 @@ pub struct Filter {
     split: Option<String>,
     decision: Option<String>,
     page: Option<usize>,
+    /// Where the row is ("PART.ROW"), as grid links say.
+    at: Option<String>,
 }
 
 impl Filter {
@@ -171,6 +210,19 @@ impl Filter {
                 .decision
                 .as_deref()
                 .is_none_or(|d| d.is_empty() || d == decision.unwrap_or("undecided"))
+    }
+
+    fn is_empty(&self) -> bool {
+        [
+            &self.modality,
+            &self.organ,
+            &self.source,
+            &self.qc,
+            &self.split,
+            &self.decision,
+        ]
+        .iter()
+        .all(|v| v.as_deref().is_none_or(str::is_empty))
     }
 
     fn query(&self) -> String {
@@ -197,12 +249,35 @@ fn decisions(st: &AppState) -> HashMap<String, (String, Option<String>)> {
 
 /// The ids passing the filter, in dataset order.
 fn filtered(st: &AppState, f: &Filter, dec: &HashMap<String, (String, Option<String>)>) -> Vec<usize> {
-    (0..st.data.summaries.len())
+    let data = st.data();
+    (0..data.summaries.len())
         .filter(|&i| {
-            let s = &st.data.summaries[i];
+            let s = &data.summaries[i];
             f.matches(s, dec.get(&s.id).map(|d| d.0.as_str()))
         })
         .collect()
+}
+
+/// The rows of page `p` of the whole dataset, read from the parts that hold them only: (part, row, summary).
+fn unfiltered_page(st: &AppState, p: usize) -> Vec<(usize, usize, TripletSummary)> {
+    let (mut skip, mut out) = (p * PAGE, Vec::new());
+    for (k, &n) in st.part_rows.iter().enumerate() {
+        if skip >= n {
+            skip -= n;
+            continue;
+        }
+        let Ok(rows) = triplet_summaries(&st.parts[k]) else {
+            continue;
+        };
+        for (r, s) in rows.into_iter().enumerate().skip(skip) {
+            out.push((k, r, s));
+            if out.len() == PAGE {
+                return out;
+            }
+        }
+        skip = 0;
+    }
+    out
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -215,12 +290,39 @@ fn page(title: &str, body: &str) -> Html<String> {
 
 async fn grid(State(st): State<Arc<AppState>>, Query(f): Query<Filter>) -> Html<String> {
     let dec = decisions(&st);
-    let ids = filtered(&st, &f, &dec);
-    let pages = ids.len().div_ceil(PAGE).max(1);
-    let p = f.page.unwrap_or(0).min(pages - 1);
+    // the unfiltered grid reads only the parts its page lies in; a filter needs the full index
+    let (total, p, shown): (usize, usize, Vec<(usize, usize, TripletSummary)>) = if f.is_empty() {
+        let total: usize = st.part_rows.iter().sum();
+        let p = f.page.unwrap_or(0).min(total.div_ceil(PAGE).max(1) - 1);
+        (total, p, unfiltered_page(&st, p))
+    } else {
+        let ids = filtered(&st, &f, &dec);
+        let p = f.page.unwrap_or(0).min(ids.len().div_ceil(PAGE).max(1) - 1);
+        let data = st.data();
+        let shown = ids
+            .iter()
+            .skip(p * PAGE)
+            .take(PAGE)
+            .map(|&i| {
+                let (k, r, _) = data.index[&data.summaries[i].id];
+                (k, r, data.summaries[i].clone())
+            })
+            .collect();
+        (ids.len(), p, shown)
+    };
+    let pages = total.div_ceil(PAGE).max(1);
     let mut body = String::from("<h1>medgrain review</h1><form method=\"get\" class=\"filters\">");
+    let indexed = st.data.get();
+    if indexed.is_none() {
+        body.push_str(
+            "<p class=\"note\">indexing the dataset: filter values are those of this page until it is done</p>",
+        );
+    }
     let options = |pick: &dyn Fn(&TripletSummary) -> Vec<String>| -> BTreeSet<String> {
-        st.data.summaries.iter().flat_map(pick).collect()
+        match indexed {
+            Some(d) => d.summaries.iter().flat_map(pick).collect(),
+            None => shown.iter().flat_map(|(_, _, s)| pick(s)).collect(),
+        }
     };
     let selects: [(&str, BTreeSet<String>, &Option<String>); 6] = [
         (
@@ -268,22 +370,21 @@ async fn grid(State(st): State<Arc<AppState>>, Query(f): Query<Filter>) -> Html<
     let _ = write!(
         body,
         "<button type=\"submit\">filter</button></form><p class=\"count\">{} rows · page {} of {pages}</p><div class=\"grid\">",
-        ids.len(),
+        total,
         p + 1
     );
-    for &i in ids.iter().skip(p * PAGE).take(PAGE) {
-        let s = &st.data.summaries[i];
+    for (k, r, s) in &shown {
         let d = dec.get(&s.id).map(|d| d.0.as_str()).unwrap_or("undecided");
         let _ = write!(
             body,
-            "<a class=\"cell {d}\" href=\"/sample/{id}?{q}\"><img loading=\"lazy\" alt=\"\" src=\"/image/{id}\"><span>{}</span>\
-             <span>{} · {} · {}</span><span class=\"decision\">{d}</span></a>",
+            "<a class=\"cell {d}\" href=\"/sample/{id}?at={k}.{r}{q}\"><img loading=\"lazy\" alt=\"\" \
+             src=\"/image/{id}?at={k}.{r}\"><span>{}</span><span>{} · {} · {}</span><span class=\"decision\">{d}</span></a>",
             esc(&s.id[..s.id.len().min(12)]),
             esc(s.modality.as_deref().unwrap_or("?")),
             esc(s.organ.as_deref().unwrap_or("?")),
             esc(&s.source),
             id = esc(&s.id),
-            q = esc(f.query().trim_start_matches('&')),
+            q = esc(&f.query()),
         );
     }
     body.push_str("</div><p class=\"pager\">");
@@ -297,13 +398,29 @@ async fn grid(State(st): State<Arc<AppState>>, Query(f): Query<Filter>) -> Html<
     page("medgrain review", &body)
 }
 
-fn row(st: &AppState, id: &str) -> Option<TripletRow> {
-    let &(part, r, _) = st.data.index.get(id)?;
-    first_rows(&st.data.parts[part], r + 1).ok()?.into_iter().nth(r)
+/// The row with this id: at `at` ("PART.ROW", as grid links carry it) when that row has the id, else by the index.
+fn row(st: &AppState, id: &str, at: Option<&str>) -> Option<TripletRow> {
+    let hint = at
+        .and_then(|a| a.split_once('.'))
+        .and_then(|(k, r)| Some((k.parse::<usize>().ok()?, r.parse::<usize>().ok()?)));
+    if let Some((k, r)) = hint.filter(|(k, r)| st.part_rows.get(*k).is_some_and(|n| r < n)) {
+        if let Some(row) = first_rows(&st.parts[k], r + 1).ok().and_then(|v| v.into_iter().nth(r)) {
+            if row.id() == id {
+                return Some(row);
+            }
+        }
+    }
+    let &(part, r, _) = st.data().index.get(id)?;
+    first_rows(&st.parts[part], r + 1).ok()?.into_iter().nth(r)
 }
 
-async fn image(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
-    match row(&st, &id) {
+#[derive(Deserialize, Default)]
+struct At {
+    at: Option<String>,
+}
+
+async fn image(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, Query(a): Query<At>) -> Response {
+    match row(&st, &id, a.at.as_deref()) {
         Some(r) => {
             let mime = match medgrain_export::export::rows::image_ext(&r.image) {
                 Some("jpg") => "image/jpeg",
@@ -326,17 +443,53 @@ const SECTIONS: [&str; 5] = [
 ];
 
 async fn sample(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, Query(f): Query<Filter>) -> Response {
-    let Some(r) = row(&st, &id) else {
+    let Some(r) = row(&st, &id, f.at.as_deref()) else {
         return (StatusCode::NOT_FOUND, "no such sample").into_response();
     };
     let dec = decisions(&st);
-    let ids = filtered(&st, &f, &dec);
-    let at = ids.iter().position(|&i| st.data.summaries[i].id == id);
-    let neighbour = |d: isize| {
-        at.and_then(|k| k.checked_add_signed(d))
-            .and_then(|k| ids.get(k))
-            .map(|&i| st.data.summaries[i].id.clone())
-            .unwrap_or_default()
+    // the next and previous rows, as "ID?at=PART.ROW&filter": without a filter from the part row counts (no wait for
+    // the index), with one from the filtered list
+    let place = |k: usize, r: usize, sid: &str| format!("{}?at={k}.{r}{}", enc(sid), f.query());
+    let hint =
+        f.at.as_deref()
+            .and_then(|a| a.split_once('.'))
+            .and_then(|(k, r)| Some((k.parse::<usize>().ok()?, r.parse::<usize>().ok()?)));
+    let (next, prev) = match hint {
+        Some((k, r)) if f.is_empty() => {
+            let start: usize = st.part_rows[..k.min(st.part_rows.len())].iter().sum();
+            let pos = start + r;
+            let at_pos = |pos: usize| -> String {
+                let mut skip = pos;
+                for (k, &n) in st.part_rows.iter().enumerate() {
+                    if skip < n {
+                        return triplet_summaries(&st.parts[k])
+                            .ok()
+                            .and_then(|v| v.into_iter().nth(skip))
+                            .map(|s| place(k, skip, &s.id))
+                            .unwrap_or_default();
+                    }
+                    skip -= n;
+                }
+                String::new()
+            };
+            (at_pos(pos + 1), pos.checked_sub(1).map(at_pos).unwrap_or_default())
+        }
+        _ => {
+            let ids = filtered(&st, &f, &dec);
+            let data = st.data();
+            let at = ids.iter().position(|&i| data.summaries[i].id == id);
+            let neighbour = |d: isize| {
+                at.and_then(|k| k.checked_add_signed(d))
+                    .and_then(|k| ids.get(k))
+                    .map(|&i| {
+                        let s = &data.summaries[i];
+                        let (k, r, _) = data.index[&s.id];
+                        place(k, r, &s.id)
+                    })
+                    .unwrap_or_default()
+            };
+            (neighbour(1), neighbour(-1))
+        }
     };
     let (w, h) = (r.int("width").unwrap_or(1).max(1), r.int("height").unwrap_or(1).max(1));
     let current = dec.get(&id);
@@ -444,8 +597,8 @@ async fn sample(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, Q
         "</ul></div></div><script>const TOKEN={}, ME={}, NEXT={}, PREV={}, Q={}, BEFORE={};{JS}</script>",
         js_str(&st.token),
         js_str(&id),
-        js_str(&neighbour(1)),
-        js_str(&neighbour(-1)),
+        js_str(&next),
+        js_str(&prev),
         js_str(f.query().trim_start_matches('&')),
         js_str(&before),
     );
@@ -477,7 +630,7 @@ async fn decide(State(st): State<Arc<AppState>>, headers: HeaderMap, Json(d): Js
     if !header_ok {
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
     }
-    let Some(r) = row(&st, &d.id) else {
+    let Some(r) = row(&st, &d.id, None) else {
         return (StatusCode::NOT_FOUND, "no such sample").into_response();
     };
     if !matches!(d.decision.as_str(), "accepted" | "rejected" | "edited") {
@@ -546,7 +699,7 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
 }
 
 const JS: &str = r##"
-function go(id) { if (id) location.href = "/sample/" + encodeURIComponent(id) + (Q ? "?" + Q : ""); }
+function go(path) { if (path) location.href = "/sample/" + path; }
 async function decide(decision, sections) {
   const r = await fetch("/api/decide", {method: "POST", headers: {"Content-Type": "application/json",
       "x-review-token": TOKEN}, body: JSON.stringify({id: ME, decision, sections})});

@@ -292,3 +292,41 @@ kind = "template"
         assert "<b>evil</b>" in browser.execute_script("return document.body.innerText")
     finally:
         s.stop()
+
+
+def test_volume_page(medgrain_bin, demo_dir, tmp_path, browser):
+    """The grounded-reports page of a volume: every sentence of its report with its anatomy path (as the Parquet rows
+    say), slices with outlines named after the report's masks, its VQA pairs; unknown names are 404."""
+    ds = tmp_path / "ds"
+    shutil.copytree(demo_dir, ds, ignore=shutil.ignore_patterns("synth"))  # the inputs stay where the manifest says
+    grounded = [r for p in sorted((ds / "grounded_reports").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    vqa = [r for p in sorted((ds / "vqa").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    vid = grounded[0]["volume_id"]
+    s = Server(medgrain_bin, ds)
+    try:
+        browser.get(s.url)
+        links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "ul.volumes a")]
+        assert len(links) == len({r["volume_id"] for r in grounded})
+        browser.get(s.base + "/volume/" + vid)
+        rows = browser.execute_script(
+            "return [...document.querySelectorAll('tr.sentence')].map(t => [...t.cells].map(c => c.textContent))")
+        want = [[r["anatomy"] or "", r["sentence"], "yes" if r["abnormal"] else "no", "yes" if r["negated"] else "no"]
+                for r in grounded if r["volume_id"] == vid]
+        assert rows == want
+        qa = browser.execute_script(
+            "return [...document.querySelectorAll('tr.qa')].map(t => [...t.cells].map(c => c.textContent))")
+        assert qa == [[q["question_type"], q["question"], q["answer"]] for q in vqa if q["volume_id"] == vid]
+        assert browser.execute_script("return document.querySelectorAll('.slice img').length") >= 1
+        organs = browser.execute_script("return [...document.querySelectorAll('path.organ')].map(p => p.dataset.label)")
+        masks = {Path(r["mask_ref"]).name.replace(".nii.gz", "") for r in grounded if r["volume_id"] == vid and r["mask_ref"]}
+        assert organs and set(organs) <= masks
+        assert [l for l in browser.get_log("browser") if l["level"] == "SEVERE"] == []
+        cookie = {"Cookie": f"medgrain_review={s.token}"}
+        for name in ["nothing.nii.gz", "..%2f..%2fetc%2fpasswd", "%2Fetc%2Fpasswd", "..", "manifest.json"]:
+            assert http(f"{s.base}/volume/{name}", headers=cookie)[0] == 404, name
+        assert http(f"{s.base}/volume/{vid}")[0] == 403
+        if os.environ.get("MEDGRAIN_SAVE_SCREENSHOTS"):
+            browser.execute_script("document.querySelector('.slice').scrollIntoView()")
+            browser.save_screenshot(str(SCREENSHOTS / "review_volume.png"))
+    finally:
+        s.stop()

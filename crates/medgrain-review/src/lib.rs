@@ -46,6 +46,7 @@ struct Dataset {
 }
 
 pub struct AppState {
+    dir: PathBuf,
     token: String,
     reviewer: String,
     parts: Vec<PathBuf>,
@@ -106,6 +107,7 @@ pub fn open(dir: &Path, token: String, reviewer: String) -> Result<Arc<AppState>
     let store = store::Store::open(&dir.join("review.sqlite"))
         .map_err(|e| ReviewError::Io(format!("{}: {e}", dir.join("review.sqlite").display())))?;
     let state = Arc::new(AppState {
+        dir: dir.to_path_buf(),
         token,
         reviewer,
         parts: ps,
@@ -127,6 +129,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(grid))
         .route("/sample/{id}", get(sample))
         .route("/image/{id}", get(image))
+        .route("/volume/{id}", get(volume))
         .route("/api/decide", post(decide))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -395,6 +398,23 @@ async fn grid(State(st): State<Arc<AppState>>, Query(f): Query<Filter>) -> Html<
         let _ = write!(body, "<a href=\"/?page={}{}\">next</a>", p + 1, esc(&f.query()));
     }
     body.push_str("</p>");
+    // the grounded-reports volumes, when the dataset has them
+    let mut volumes = BTreeSet::new();
+    for p in parts(&st.dir, "grounded_reports").unwrap_or_default() {
+        if let Ok(v) = medgrain_export::read::string_column(&p, "volume_id") {
+            volumes.extend(v.into_iter().flatten());
+        }
+        if volumes.len() >= 500 {
+            break;
+        }
+    }
+    if !volumes.is_empty() {
+        body.push_str("<h2>Grounded-report volumes</h2><ul class=\"volumes\">");
+        for v in &volumes {
+            let _ = write!(body, "<li><a href=\"/volume/{}\">{}</a></li>", esc(&enc(v)), esc(v));
+        }
+        body.push_str("</ul>");
+    }
     page("medgrain review", &body)
 }
 
@@ -693,6 +713,174 @@ pub fn decision_counts(dir: &Path) -> Result<BTreeMap<String, u64>, ReviewError>
     Ok(out)
 }
 
+/// Every row of the parts under `sub` whose `volume_id` is `id`.
+fn volume_rows(dir: &Path, sub: &str, id: &str) -> Vec<TripletRow> {
+    let mut out = Vec::new();
+    for p in parts(dir, sub).unwrap_or_default() {
+        let _ = medgrain_export::export::rows::for_each_row(&p, &mut |r| {
+            if r.str("volume_id") == Some(id) {
+                out.push(r);
+            }
+            Ok(())
+        });
+    }
+    out
+}
+
+/// A relative path from the dataset's own rows, refused if it could leave its root.
+fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    let p = Path::new(rel);
+    let ok = !rel.is_empty() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    ok.then(|| root.join(p))
+}
+
+/// Up to three axial slices of the volume (those the masks cover most), windowed for the mediastinum, each with the
+/// masks' outlines: (PNG bytes, width, height, [(mask name, SVG path)]).
+type SliceView = (Vec<u8>, usize, usize, Vec<(String, String)>);
+
+fn volume_slices(volume: &Path, masks: &[(String, PathBuf)]) -> Result<Vec<SliceView>, String> {
+    use medgrain_imaging::render::{apply_window, ct_window, Plane, SliceLayout};
+    let img = medgrain_imaging::nifti_read::read_nifti(volume).map_err(|e| e.to_string())?;
+    let sh = &img.header.shape;
+    if sh.len() < 3 || sh[3..].iter().any(|&d| d != 1) {
+        return Err(format!("{}: not a 3D volume", volume.display()));
+    }
+    let shape = [sh[0], sh[1], sh[2]];
+    let (slope, inter) = if img.header.scl_slope == 0.0 {
+        (1.0, 0.0)
+    } else {
+        (img.header.scl_slope, img.header.scl_inter)
+    };
+    let values: Vec<f64> = img.voxels.values().map(|v| v * slope + inter).collect();
+    let layout = SliceLayout::new(Plane::Axial, shape, &img.header.best_affine());
+    let mut mask_data = Vec::new();
+    for (name, p) in masks {
+        if let Ok(m) = medgrain_imaging::nifti_read::read_nifti(p) {
+            if m.header.shape.iter().take(3).copied().eq(shape.iter().copied()) {
+                mask_data.push((name.clone(), m.voxels.values().map(|v| v > 0.5).collect::<Vec<bool>>()));
+            }
+        }
+    }
+    // slices ranked by the mask voxels they hold
+    let mut cover = vec![0usize; layout.slices];
+    for (_, m) in &mask_data {
+        for (s, c) in cover.iter_mut().enumerate() {
+            *c += layout.sample(m, shape, s).iter().filter(|v| **v).count();
+        }
+    }
+    let mut order: Vec<usize> = (0..layout.slices).collect();
+    order.sort_by(|a, b| cover[*b].cmp(&cover[*a]).then(a.cmp(b)));
+    let mut picked: Vec<usize> = Vec::new();
+    for s in order {
+        if picked.len() == 3 {
+            break;
+        }
+        if picked.iter().all(|p| p.abs_diff(s) > layout.slices / 8) {
+            picked.push(s);
+        }
+    }
+    picked.sort();
+    let (c, w) = ct_window("mediastinum").unwrap_or((40.0, 400.0));
+    let mut out = Vec::new();
+    for s in picked {
+        let px: Vec<u8> = layout
+            .sample(&values, shape, s)
+            .iter()
+            .map(|v| apply_window(*v, c, w))
+            .collect();
+        let png = medgrain_imaging::encode_png(layout.width as u32, layout.height as u32, 1, &px)
+            .map_err(|e| e.to_string())?;
+        let outlines = mask_data
+            .iter()
+            .map(|(n, m)| {
+                (
+                    n.clone(),
+                    medgrain_roi::rle::outline_path(&layout.sample(m, shape, s), layout.height, layout.width),
+                )
+            })
+            .filter(|(_, d)| !d.is_empty())
+            .collect();
+        out.push((png, layout.width, layout.height, outlines));
+    }
+    Ok(out)
+}
+
+/// The grounded-reports page of one volume: its report's sentences with their anatomy paths, a few slices with the
+/// organ masks outlined, and its VQA pairs. Only volume ids the dataset's own rows name are served.
+async fn volume(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
+    let rows = volume_rows(&st.dir, "grounded_reports", &id);
+    if rows.is_empty() {
+        return (StatusCode::NOT_FOUND, "no such volume").into_response();
+    }
+    let qa = volume_rows(&st.dir, "vqa", &id);
+    let mut b = format!(
+        "<p class=\"nav\"><a href=\"/\">grid</a></p><h1>{}</h1><h2>Report</h2><table class=\"report\">\
+                         <tr><th>anatomy</th><th>sentence</th><th>abnormal</th><th>negated</th></tr>",
+        esc(&id)
+    );
+    let mut masks: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let inputs = medgrain_export::export::rows::reports_inputs(&st.dir);
+    for r in &rows {
+        let flag = |k: &str| r.fields.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let _ = write!(
+            b,
+            "<tr class=\"sentence\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(r.str("anatomy").unwrap_or("")),
+            esc(r.str("sentence").unwrap_or("")),
+            if flag("abnormal") { "yes" } else { "no" },
+            if flag("negated") { "yes" } else { "no" }
+        );
+        if let (Some(m), Some(inp)) = (r.str("mask_ref"), &inputs) {
+            if let Some(p) = inside(&inp.root, m) {
+                let name = Path::new(m).file_name().and_then(|n| n.to_str()).unwrap_or(m);
+                masks.insert(name.trim_end_matches(".gz").trim_end_matches(".nii").to_string(), p);
+            }
+        }
+    }
+    b.push_str("</table><h2>Slices</h2>");
+    let vol = inputs.as_ref().and_then(|i| inside(&i.volumes, &id));
+    match vol.map(|v| volume_slices(&v, &masks.into_iter().collect::<Vec<_>>())) {
+        Some(Ok(slices)) => {
+            for (png, w, h, outlines) in slices {
+                let _ = write!(
+                    b,
+                    "<div class=\"frame slice\" style=\"width:{}px;aspect-ratio:{w}/{h}\"><img alt=\"slice\" src=\"data:image/png;base64,{}\">\
+                     <svg class=\"rois\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"none\">",
+                    (w * 2).min(512),
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &png)
+                );
+                for (k, (name, d)) in outlines.iter().enumerate() {
+                    let _ = write!(
+                        b,
+                        "<path class=\"organ\" data-label=\"{}\" d=\"{d}\" stroke=\"{}\" stroke-width=\"1\" fill=\"none\" \
+                         vector-effect=\"non-scaling-stroke\"><title>{}</title></path>",
+                        esc(name),
+                        COLOURS[k % COLOURS.len()],
+                        esc(name)
+                    );
+                }
+                b.push_str("</svg></div>");
+            }
+        }
+        Some(Err(e)) => {
+            let _ = write!(b, "<p class=\"qc\">the volume cannot be shown: {}</p>", esc(&e));
+        }
+        None => b.push_str("<p class=\"qc\">the volume's input folder is not known (no inputs in manifest.json)</p>"),
+    }
+    b.push_str("<h2>VQA</h2><table class=\"vqa\"><tr><th>type</th><th>question</th><th>answer</th></tr>");
+    for q in &qa {
+        let _ = write!(
+            b,
+            "<tr class=\"qa\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(q.str("question_type").unwrap_or("")),
+            esc(q.str("question").unwrap_or("")),
+            esc(q.str("answer").unwrap_or(""))
+        );
+    }
+    b.push_str("</table>");
+    page(&format!("volume {id}"), &b).into_response()
+}
+
 /// Serves until the process is stopped.
 pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     axum::serve(listener, router(state)).await
@@ -743,4 +931,5 @@ const CSS: &str = "body{font-family:sans-serif;margin:1em;color:#222}.grid{displ
 .sample{display:flex;gap:1.5em;align-items:flex-start}.frame{position:relative;flex:none}\
 .frame img{position:absolute;inset:0;width:100%;height:100%;image-rendering:pixelated}\
 .frame svg.rois{position:absolute;inset:0;width:100%;height:100%}.side{max-width:640px}\
-textarea{width:100%;font-family:inherit}.swatch{display:inline-block;width:.8em;height:.8em;margin:0 .3em}.qc{color:#a40000}";
+textarea{width:100%;font-family:inherit}.frame.slice{display:inline-block;margin:.3em}\
+table.report td,table.vqa td{border-bottom:1px solid #eee;padding:2px 6px;font-size:.9em}.swatch{display:inline-block;width:.8em;height:.8em;margin:0 .3em}.qc{color:#a40000}";

@@ -260,8 +260,14 @@ fn table(title: &str, m: &BTreeMap<String, u64>) -> String {
     s
 }
 
-/// Writes the report of `dir` to `out`; `samples` rows in the gallery.
-pub fn write_html(dir: &Path, out: &Path, samples: usize) -> Result<HtmlSummary, PipelineError> {
+/// Writes the report of `dir` to `out`; `samples` rows in the gallery; `decisions`: rows per latest review decision
+/// (`review.sqlite`, read by the caller), shown when not empty.
+pub fn write_html(
+    dir: &Path,
+    out: &Path,
+    samples: usize,
+    decisions: &BTreeMap<String, u64>,
+) -> Result<HtmlSummary, PipelineError> {
     let has = |p: &str| dir.join(p).exists();
     if !dir.is_dir() || !(has("manifest.json") || has("stats.json") || has("triplets") || has("grounded_reports")) {
         return Err(PipelineError::Usage(format!(
@@ -313,6 +319,15 @@ pub fn write_html(dir: &Path, out: &Path, samples: usize) -> Result<HtmlSummary,
             hist("Description length (words)", &st.description_words, &|v| format!("{v}"))?,
             &mut body,
             String::new(),
+        );
+        body.push_str("</section>");
+    }
+    if !decisions.is_empty() {
+        body.push_str("<section id=\"review\"><h2>Review decisions</h2>");
+        plot(
+            bars("Rows by latest review decision", decisions, 10)?,
+            &mut body,
+            table("review decisions", decisions),
         );
         body.push_str("</section>");
     }

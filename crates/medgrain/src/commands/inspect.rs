@@ -13,7 +13,8 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
         html,
     } = args;
     if let Some(file) = html {
-        let s = medgrain_pipeline::inspect_html::write_html(&dir, &file, samples.unwrap_or(24))?;
+        let decisions = medgrain_review::decision_counts(&dir).map_err(|e| CliError::Input(e.to_string()))?;
+        let s = medgrain_pipeline::inspect_html::write_html(&dir, &file, samples.unwrap_or(24), &decisions)?;
         if json {
             println!(
                 "{}",

@@ -304,7 +304,10 @@ def test_volume_page(medgrain_bin, demo_dir, tmp_path, browser):
     """The grounded-reports page of a volume: every sentence of its report with its anatomy path (as the Parquet rows
     say), slices with outlines named after the report's masks, its VQA pairs; unknown names are 404."""
     ds = tmp_path / "ds"
-    shutil.copytree(demo_dir, ds, ignore=shutil.ignore_patterns("synth"))  # the inputs stay where the manifest says
+    # a grounded-reports dataset alone (no triplets): the grid is empty, the volumes are listed; the inputs stay where
+    # the manifest says
+    shutil.copytree(demo_dir, ds, ignore=shutil.ignore_patterns("synth", "triplets"))
+    shutil.copy(ds / "grounded_reports/manifest.json", ds / "manifest.json")
     grounded = [r for p in sorted((ds / "grounded_reports").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     vqa = [r for p in sorted((ds / "vqa").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     vid = grounded[0]["volume_id"]

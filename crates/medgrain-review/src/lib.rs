@@ -94,9 +94,10 @@ fn build_index(parts: &[PathBuf]) -> Dataset {
 /// links carrying their part and row do not. `review.sqlite` is created.
 pub fn open(dir: &Path, token: String, reviewer: String) -> Result<Arc<AppState>, ReviewError> {
     let ps = parts(dir, "triplets").map_err(|e| ReviewError::Io(e.to_string()))?;
-    if !dir.join("manifest.json").is_file() || ps.is_empty() {
+    let reports = parts(dir, "grounded_reports").map_err(|e| ReviewError::Io(e.to_string()))?;
+    if !dir.join("manifest.json").is_file() || (ps.is_empty() && reports.is_empty()) {
         return Err(ReviewError::Usage(format!(
-            "{}: not a medgrain triplet dataset (needs manifest.json and triplets/*.parquet)",
+            "{}: not a medgrain dataset (needs manifest.json and triplets/*.parquet or grounded_reports/*.parquet)",
             dir.display()
         )));
     }

@@ -120,9 +120,12 @@ def test_report_loads_with_plots_and_exact_outlines(medgrain_bin, demo_dir, tmp_
         shutil.copy(tmp_path / "gallery.png", SCREENSHOTS / "inspect_gallery.png")
 
 
-def test_text_from_the_dataset_is_shown_not_run(medgrain_bin, demo_dir, tmp_path, browser):
-    hostile = ["<script>window.__pwned = 1</script>", "<img src=x onerror=\"window.__pwned = 2\">"]
-    cfg = tmp_path / "c.toml"
+HOSTILE = ["<script>window.__pwned = 1</script>", "<img src=x onerror=\"window.__pwned = 2\">"]
+
+
+def build_hostile_dataset(bin_, demo_dir, tmp_path):
+    """A small dataset whose source name is `<b>evil</b>` and whose ROI labels are HOSTILE (markup that would run)."""
+    cfg = tmp_path / "hostile.toml"
     cfg.write_text(f"""
 [output]
 shard_size = 50
@@ -134,22 +137,27 @@ images = "images/ct_abdomen_000*.png"
 masks = "masks/{{stem}}.png"
 metadata = "metadata.csv"
 [source.labels]
-1 = {json.dumps(hostile[0])}
-2 = {json.dumps(hostile[1])}
-3 = {json.dumps(hostile[1])}
+1 = {json.dumps(HOSTILE[0])}
+2 = {json.dumps(HOSTILE[1])}
+3 = {json.dumps(HOSTILE[1])}
 [generator]
 kind = "template"
 """)
     ds = tmp_path / "ds"
-    r = subprocess.run([medgrain_bin, "-q", "build", str(cfg), "--out", str(ds)], capture_output=True, text=True)
+    r = subprocess.run([bin_, "-q", "build", str(cfg), "--out", str(ds)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    return ds
+
+
+def test_text_from_the_dataset_is_shown_not_run(medgrain_bin, demo_dir, tmp_path, browser):
+    ds = build_hostile_dataset(medgrain_bin, demo_dir, tmp_path)
     out = tmp_path / "report.html"
     report(medgrain_bin, ds, out)
     browser.get(out.as_uri())
     assert browser.execute_script("return window.__pwned === undefined")
     assert browser.execute_script("return document.querySelectorAll('script, figure img[src=\"x\"]').length") == 0
     text = browser.execute_script("return document.body.innerText")
-    assert hostile[0] in text and "<b>evil</b>" in text
+    assert HOSTILE[0] in text and "<b>evil</b>" in text
     assert [l for l in browser.get_log("browser") if l["level"] == "SEVERE"] == []
 
 

@@ -60,52 +60,46 @@ fn shift_date_part(s: &str, days: i64) -> Option<String> {
     }
 }
 
-/// Shifts a DA value (each of several values, and both ends of a range). `None` if any part is not a date.
-pub fn shift_da(value: &str, days: i64) -> Option<String> {
+/// Applies `f` to each backslash-separated value (empty values stay empty); `None` if `f` refuses any.
+fn per_value(value: &str, f: impl Fn(&str) -> Option<String>) -> Option<String> {
     let vals: Option<Vec<String>> = value
         .trim_end_matches(['\0', ' '])
         .split('\\')
-        .map(|v| {
-            let v = v.trim();
-            if v.is_empty() {
-                return Some(String::new());
-            }
-            let parts: Option<Vec<String>> = v
-                .split('-')
-                .map(|p| {
-                    if p.is_empty() {
-                        Some(String::new())
-                    } else {
-                        shift_date_part(p, days)
-                    }
-                })
-                .collect();
-            parts.map(|p| p.join("-"))
+        .map(|v| match v.trim() {
+            "" => Some(String::new()),
+            v => f(v),
         })
         .collect();
     vals.map(|v| v.join("\\"))
 }
 
+/// Shifts a DA value (each of several values, and both ends of a range). `None` if any part is not a date.
+pub fn shift_da(value: &str, days: i64) -> Option<String> {
+    per_value(value, |v| {
+        let parts: Option<Vec<String>> = v
+            .split('-')
+            .map(|p| {
+                if p.is_empty() {
+                    Some(String::new())
+                } else {
+                    shift_date_part(p, days)
+                }
+            })
+            .collect();
+        parts.map(|p| p.join("-"))
+    })
+}
+
 /// Shifts a DT value's date part (`YYYY[MM[DD[HH…]]]` with an optional `&ZZXX` offset); the time part is kept.
 pub fn shift_dt(value: &str, days: i64) -> Option<String> {
-    let vals: Option<Vec<String>> = value
-        .trim_end_matches(['\0', ' '])
-        .split('\\')
-        .map(|v| {
-            let v = v.trim();
-            if v.is_empty() {
-                return Some(String::new());
-            }
-            let date_len = v.chars().take_while(|c| c.is_ascii_digit()).count().min(8);
-            let (date, rest) = v.split_at(date_len);
-            let date_len_ok = matches!(date.len(), 4 | 6 | 8);
-            if !date_len_ok {
-                return None;
-            }
-            Some(format!("{}{rest}", shift_date_part(date, days)?))
-        })
-        .collect();
-    vals.map(|v| v.join("\\"))
+    per_value(value, |v| {
+        let date_len = v.chars().take_while(|c| c.is_ascii_digit()).count().min(8);
+        let (date, rest) = v.split_at(date_len);
+        if !matches!(date.len(), 4 | 6 | 8) {
+            return None;
+        }
+        Some(format!("{}{rest}", shift_date_part(date, days)?))
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,24 @@ pub fn esc(s: &str) -> String {
     o
 }
 
+/// The outline of a row's ROI (its `mask_rle`, decoded) as an SVG path in pixel coordinates: the mask's pixel-edge
+/// boundary ([`medgrain_roi::rle::outline_path`]). `None` when the ROI has no readable mask.
+pub fn roi_outline(roi: &serde_json::Value) -> Option<String> {
+    let rle: medgrain_records::MaskRle = serde_json::from_value(roi.get("mask_rle")?.clone()).ok()?;
+    let mask = medgrain_roi::rle::decode(&rle).ok()?;
+    let (h, w) = (rle.size[0].max(0) as usize, rle.size[1].max(0) as usize);
+    Some(medgrain_roi::rle::outline_path(&mask, h, w))
+}
+
+/// The MIME type of an image a row stores (PNG unless its bytes say JPEG or TIFF).
+pub fn image_mime(bytes: &[u8]) -> &'static str {
+    match crate::export::rows::image_ext(bytes) {
+        Some("jpg") => "image/jpeg",
+        Some("tif") => "image/tiff",
+        _ => "image/png",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

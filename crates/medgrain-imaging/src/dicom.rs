@@ -233,18 +233,7 @@ fn read_dicom_inner(path: &Path) -> Result<DicomImage> {
         source,
     })?;
     check_element_lengths(&bytes).map_err(|e| err(path, e))?;
-    let obj = match implicit_despite_meta(&bytes) {
-        // The data set is implicit VR although the meta names an explicit-VR transfer syntax: read it as implicit VR
-        // with that transfer syntax's pixel encoding (pydicom reads such files the same way, with a warning).
-        Some(ts) => {
-            tracing::warn!(path = %path.display(), transfer_syntax = %ts, "data set written in implicit VR under an explicit-VR transfer syntax; read as implicit VR");
-            OpenFileOptions::new()
-                .transfer_syntax_index(ImplicitVrIndex::for_uid(&ts))
-                .open_file(path)
-        }
-        None => OpenFileOptions::new().open_file(path),
-    }
-    .map_err(|e| err(path, format!("not a readable DICOM file: {e}")))?;
+    let obj = open_checked(path, &bytes).map_err(|e| err(path, e))?;
     let ts = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
     let ts_name = dicom_transfer_syntax_name(&ts);
     // Some writers store known attributes with VR UN (pydicom's rtdose_rle.dcm does); pydicom reads them by the
@@ -551,15 +540,31 @@ pub fn open_object(
 ) -> std::result::Result<dicom_object::FileDicomObject<dicom_object::InMemDicomObject>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     check_element_lengths(&bytes)?;
-    let implicit = implicit_despite_meta(&bytes);
-    drop(bytes);
-    std::panic::catch_unwind(|| match &implicit {
-        Some(ts) => OpenFileOptions::new()
-            .transfer_syntax_index(ImplicitVrIndex::for_uid(ts))
-            .open_file(path),
-        None => OpenFileOptions::new().open_file(path),
-    })
-    .map_err(|_| "the DICOM parser failed on malformed data".to_string())?
+    std::panic::catch_unwind(|| open_checked(path, &bytes))
+        .map_err(|_| "the DICOM parser failed on malformed data".to_string())?
+}
+
+/// Parses the bytes of a file that passed [`check_element_lengths`]: a data set written in implicit VR under an
+/// explicit-VR transfer syntax is read as implicit VR with that transfer syntax's pixel encoding (pydicom reads such
+/// files the same way, with a warning).
+fn open_checked(
+    path: &Path,
+    bytes: &[u8],
+) -> std::result::Result<dicom_object::FileDicomObject<dicom_object::InMemDicomObject>, String> {
+    // the bytes after the 128-byte preamble (check_element_lengths found "DICM" there)
+    let body = &bytes[128..];
+    match implicit_despite_meta(bytes) {
+        Some(ts) => {
+            tracing::warn!(path = %path.display(), transfer_syntax = %ts, "data set written in implicit VR under an explicit-VR transfer syntax; read as implicit VR");
+            OpenFileOptions::new()
+                .read_preamble(dicom_object::file::ReadPreamble::Never)
+                .transfer_syntax_index(ImplicitVrIndex::for_uid(&ts))
+                .from_reader(body)
+        }
+        None => OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Never)
+            .from_reader(body),
+    }
     .map_err(|e| format!("not a readable DICOM file: {e}"))
 }
 

@@ -9,7 +9,6 @@ use crate::PipelineError;
 use base64::Engine;
 use medgrain_export::export::rows::{first_rows, parts, TripletRow};
 use medgrain_export::html::esc;
-use medgrain_records::MaskRle;
 use plotters::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -148,11 +147,7 @@ fn safe(s: &str) -> String {
 const COLOURS: [&str; 6] = ["#ef2929", "#fcaf3e", "#8ae234", "#729fcf", "#ad7fa8", "#e9b96e"];
 
 fn gallery_item(row: &TripletRow, out: &mut String) {
-    let mime = match medgrain_export::export::rows::image_ext(&row.image) {
-        Some("jpg") => "image/jpeg",
-        Some("tif") => "image/tiff",
-        _ => "image/png",
-    };
+    let mime = medgrain_export::html::image_mime(&row.image);
     let (w, h) = (
         row.int("width").unwrap_or(0).max(1),
         row.int("height").unwrap_or(0).max(1),
@@ -168,20 +163,13 @@ fn gallery_item(row: &TripletRow, out: &mut String) {
     for (k, roi) in row.rois().iter().enumerate() {
         let label = roi.get("label").and_then(Value::as_str).unwrap_or("");
         let colour = COLOURS[k % COLOURS.len()];
-        if let Some(rle) = roi
-            .get("mask_rle")
-            .and_then(|m| serde_json::from_value::<MaskRle>(m.clone()).ok())
-        {
-            if let Ok(mask) = medgrain_roi::rle::decode(&rle) {
-                let (mh, mw) = (rle.size[0].max(0) as usize, rle.size[1].max(0) as usize);
-                let _ = write!(
-                    out,
-                    "<path class=\"roi\" data-label=\"{}\" d=\"{}\" stroke=\"{colour}\" stroke-width=\"1\" fill=\"none\" \
-                     vector-effect=\"non-scaling-stroke\"/>",
-                    esc(label),
-                    medgrain_roi::rle::outline_path(&mask, mh, mw)
-                );
-            }
+        if let Some(d) = medgrain_export::html::roi_outline(roi) {
+            let _ = write!(
+                out,
+                "<path class=\"roi\" data-label=\"{}\" d=\"{d}\" stroke=\"{colour}\" stroke-width=\"1\" fill=\"none\" \
+                 vector-effect=\"non-scaling-stroke\"/>",
+                esc(label)
+            );
         }
         let area = roi.get("area_px").and_then(Value::as_i64).unwrap_or(0);
         let pos = roi.get("position").and_then(Value::as_str).unwrap_or("");
@@ -258,6 +246,21 @@ fn table(title: &str, m: &BTreeMap<String, u64>) -> String {
     }
     s.push_str("</table>");
     s
+}
+
+/// Calls `f` with the first [`ROW_SAMPLE`] rows of the parts under `dir/sub`, in part order; returns how many.
+fn scan_rows(dir: &Path, sub: &str, f: &mut dyn FnMut(&TripletRow)) -> Result<usize, PipelineError> {
+    let mut read = 0;
+    for p in parts(dir, sub).map_err(|e| PipelineError::Internal(e.to_string()))? {
+        for r in first_rows(&p, ROW_SAMPLE - read).map_err(|e| PipelineError::Internal(e.to_string()))? {
+            f(&r);
+            read += 1;
+        }
+        if read >= ROW_SAMPLE {
+            break;
+        }
+    }
+    Ok(read)
 }
 
 /// Writes the report of `dir` to `out`; `samples` rows in the gallery; `decisions`: rows per latest review decision
@@ -368,21 +371,13 @@ pub fn write_html(
     }
     // grounded reports: abnormal rate per region
     let mut abnormal: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for p in parts(dir, "grounded_reports").map_err(|e| PipelineError::Internal(e.to_string()))? {
-        for r in
-            first_rows(&p, ROW_SAMPLE - sum.grounded_rows_read).map_err(|e| PipelineError::Internal(e.to_string()))?
-        {
-            sum.grounded_rows_read += 1;
-            let e = abnormal
-                .entry(r.str("region").unwrap_or("?").to_string())
-                .or_insert((0, 0));
-            e.1 += 1;
-            e.0 += u64::from(r.fields.get("abnormal").and_then(Value::as_bool).unwrap_or(false));
-        }
-        if sum.grounded_rows_read >= ROW_SAMPLE {
-            break;
-        }
-    }
+    sum.grounded_rows_read = scan_rows(dir, "grounded_reports", &mut |r| {
+        let e = abnormal
+            .entry(r.str("region").unwrap_or("?").to_string())
+            .or_insert((0, 0));
+        e.1 += 1;
+        e.0 += u64::from(r.fields.get("abnormal").and_then(Value::as_bool).unwrap_or(false));
+    })?;
     if !abnormal.is_empty() {
         let rate: BTreeMap<String, u64> = abnormal
             .iter()
@@ -407,21 +402,15 @@ pub fn write_html(
     // VQA: question types and the answer balance per type
     let mut types: BTreeMap<String, u64> = BTreeMap::new();
     let mut yes_no: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for p in parts(dir, "vqa").map_err(|e| PipelineError::Internal(e.to_string()))? {
-        for r in first_rows(&p, ROW_SAMPLE - sum.vqa_rows_read).map_err(|e| PipelineError::Internal(e.to_string()))? {
-            sum.vqa_rows_read += 1;
-            let t = r.str("question_type").unwrap_or("?").to_string();
-            *types.entry(t.clone()).or_insert(0) += 1;
-            match r.str("answer").map(|a| a.trim().to_ascii_lowercase()).as_deref() {
-                Some("yes") => yes_no.entry(t).or_insert((0, 0)).0 += 1,
-                Some("no") => yes_no.entry(t).or_insert((0, 0)).1 += 1,
-                _ => {}
-            }
+    sum.vqa_rows_read = scan_rows(dir, "vqa", &mut |r| {
+        let t = r.str("question_type").unwrap_or("?").to_string();
+        *types.entry(t.clone()).or_insert(0) += 1;
+        match r.str("answer").map(|a| a.trim().to_ascii_lowercase()).as_deref() {
+            Some("yes") => yes_no.entry(t).or_insert((0, 0)).0 += 1,
+            Some("no") => yes_no.entry(t).or_insert((0, 0)).1 += 1,
+            _ => {}
         }
-        if sum.vqa_rows_read >= ROW_SAMPLE {
-            break;
-        }
-    }
+    })?;
     if !types.is_empty() {
         let _ = write!(
             body,

@@ -16,7 +16,6 @@ use axum::{Json, Router};
 use medgrain_export::export::rows::{first_rows, parts, TripletRow};
 use medgrain_export::html::esc;
 use medgrain_export::read::{triplet_summaries, TripletSummary};
-use medgrain_records::MaskRle;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -443,11 +442,7 @@ struct At {
 async fn image(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, Query(a): Query<At>) -> Response {
     match row(&st, &id, a.at.as_deref()) {
         Some(r) => {
-            let mime = match medgrain_export::export::rows::image_ext(&r.image) {
-                Some("jpg") => "image/jpeg",
-                Some("tif") => "image/tiff",
-                _ => "image/png",
-            };
+            let mime = medgrain_export::html::image_mime(&r.image);
             ([(header::CONTENT_TYPE, mime)], Body::from(r.image)).into_response()
         }
         None => (StatusCode::NOT_FOUND, "no such sample").into_response(),
@@ -479,13 +474,18 @@ async fn sample(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, Q
         Some((k, r)) if f.is_empty() => {
             let start: usize = st.part_rows[..k.min(st.part_rows.len())].iter().sum();
             let pos = start + r;
-            let at_pos = |pos: usize| -> String {
+            // the neighbours are almost always in the same part: read each part's summaries once
+            let mut read: Option<(usize, Vec<TripletSummary>)> = None;
+            let mut at_pos = |pos: usize| -> String {
                 let mut skip = pos;
                 for (k, &n) in st.part_rows.iter().enumerate() {
                     if skip < n {
-                        return triplet_summaries(&st.parts[k])
-                            .ok()
-                            .and_then(|v| v.into_iter().nth(skip))
+                        if read.as_ref().is_none_or(|(rk, _)| *rk != k) {
+                            read = Some((k, triplet_summaries(&st.parts[k]).unwrap_or_default()));
+                        }
+                        return read
+                            .as_ref()
+                            .and_then(|(_, v)| v.get(skip))
                             .map(|s| place(k, skip, &s.id))
                             .unwrap_or_default();
                     }
@@ -493,7 +493,8 @@ async fn sample(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, Q
                 }
                 String::new()
             };
-            (at_pos(pos + 1), pos.checked_sub(1).map(at_pos).unwrap_or_default())
+            let next = at_pos(pos + 1);
+            (next, pos.checked_sub(1).map(&mut at_pos).unwrap_or_default())
         }
         _ => {
             let ids = filtered(&st, &f, &dec);
@@ -543,19 +544,12 @@ async fn sample(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, Q
     for (k, roi) in r.rois().iter().enumerate() {
         let label = roi.get("label").and_then(Value::as_str).unwrap_or("");
         let colour = COLOURS[k % COLOURS.len()];
-        if let Some(rle) = roi
-            .get("mask_rle")
-            .and_then(|m| serde_json::from_value::<MaskRle>(m.clone()).ok())
-        {
-            if let Ok(mask) = medgrain_roi::rle::decode(&rle) {
-                let (mh, mw) = (rle.size[0].max(0) as usize, rle.size[1].max(0) as usize);
-                let _ = write!(
-                    b,
-                    "<path id=\"roi-{k}\" class=\"roi\" d=\"{}\" stroke=\"{colour}\" stroke-width=\"1\" fill=\"none\" \
-                     vector-effect=\"non-scaling-stroke\" shape-rendering=\"crispEdges\"/>",
-                    medgrain_roi::rle::outline_path(&mask, mh, mw)
-                );
-            }
+        if let Some(d) = medgrain_export::html::roi_outline(roi) {
+            let _ = write!(
+                b,
+                "<path id=\"roi-{k}\" class=\"roi\" d=\"{d}\" stroke=\"{colour}\" stroke-width=\"1\" fill=\"none\" \
+                 vector-effect=\"non-scaling-stroke\" shape-rendering=\"crispEdges\"/>"
+            );
         }
         let _ = write!(
             facts,

@@ -34,59 +34,50 @@ pub(crate) fn run(action: ReportAction) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         ReportAction::Scrub { file, json: _ } => {
-            use std::io::BufRead;
-            let f = std::fs::File::open(&file).map_err(|e| CliError::Io {
-                path: file.clone(),
-                source: e,
-            })?;
             let mut out = JsonLines::stdout();
-            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-                let line = line.map_err(|e| CliError::Io {
-                    path: file.clone(),
-                    source: e,
-                })?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let bad = |why: String| CliError::Usage(format!("{} line {}: {why}", file.display(), i + 1));
-                let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-                let text = v
-                    .get("text")
-                    .and_then(|x| x.as_str())
-                    .ok_or_else(|| bad("no string field \"text\"".into()))?;
-                let s = medgrain_deid::text::scrub(text);
-                out.write(&serde_json::json!({"text": text, "scrubbed": s.text, "counts": s.counts}));
-            }
+            for_each_json_line(&file, &["text"], &mut |f| {
+                let s = medgrain_deid::text::scrub(f[0]);
+                out.write(&serde_json::json!({"text": f[0], "scrubbed": s.text, "counts": s.counts}));
+            })?;
             out.finish()?;
             Ok(ExitCode::SUCCESS)
         }
         ReportAction::Context { file, json: _ } => {
-            use std::io::BufRead;
-            let f = std::fs::File::open(&file).map_err(|e| CliError::Io {
-                path: file.clone(),
-                source: e,
-            })?;
             let mut out = JsonLines::stdout();
-            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-                let line = line.map_err(|e| CliError::Io {
-                    path: file.clone(),
-                    source: e,
-                })?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let bad = |why: String| CliError::Usage(format!("{} line {}: {why}", file.display(), i + 1));
-                let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-                let field = |k: &str| {
-                    v.get(k)
-                        .and_then(|x| x.as_str())
-                        .ok_or_else(|| bad(format!("no string field {k:?}")))
-                };
-                let (concept, sentence) = (field("concept")?, field("sentence")?);
-                out.write(&medgrain_reports::context::concept_context(concept, sentence));
-            }
+            for_each_json_line(&file, &["concept", "sentence"], &mut |f| {
+                out.write(&medgrain_reports::context::concept_context(f[0], f[1]));
+            })?;
             out.finish()?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Calls `f` with the string fields `names` of every non-empty JSON line of `file`, in order; a line that is not JSON
+/// or lacks a field is a usage error naming the line.
+fn for_each_json_line(file: &std::path::Path, names: &[&str], f: &mut dyn FnMut(&[&str])) -> Result<(), CliError> {
+    use std::io::BufRead;
+    let io = |e| CliError::Io {
+        path: file.to_path_buf(),
+        source: e,
+    };
+    let r = std::fs::File::open(file).map_err(io)?;
+    for (i, line) in std::io::BufReader::new(r).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| CliError::Usage(format!("{} line {}: {why}", file.display(), i + 1));
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+        let fields = names
+            .iter()
+            .map(|k| {
+                v.get(*k)
+                    .and_then(|x| x.as_str())
+                    .ok_or_else(|| bad(format!("no string field {k:?}")))
+            })
+            .collect::<Result<Vec<&str>, _>>()?;
+        f(&fields);
+    }
+    Ok(())
 }

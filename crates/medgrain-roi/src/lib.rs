@@ -97,15 +97,35 @@ pub fn rois_2d(
             RoiUnit::Label => {}
         }
     }
-    let any_roi: Vec<bool> = labels.iter().map(|&v| v != 0).collect();
+    // Every unit's pixels in one pass over the image (row-major, the order all sums below use); from here on the
+    // work per ROI is proportional to its bounding box, not to the image.
+    let mut unit_of = vec![u32::MAX; labeling.components.len() + 1];
+    for (u, (_, ids)) in units.iter().enumerate() {
+        for &id in ids {
+            unit_of[id as usize] = u as u32;
+        }
+    }
+    let mut unit_pixels: Vec<Vec<(usize, usize)>> = units
+        .iter()
+        .map(|(_, ids)| {
+            let n: u64 = ids.iter().map(|&id| labeling.components[id as usize - 1].voxels).sum();
+            Vec::with_capacity(n as usize)
+        })
+        .collect();
+    for (i, &comp) in labeling.component_of.iter().enumerate() {
+        if comp != 0 {
+            let u = unit_of[comp as usize];
+            if u != u32::MAX {
+                unit_pixels[u as usize].push((i / width, i % width));
+            }
+        }
+    }
     let total = (height * width) as f64;
     let mut out = Vec::with_capacity(units.len());
-    for (label, ids) in units {
-        let inside: Vec<bool> = labeling.component_of.iter().map(|c| ids.contains(c)).collect();
+    for ((label, _), pixels) in units.into_iter().zip(unit_pixels) {
         let (mut n, mut sx, mut sy) = (0i64, 0f64, 0f64);
         let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-        for (i, _) in inside.iter().enumerate().filter(|(_, &v)| v) {
-            let (r, c) = (i / width, i % width);
+        for &(r, c) in &pixels {
             n += 1;
             sx += c as f64;
             sy += r as f64;
@@ -115,26 +135,32 @@ pub fn rois_2d(
             y1 = y1.max(r + 1);
         }
         let (cx, cy) = (sx / n as f64, sy / n as f64);
-        let pixels: Vec<(usize, usize)> = inside
-            .iter()
-            .enumerate()
-            .filter(|(_, &v)| v)
-            .map(|(i, _)| (i / width, i % width))
-            .collect();
+        let bw = x1 - x0;
+        let mut in_box = vec![false; (y1 - y0) * bw];
+        for &(r, c) in &pixels {
+            in_box[(r - y0) * bw + (c - x0)] = true;
+        }
+        let inside = |r: usize, c: usize| r >= y0 && r < y1 && c >= x0 && c < x1 && in_box[(r - y0) * bw + (c - x0)];
         let measurements = shape_measurements(
             &pixels,
             luma.map(|l| pixels.iter().map(|&(r, c)| l[r * width + c] as f64).collect::<Vec<_>>())
                 .as_deref(),
         );
         let appearance = luma.and_then(|l| {
-            let others: Vec<bool> = any_roi.iter().zip(&inside).map(|(&a, &b)| a && !b).collect();
-            appearance::measure(l, height, width, &inside, &others, opts.thresholds)
+            let region = appearance::Region {
+                rows: [y0, y1],
+                cols: [x0, x1],
+                area: pixels.len(),
+            };
+            appearance::measure_region(l, height, width, &region, &inside, &|r, c| {
+                labels[r * width + c] != 0 && !inside(r, c)
+            }, opts.thresholds)
         });
         out.push(RoiRecord {
             label: name_of(label),
             label_id: Some(label as i32),
             bbox_xyxy: [x0 as i32, y0 as i32, x1 as i32, y1 as i32],
-            mask_rle: rle::encode(height, width, &inside),
+            mask_rle: rle::encode_window(height, width, [y0, y1], [x0, x1], &inside),
             area_px: n,
             area_fraction: n as f64 / total,
             centroid_xy: [cx as f32, cy as f32],

@@ -7,21 +7,56 @@ use medgrain_records::MaskRle;
 
 /// Encodes a mask given as a predicate on `(row, col)`.
 pub fn encode_with(height: usize, width: usize, is_set: impl Fn(usize, usize) -> bool) -> MaskRle {
-    let mut counts: Vec<i64> = Vec::new();
-    let mut current = false;
-    let mut run = 0i64;
-    for c in 0..width {
-        for r in 0..height {
-            let v = is_set(r, c);
-            if v != current {
-                counts.push(run);
-                run = 0;
-                current = v;
+    encode_window(height, width, [0, height], [0, width], is_set)
+}
+
+/// Encodes a mask that is unset outside rows `rows[0]..rows[1]` and columns `cols[0]..cols[1]`, visiting only that
+/// window: the same string as [`encode_with`] over the whole image.
+pub fn encode_window(
+    height: usize,
+    width: usize,
+    rows: [usize; 2],
+    cols: [usize; 2],
+    is_set: impl Fn(usize, usize) -> bool,
+) -> MaskRle {
+    // positions are column-major indices; a run ends where the value changes
+    struct Runs {
+        counts: Vec<i64>,
+        current: bool,
+        start: usize,
+    }
+    impl Runs {
+        fn visit(&mut self, v: bool, pos: usize) {
+            if v != self.current {
+                self.counts.push((pos - self.start) as i64);
+                self.start = pos;
+                self.current = v;
             }
-            run += 1;
         }
     }
-    counts.push(run);
+    let mut runs = Runs {
+        counts: Vec::new(),
+        current: false,
+        start: 0,
+    };
+    let (r1, c1) = (rows[1].min(height), cols[1].min(width));
+    for c in cols[0]..c1 {
+        let base = c * height;
+        if rows[0] > 0 {
+            runs.visit(false, base);
+        }
+        for r in rows[0]..r1 {
+            runs.visit(is_set(r, c), base + r);
+        }
+        if r1 < height {
+            runs.visit(false, base + r1);
+        }
+    }
+    if c1 < width {
+        runs.visit(false, c1 * height);
+    }
+    let mut counts = runs.counts;
+    counts.push((height * width - runs.start) as i64);
     MaskRle {
         size: [height as i32, width as i32],
         counts: counts_to_string(&counts),
@@ -158,6 +193,53 @@ pub fn decode(rle: &MaskRle) -> Result<Vec<bool>, RoiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plain scan of every pixel in column-major order (how `encode` worked before windows).
+    fn naive_counts(h: usize, w: usize, m: &[bool]) -> Vec<i64> {
+        let (mut counts, mut cur, mut run) = (Vec::new(), false, 0i64);
+        for c in 0..w {
+            for r in 0..h {
+                if m[r * w + c] != cur {
+                    counts.push(run);
+                    run = 0;
+                    cur = m[r * w + c];
+                }
+                run += 1;
+            }
+        }
+        counts.push(run);
+        counts
+    }
+
+    #[test]
+    fn window_encoding_equals_the_full_scan() {
+        // pseudo-random blobs in boxes touching every edge and corner, and fully set / empty images
+        let mut seed = 12345u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for case in 0..400 {
+            let (h, w) = (1 + next() % 12, 1 + next() % 12);
+            let (r0, c0) = (next() % h, next() % w);
+            let (r1, c1) = (r0 + 1 + next() % (h - r0), c0 + 1 + next() % (w - c0));
+            let mut m = vec![false; h * w];
+            for r in r0..r1 {
+                for c in c0..c1 {
+                    m[r * w + c] = case % 7 == 0 || next() % 3 != 0;
+                }
+            }
+            let got = encode_window(h, w, [r0, r1], [c0, c1], |r, c| m[r * w + c]);
+            let want = MaskRle {
+                size: [h as i32, w as i32],
+                counts: counts_to_string(&naive_counts(h, w, &m)),
+            };
+            assert_eq!(got, want, "case {case}: {h}x{w} window {r0}..{r1} x {c0}..{c1}");
+        }
+        let full = vec![true; 12];
+        assert_eq!(encode(3, 4, &full).counts, counts_to_string(&[0, 12]));
+        assert_eq!(encode(3, 4, &[false; 12]).counts, counts_to_string(&[12]));
+    }
 
     #[test]
     fn hand_derived_small_mask() {

@@ -46,24 +46,24 @@ impl Raster {
         let n = self.pixel_count();
         let c = self.channels as usize;
         let scale = 1.0 / self.full_scale();
-        let get = |i: usize| -> f32 {
-            match &self.data {
-                PixelData::U8(v) => v[i] as f32,
-                PixelData::U16(v) => v[i] as f32,
-                PixelData::F32(v) => v[i],
+        // one loop per stored type and layout, so that each compiles to straight (vectorised) code
+        fn grey<T: Copy>(px: &[T], n: usize, c: usize, scale: f32, f: impl Fn(T) -> f32) -> Vec<f32> {
+            if c == 1 {
+                px[..n].iter().map(|&v| f(v) * scale).collect()
+            } else if c >= 3 {
+                px.chunks_exact(c)
+                    .take(n)
+                    .map(|p| (0.299 * f(p[0]) + 0.587 * f(p[1]) + 0.114 * f(p[2])) * scale)
+                    .collect()
+            } else {
+                px.chunks_exact(c).take(n).map(|p| f(p[0]) * scale).collect()
             }
-        };
-        (0..n)
-            .map(|p| {
-                let base = p * c;
-                let y = if c >= 3 {
-                    0.299 * get(base) + 0.587 * get(base + 1) + 0.114 * get(base + 2)
-                } else {
-                    get(base)
-                };
-                y * scale
-            })
-            .collect()
+        }
+        match &self.data {
+            PixelData::U8(v) => grey(v, n, c, scale, |x| x as f32),
+            PixelData::U16(v) => grey(v, n, c, scale, |x| x as f32),
+            PixelData::F32(v) => grey(v, n, c, scale, |x| x),
+        }
     }
 
     /// Photometric description used in probes and captions: "grey" or "rgb".

@@ -113,29 +113,24 @@ fn perimeter(mask: &[bool], h: usize, w: usize) -> f64 {
     let at = |r: isize, c: isize| {
         r >= 0 && c >= 0 && (r as usize) < h && (c as usize) < w && mask[r as usize * w + c as usize]
     };
-    // border: set pixels with an unset 4-neighbour (outside counts as unset)
-    let border = |r: isize, c: isize| at(r, c) && !(at(r - 1, c) && at(r + 1, c) && at(r, c - 1) && at(r, c + 1));
+    // border: set pixels with an unset 4-neighbour (outside counts as unset), computed once into a grid padded by
+    // two pixels (the configuration code below looks one pixel beyond the bbox grown by one)
+    let (ph, pw) = (h + 4, w + 4);
+    let mut border = vec![false; ph * pw];
+    for r in 0..h as isize {
+        for c in 0..w as isize {
+            if at(r, c) && !(at(r - 1, c) && at(r + 1, c) && at(r, c - 1) && at(r, c + 1)) {
+                border[(r as usize + 2) * pw + c as usize + 2] = true;
+            }
+        }
+    }
     let s2 = std::f64::consts::SQRT_2;
     let mut total = 0.0;
     // the weighted configuration code is non-zero only next to border pixels; scan the bbox grown by one
-    for r in -1..=h as isize {
-        for c in -1..=w as isize {
-            let mut code = 0;
-            for (dr, dc, wgt) in [
-                (-1, -1, 10),
-                (-1, 0, 2),
-                (-1, 1, 10),
-                (0, -1, 2),
-                (0, 0, 1),
-                (0, 1, 2),
-                (1, -1, 10),
-                (1, 0, 2),
-                (1, 1, 10),
-            ] {
-                if border(r + dr, c + dc) {
-                    code += wgt;
-                }
-            }
+    for r in 1..=h + 2 {
+        for c in 1..=w + 2 {
+            let b = |dr: usize, dc: usize| border[(r + dr - 1) * pw + c + dc - 1] as u32;
+            let code = 10 * (b(0, 0) + b(0, 2) + b(2, 0) + b(2, 2)) + 2 * (b(0, 1) + b(1, 0) + b(1, 2) + b(2, 1)) + b(1, 1);
             total += match code {
                 5 | 7 | 15 | 17 | 25 | 27 => 1.0,
                 21 | 33 => s2,
@@ -180,13 +175,17 @@ fn convex_hull(mut pts: Vec<[f64; 2]>) -> Vec<[f64; 2]> {
 
 /// Pixel centres of the `h × w` grid inside or on the hull (scikit-image's `include_borders=True`).
 fn convex_area(mask: &[bool], h: usize, w: usize) -> f64 {
+    // The hull of all pixels' edge midpoints is the hull of those of each row's first and last pixel: a pixel
+    // between them has its midpoints on the segments joining theirs.
     let mut pts = Vec::new();
     for r in 0..h {
-        for c in 0..w {
-            if mask[r * w + c] {
-                let (y, x) = (r as f64, c as f64);
-                pts.extend([[y + 0.5, x], [y - 0.5, x], [y, x + 0.5], [y, x - 0.5]]);
-            }
+        let row = &mask[r * w..(r + 1) * w];
+        let (Some(first), Some(last)) = (row.iter().position(|&b| b), row.iter().rposition(|&b| b)) else {
+            continue;
+        };
+        for c in if first == last { vec![first] } else { vec![first, last] } {
+            let (y, x) = (r as f64, c as f64);
+            pts.extend([[y + 0.5, x], [y - 0.5, x], [y, x + 0.5], [y, x - 0.5]]);
         }
     }
     let hull = convex_hull(pts);

@@ -49,22 +49,29 @@ pub const FINDINGS: &[&str] = &[
 
 /// `word` (a stem: "malignan" matches "malignancy") starts a word of `text` outside a negation, with negation
 /// scoped per sentence and clause by the report-grounding rules (`medgrain_reports::text::is_negated`).
-fn mentions_affirmed(text: &str, word: &str) -> bool {
-    medgrain_reports::split_sentences(text).iter().any(|sentence| {
-        let lower = sentence.to_lowercase();
+fn mentions_affirmed(sentences: &[String], word: &str) -> bool {
+    sentences.iter().any(|lower| {
         let bytes = lower.as_bytes();
         let mut from = 0;
         while let Some(pos) = lower[from..].find(word) {
             let start = from + pos;
             let end = start + word.len();
             let word_start = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
-            if word_start && !medgrain_reports::text::is_negated(&lower, start, end) {
+            if word_start && !medgrain_reports::text::is_negated(lower, start, end) {
                 return true;
             }
             from = end;
         }
         false
     })
+}
+
+/// The sentences of `text`, lower-cased, for [`mentions_affirmed`] (split once for every word looked up).
+fn lower_sentences(text: &str) -> Vec<String> {
+    medgrain_reports::split_sentences(text)
+        .iter()
+        .map(|s| s.to_lowercase())
+        .collect()
 }
 
 /// Checks `description` and `sections` against `facts`.
@@ -135,10 +142,11 @@ pub(crate) fn unsupported_findings(facts: &SampleFacts<'_>, text: &str) -> Vec<S
         .collect::<Vec<_>>()
         .join(" ")
         .to_ascii_lowercase();
+    let sentences = lower_sentences(text);
     FINDINGS
         .iter()
         .filter(|finding| !known.contains(&finding[..finding.len().min(7)]))
-        .filter(|finding| mentions_affirmed(text, finding))
+        .filter(|finding| mentions_affirmed(&sentences, finding))
         .map(|finding| format!("finding_not_in_metadata:{finding}"))
         .collect()
 }

@@ -11,6 +11,11 @@ use cli::{Cli, Command};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+/// mimalloc keeps freed pages for reuse: per-sample buffers (decoded pixels, label maps) then cost no page faults.
+/// Measured in BENCHMARKS.md ("Triplet path against a Python reference").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(quiet: bool) {
     let default = if quiet { "error" } else { "info,tantivy=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDGRAIN_LOG")

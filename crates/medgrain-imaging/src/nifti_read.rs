@@ -44,6 +44,67 @@ impl Voxels {
         }
     }
 
+    /// Number of stored values (RGB: three per voxel).
+    pub fn len(&self) -> usize {
+        match self {
+            Voxels::U8(v) | Voxels::Rgb8(v) => v.len(),
+            Voxels::I8(v) => v.len(),
+            Voxels::I16(v) => v.len(),
+            Voxels::U16(v) => v.len(),
+            Voxels::I32(v) => v.len(),
+            Voxels::U32(v) => v.len(),
+            Voxels::I64(v) => v.len(),
+            Voxels::U64(v) => v.len(),
+            Voxels::F32(v) => v.len(),
+            Voxels::F64(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stored value `i` as f64 (the same number [`Voxels::values`] gives at position `i`); `None` past the end.
+    pub fn get(&self, i: usize) -> Option<f64> {
+        match self {
+            Voxels::U8(v) | Voxels::Rgb8(v) => v.get(i).map(|&x| x as f64),
+            Voxels::I8(v) => v.get(i).map(|&x| x as f64),
+            Voxels::I16(v) => v.get(i).map(|&x| x as f64),
+            Voxels::U16(v) => v.get(i).map(|&x| x as f64),
+            Voxels::I32(v) => v.get(i).map(|&x| x as f64),
+            Voxels::U32(v) => v.get(i).map(|&x| x as f64),
+            Voxels::I64(v) => v.get(i).map(|&x| x as f64),
+            Voxels::U64(v) => v.get(i).map(|&x| x as f64),
+            Voxels::F32(v) => v.get(i).map(|&x| x as f64),
+            Voxels::F64(v) => v.get(i).copied(),
+        }
+    }
+
+    /// Calls `f(i)` for every position whose value is > 0 (as f64, so NaN is not), in ascending order: a mask's
+    /// voxels without converting every value. Runs of zero bytes are skipped eight at a time.
+    pub fn for_each_positive(&self, mut f: impl FnMut(usize)) {
+        fn typed<T: Copy>(v: &[T], positive: impl Fn(T) -> bool, f: &mut impl FnMut(usize)) {
+            for (i, &x) in v.iter().enumerate() {
+                if positive(x) {
+                    f(i);
+                }
+            }
+        }
+        match self {
+            Voxels::U8(v) | Voxels::Rgb8(v) => for_each_nonzero_byte(v, f),
+            Voxels::I8(v) => typed(v, |x| x > 0, &mut f),
+            Voxels::I16(v) => typed(v, |x| x > 0, &mut f),
+            Voxels::U16(v) => typed(v, |x| x > 0, &mut f),
+            Voxels::I32(v) => typed(v, |x| x > 0, &mut f),
+            Voxels::U32(v) => typed(v, |x| x > 0, &mut f),
+            Voxels::I64(v) => typed(v, |x| x > 0, &mut f),
+            Voxels::U64(v) => typed(v, |x| x > 0, &mut f),
+            Voxels::F32(v) => typed(v, |x| x > 0.0, &mut f),
+            Voxels::F64(v) => typed(v, |x| x > 0.0, &mut f),
+        }
+    }
+
     /// Each stored value as f64 (RGB: each channel).
     pub fn values(&self) -> Box<dyn Iterator<Item = f64> + '_> {
         match self {
@@ -370,14 +431,18 @@ pub fn read_nifti_header(path: &Path) -> Result<NiftiHeader> {
     header_of(std::io::BufReader::new(file), path)
 }
 
-/// Reads a `.nii` or `.nii.gz` file (gzip detected by content).
-pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
-    let file_bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// Where a file's voxels are: the header, the voxel bytes' offset and length in the (decompressed) file, the bytes
+/// needed in all, and whether the file is gzip. Checks every size before anything is allocated.
+struct Span {
+    header: NiftiHeader,
+    offset: u64,
+    total: u64,
+    gz: bool,
+}
+
+fn span_of(file_bytes: &[u8], path: &Path) -> Result<Span> {
     let gz = file_bytes.starts_with(&[0x1f, 0x8b]);
-    let header = header_of(&file_bytes[..], path)?;
+    let header = header_of(file_bytes, path)?;
     let vsize = voxel_size(header.datatype)
         .ok_or_else(|| invalid(path, format!("unsupported NIfTI datatype code {}", header.datatype)))?;
     let count = header
@@ -404,24 +469,78 @@ pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
         .checked_add(need)
         .filter(|&t| t <= MAX_VOXEL_BYTES + (1 << 32))
         .ok_or_else(|| invalid(path, format!("vox_offset {} is beyond any file", header.vox_offset)))?;
+    if gz && total > (file_bytes.len() as u64).saturating_mul(1100).max(1 << 20) {
+        return Err(invalid(
+            path,
+            format!("header claims {need} bytes of voxels, more than this compressed file can hold"),
+        ));
+    }
+    Ok(Span {
+        header,
+        offset,
+        total,
+        gz,
+    })
+}
+
+/// Decompresses a single-member gzip file with libdeflate into `out` (resized; its old bytes are overwritten, not
+/// zeroed first) when the trailer's size covers `total` bytes. `None` when libdeflate cannot: several members,
+/// sizes beyond 4 GiB, damaged data — the caller then reads with flate2, whose errors name the problem.
+fn gunzip_whole(file_bytes: &[u8], total: u64, out: &mut Vec<u8>) -> Option<usize> {
+    let trailer = file_bytes.len().checked_sub(4).map(|k| &file_bytes[k..])?;
+    let isize = u32::from_le_bytes(trailer.try_into().ok()?) as u64;
+    if isize < total || isize > total + (64 << 20) {
+        return None;
+    }
+    if out.len() < isize as usize {
+        out.resize(isize as usize, 0);
+    }
+    let n = libdeflater::Decompressor::new()
+        .gzip_decompress(file_bytes, &mut out[..isize as usize])
+        .ok()?;
+    (n as u64 >= total).then_some(n)
+}
+
+/// The decompressed bytes of `file_bytes` (at least `span.total` of them) in `out`.
+fn inflate_into(file_bytes: &[u8], span: &Span, path: &Path, out: &mut Vec<u8>) -> Result<()> {
+    let total = span.total;
+    if gunzip_whole(file_bytes, total, out).is_some() {
+        return Ok(());
+    }
+    out.clear();
+    let mut dec = MultiGzDecoder::new(file_bytes).take(total);
+    dec.read_to_end(out).map_err(|e| invalid(path, format!("gzip: {e}")))?;
+    if (out.len() as u64) < total {
+        return Err(invalid(
+            path,
+            format!("truncated: header needs {total} bytes, the file holds {}", out.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a `.nii` or `.nii.gz` file (gzip detected by content).
+pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
+    let file_bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let span = span_of(&file_bytes, path)?;
+    let (offset, total) = (span.offset, span.total);
     // Plain files: check the size before allocating. Gzip: read at most `total` bytes and compare.
-    let data: Vec<u8> = if gz {
-        if total > (file_bytes.len() as u64).saturating_mul(1100).max(1 << 20) {
-            return Err(invalid(
-                path,
-                format!("header claims {need} bytes of voxels, more than this compressed file can hold"),
-            ));
+    let data: Vec<u8> = if span.gz {
+        let mut all = Vec::new();
+        inflate_into(&file_bytes, &span, path, &mut all)?;
+        if span.header.datatype == 2 {
+            // uint8 (masks): the decompressed buffer becomes the voxels, moved down in place rather than copied
+            all.truncate(total as usize);
+            all.drain(..offset as usize);
+            return Ok(NiftiImage {
+                header: span.header,
+                voxels: Voxels::U8(all),
+            });
         }
-        let mut dec = MultiGzDecoder::new(&file_bytes[..]).take(total);
-        let mut all = Vec::with_capacity(total as usize);
-        dec.read_to_end(&mut all)
-            .map_err(|e| invalid(path, format!("gzip: {e}")))?;
-        if (all.len() as u64) < total {
-            return Err(invalid(
-                path,
-                format!("truncated: header needs {total} bytes, the file holds {}", all.len()),
-            ));
-        }
+        all.truncate(total as usize);
         all.split_off(offset as usize)
     } else {
         if (file_bytes.len() as u64) < total {
@@ -435,9 +554,99 @@ pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
         }
         file_bytes[offset as usize..total as usize].to_vec()
     };
+    let header = span.header;
     let voxels = decode_voxels(header.datatype, &data, header.little_endian)
         .ok_or_else(|| invalid(path, format!("unsupported NIfTI datatype code {}", header.datatype)))?;
     Ok(NiftiImage { header, voxels })
+}
+
+/// The stored bytes of a NIfTI file's voxels, borrowed from a caller's buffer (see [`read_nifti_raw`]).
+pub struct RawVoxels<'a> {
+    pub datatype: i16,
+    pub little_endian: bool,
+    pub bytes: &'a [u8],
+}
+
+impl RawVoxels<'_> {
+    /// The voxels decoded into their type.
+    pub fn to_voxels(&self) -> Option<Voxels> {
+        decode_voxels(self.datatype, self.bytes, self.little_endian)
+    }
+
+    /// [`Voxels::for_each_positive`] on the stored bytes: uint8 masks are scanned in place, other types decoded.
+    pub fn for_each_positive(&self, f: impl FnMut(usize)) {
+        if self.datatype == 2 {
+            for_each_nonzero_byte(self.bytes, f);
+        } else if let Some(v) = self.to_voxels() {
+            v.for_each_positive(f);
+        }
+    }
+}
+
+/// Reads a NIfTI file's header and voxel bytes into `scratch`, which callers reuse from file to file: reading a
+/// volume's 117 organ masks this way allocates (and page-faults) one buffer instead of 117. The checks and
+/// errors are [`read_nifti`]'s.
+pub fn read_nifti_raw<'a>(path: &Path, scratch: &'a mut Vec<u8>) -> Result<(NiftiHeader, RawVoxels<'a>)> {
+    let file_bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let span = span_of(&file_bytes, path)?;
+    voxel_size(span.header.datatype).ok_or_else(|| {
+        invalid(
+            path,
+            format!("unsupported NIfTI datatype code {}", span.header.datatype),
+        )
+    })?;
+    let (offset, total) = (span.offset as usize, span.total as usize);
+    if span.gz {
+        inflate_into(&file_bytes, &span, path, scratch)?;
+    } else {
+        if file_bytes.len() < total {
+            return Err(invalid(
+                path,
+                format!(
+                    "truncated: header needs {total} bytes, the file has {}",
+                    file_bytes.len()
+                ),
+            ));
+        }
+        scratch.clear();
+        scratch.extend_from_slice(&file_bytes[..total]);
+    }
+    let header = span.header;
+    let raw = RawVoxels {
+        datatype: header.datatype,
+        little_endian: header.little_endian,
+        bytes: &scratch[offset..total],
+    };
+    Ok((header, raw))
+}
+
+/// Calls `f(i)` for every non-zero byte, skipping zero runs 64 bytes at a time (an OR of eight words, which the
+/// compiler turns into vector instructions).
+fn for_each_nonzero_byte(v: &[u8], mut f: impl FnMut(usize)) {
+    let blocks = v.chunks_exact(64);
+    let tail = blocks.remainder();
+    for (b, block) in blocks.enumerate() {
+        let any = block.chunks_exact(8).fold(0u64, |acc, w| {
+            acc | u64::from_ne_bytes(w.try_into().expect("eight bytes"))
+        });
+        if any == 0 {
+            continue;
+        }
+        for (k, &x) in block.iter().enumerate() {
+            if x > 0 {
+                f(b * 64 + k);
+            }
+        }
+    }
+    let base = v.len() - tail.len();
+    for (k, &x) in tail.iter().enumerate() {
+        if x > 0 {
+            f(base + k);
+        }
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -593,6 +802,100 @@ pub fn axcodes(affine: &[[f64; 4]; 4]) -> [Option<char>; 3] {
 mod tests {
     use super::*;
     use crate::{write_nifti1_gz, NiftiDatatype, NiftiVolume};
+
+    /// The positive positions the plain way: every value converted and compared.
+    fn positives_by_values(v: &Voxels) -> Vec<usize> {
+        v.values()
+            .enumerate()
+            .filter(|(_, x)| *x > 0.0)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn raw_reads_equal_full_reads_for_masks_and_other_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let dims = [37, 21, 13]; // not a multiple of 8 or 64: the tail is scanned too
+        let n: usize = dims.iter().product();
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let mask: Vec<u8> = (0..n)
+            .map(|i| {
+                if i > n - 3 || next() % 97 == 0 {
+                    (1 + next() % 3) as u8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let hu: Vec<u8> = (0..n)
+            .flat_map(|_| ((next() % 2000) as i16 - 1000).to_le_bytes())
+            .collect();
+        let a = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let mut scratch = vec![9u8; 5]; // stale contents must not leak into a read
+        for (name, data, dt) in [
+            ("m.nii.gz", &mask, NiftiDatatype::Uint8),
+            ("h.nii.gz", &hu, NiftiDatatype::Int16),
+        ] {
+            let p = dir.path().join(name);
+            let vol = NiftiVolume {
+                dims,
+                affine: a,
+                datatype: dt,
+                data,
+                description: "",
+            };
+            write_nifti1_gz(&p, &vol).unwrap();
+            let full = read_nifti(&p).unwrap();
+            let (_, raw) = read_nifti_raw(&p, &mut scratch).unwrap();
+            let mut got = Vec::new();
+            raw.for_each_positive(|i| got.push(i));
+            let want = positives_by_values(&full.voxels);
+            assert!(!want.is_empty());
+            assert_eq!(got, want, "{name}");
+            let mut again = Vec::new();
+            full.voxels.for_each_positive(|i| again.push(i));
+            assert_eq!(again, want, "{name}");
+            assert_eq!(raw.to_voxels().unwrap(), full.voxels, "{name}");
+            // a file of two gzip members (libdeflate reads one): the flate2 path gives the same voxels
+            let bytes = std::fs::read(&p).unwrap();
+            let raw_file = {
+                use std::io::Read;
+                let mut d = flate2::read::GzDecoder::new(&bytes[..]);
+                let mut v = Vec::new();
+                d.read_to_end(&mut v).unwrap();
+                v
+            };
+            let mut two = Vec::new();
+            for part in [&raw_file[..400], &raw_file[400..]] {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(part).unwrap();
+                two.extend(e.finish().unwrap());
+            }
+            let q = dir.path().join(format!("two_{name}"));
+            std::fs::write(&q, &two).unwrap();
+            assert_eq!(read_nifti(&q).unwrap().voxels, full.voxels, "{name} in two members");
+            let (_, raw2) = read_nifti_raw(&q, &mut scratch).unwrap();
+            assert_eq!(raw2.to_voxels().unwrap(), full.voxels, "{name} in two members");
+        }
+        // a truncated file is an error from both readers, not a panic
+        let p = dir.path().join("h.nii.gz");
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        let q = dir.path().join("bad.nii.gz");
+        std::fs::write(&q, &bytes).unwrap();
+        assert!(read_nifti(&q).is_err());
+        assert!(read_nifti_raw(&q, &mut scratch).is_err());
+    }
 
     #[test]
     fn round_trip_with_the_writer() {

@@ -36,6 +36,7 @@ fn rois_and_appearance_match_synthetic_ground_truth() {
             seed: 11,
             images_per_kind: 16,
             volumes: 0,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -137,6 +138,7 @@ fn same_seed_same_ids_and_text() {
                 seed: 5,
                 images_per_kind: 2,
                 volumes: 0,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -127,7 +127,15 @@ pub fn measure(
         cols: [c0, c1],
         area,
     };
-    measure_region(luma, h, w, &region, &|r, c| in_roi[r * w + c], &|r, c| other_rois[r * w + c], t)
+    measure_region(
+        luma,
+        h,
+        w,
+        &region,
+        &|r, c| in_roi[r * w + c],
+        &|r, c| other_rois[r * w + c],
+        t,
+    )
 }
 
 /// [`measure`] for an ROI given by its region and a membership test: only a window around the ROI is visited, so

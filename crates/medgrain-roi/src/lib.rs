@@ -152,15 +152,21 @@ pub fn rois_2d(
                 cols: [x0, x1],
                 area: pixels.len(),
             };
-            appearance::measure_region(l, height, width, &region, &inside, &|r, c| {
-                labels[r * width + c] != 0 && !inside(r, c)
-            }, opts.thresholds)
+            appearance::measure_region(
+                l,
+                height,
+                width,
+                &region,
+                &inside,
+                &|r, c| labels[r * width + c] != 0 && !inside(r, c),
+                opts.thresholds,
+            )
         });
         out.push(RoiRecord {
             label: name_of(label),
             label_id: Some(label as i32),
             bbox_xyxy: [x0 as i32, y0 as i32, x1 as i32, y1 as i32],
-            mask_rle: rle::encode_window(height, width, [y0, y1], [x0, x1], &inside),
+            mask_rle: rle::encode_window(height, width, [y0, y1], [x0, x1], inside),
             area_px: n,
             area_fraction: n as f64 / total,
             centroid_xy: [cx as f32, cy as f32],

@@ -54,8 +54,14 @@ pub fn voxel_volume_mm3(affine: &[[f64; 4]; 4]) -> f64 {
     (a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0])).abs()
 }
 
-/// Measures one component given as flat voxel indices (x fastest). `image` (same grid) enables HU figures.
-pub fn measure_component(voxels: &[usize], grid: Grid<'_>, image: Option<&[f64]>, iso_band_hu: f64) -> Measurements {
+/// Measures one component given as flat voxel indices (x fastest). `image` (the value at a flat index of the same
+/// grid) enables HU figures.
+pub fn measure_component(
+    voxels: &[usize],
+    grid: Grid<'_>,
+    image: Option<&dyn Fn(usize) -> f64>,
+    iso_band_hu: f64,
+) -> Measurements {
     let [nx, ny, _] = grid.shape;
     let coords: Vec<[usize; 3]> = voxels.iter().map(|&v| [v % nx, (v / nx) % ny, v / (nx * ny)]).collect();
     let s_ax = grid.slice_axis();
@@ -146,8 +152,8 @@ pub fn measure_component(voxels: &[usize], grid: Grid<'_>, image: Option<&[f64]>
     if let Some(img) = image {
         let n = voxels.len() as f64;
         if n > 0.0 {
-            let m = voxels.iter().map(|&v| img[v]).sum::<f64>() / n;
-            let var = voxels.iter().map(|&v| (img[v] - m).powi(2)).sum::<f64>() / n;
+            let m = voxels.iter().map(|&v| img(v)).sum::<f64>() / n;
+            let var = voxels.iter().map(|&v| (img(v) - m).powi(2)).sum::<f64>() / n;
             mean_hu = Some(m);
             std_hu = Some(var.sqrt());
             // Shell: voxels within 2 voxels (Chebyshev) of the component, outside it.
@@ -174,7 +180,7 @@ pub fn measure_component(voxels: &[usize], grid: Grid<'_>, image: Option<&[f64]>
                 }
             }
             if !shell.is_empty() {
-                let sm = shell.iter().map(|&v| img[v]).sum::<f64>() / shell.len() as f64;
+                let sm = shell.iter().map(|&v| img(v)).sum::<f64>() / shell.len() as f64;
                 attenuation = Some(
                     if m < sm - iso_band_hu {
                         "hypoattenuating"
@@ -220,7 +226,7 @@ mod tests {
             .flat_map(|i| (0..3).map(move |j| g.index(2 + i, 4 + j, 1)))
             .collect();
         let img: Vec<f64> = (0..300).map(|v| if vox.contains(&v) { -20.0 } else { 40.0 }).collect();
-        let m = measure_component(&vox, g, Some(&img), 10.0);
+        let m = measure_component(&vox, g, Some(&|i| img[i]), 10.0);
         // Long axis: corner to corner, centres (0,0)-(4,2) in voxels = (8 mm, 2 mm) → √68, plus one pixel (1.5 mm).
         assert!((m.long_axis_mm.unwrap() - (68f64.sqrt() + 1.5)).abs() < 1e-9, "{m:?}");
         assert_eq!(m.volume_mm3, Some(15.0 * 8.0));

@@ -100,6 +100,7 @@ pub fn label_report(
         }),
         _ => None,
     };
+    let image_at = |i: usize| measure.image.map_or(f64::NAN, |img| img[i]);
     let members: Vec<Vec<usize>> = if grid.is_some() {
         let mut m = vec![Vec::new(); labeling.components.len() + 1];
         for (i, &c) in labeling.component_of.iter().enumerate() {
@@ -158,8 +159,14 @@ pub fn label_report(
                     centroid,
                     volume_mm3: voxel_volume.map(|v| v * c.voxels as f64),
                     centroid_ras,
-                    measurements: grid
-                        .map(|g| crate::measure::measure_component(&members[c.id as usize], g, measure.image, 10.0)),
+                    measurements: grid.map(|g| {
+                        crate::measure::measure_component(
+                            &members[c.id as usize],
+                            g,
+                            measure.image.is_some().then_some(&image_at as &dyn Fn(usize) -> f64),
+                            10.0,
+                        )
+                    }),
                     shape: shapes.get(c.id as usize).cloned().flatten(),
                 }
             })

@@ -130,7 +130,8 @@ fn perimeter(mask: &[bool], h: usize, w: usize) -> f64 {
     for r in 1..=h + 2 {
         for c in 1..=w + 2 {
             let b = |dr: usize, dc: usize| border[(r + dr - 1) * pw + c + dc - 1] as u32;
-            let code = 10 * (b(0, 0) + b(0, 2) + b(2, 0) + b(2, 2)) + 2 * (b(0, 1) + b(1, 0) + b(1, 2) + b(2, 1)) + b(1, 1);
+            let code =
+                10 * (b(0, 0) + b(0, 2) + b(2, 0) + b(2, 2)) + 2 * (b(0, 1) + b(1, 0) + b(1, 2) + b(2, 1)) + b(1, 1);
             total += match code {
                 5 | 7 | 15 | 17 | 25 | 27 => 1.0,
                 21 | 33 => s2,

@@ -38,6 +38,8 @@ pub struct SynthOptions {
     /// Images per 2D kind (there are seven kinds).
     pub images_per_kind: usize,
     pub volumes: usize,
+    /// Grid and mask count of the volumes.
+    pub volume: three_d::VolumeOptions,
 }
 
 impl Default for SynthOptions {
@@ -46,6 +48,7 @@ impl Default for SynthOptions {
             seed: 0,
             images_per_kind: 36,
             volumes: 8,
+            volume: three_d::VolumeOptions::default(),
         }
     }
 }
@@ -60,6 +63,6 @@ pub struct SynthSummary {
 /// Writes the whole corpus under `out`.
 pub fn write_corpus(out: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
     let images = two_d::write(&out.join("2d"), opts.seed, opts.images_per_kind)?;
-    let volumes = three_d::write(&out.join("3d"), opts.seed, opts.volumes)?;
+    let volumes = three_d::write(&out.join("3d"), opts.seed, opts.volumes, &opts.volume)?;
     Ok(SynthSummary { images, volumes })
 }

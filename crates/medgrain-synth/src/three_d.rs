@@ -20,6 +20,51 @@ pub const RIGHT_X_SIGN: f64 = 1.0;
 pub const DIMS: [usize; 3] = [192, 192, 80];
 pub const SPACING: [f64; 3] = [1.8, 1.8, 4.0];
 
+/// The voxel grid of the volumes: the same anatomy (laid out in millimetres) sampled at another size, e.g.
+/// 512×512×300 at 0.7×0.7×1.1 mm like a real chest CT.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    pub dims: [usize; 3],
+    pub spacing: [f64; 3],
+}
+
+impl Grid {
+    /// A grid of `dims` voxels over the standard grid's field of view (345.6 × 345.6 × 320 mm).
+    pub fn with_dims(dims: [usize; 3]) -> Grid {
+        if dims == DIMS {
+            return Grid::STANDARD; // exactly, not through a rounded division
+        }
+        Grid {
+            dims,
+            spacing: std::array::from_fn(|a| DIMS[a] as f64 * SPACING[a] / dims[a] as f64),
+        }
+    }
+
+    /// The default grid: 192×192×80 at 1.8×1.8×4 mm.
+    pub const STANDARD: Grid = Grid {
+        dims: DIMS,
+        spacing: SPACING,
+    };
+}
+
+/// What the 3D half writes besides the volumes themselves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VolumeOptions {
+    pub grid: Grid,
+    /// At least this many organ mask files per volume: beyond the drawn organs, further TotalSegmentator classes
+    /// as small ellipsoids (for timing real-size inputs; 117 is TotalSegmentator's count).
+    pub organ_masks: usize,
+}
+
+impl Default for VolumeOptions {
+    fn default() -> Self {
+        VolumeOptions {
+            grid: Grid::STANDARD,
+            organ_masks: 0,
+        }
+    }
+}
+
 /// Tissue classes of the label volume; index into [`CLASSES`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -96,23 +141,28 @@ const LOBES: [Tissue; 5] = [
 /// The affine of the synthetic volumes: voxel index i grows toward patient left (x decreasing), j toward
 /// posterior (y decreasing), k toward superior; the volume centre is at the world origin. Orientation "LPS".
 pub fn affine() -> [[f64; 4]; 4] {
-    let c: [f64; 3] = std::array::from_fn(|a| (DIMS[a] as f64 - 1.0) / 2.0 * SPACING[a]);
+    affine_of(&Grid::STANDARD)
+}
+
+/// [`affine`] for any grid.
+pub fn affine_of(g: &Grid) -> [[f64; 4]; 4] {
+    let c: [f64; 3] = std::array::from_fn(|a| (g.dims[a] as f64 - 1.0) / 2.0 * g.spacing[a]);
     [
-        [-SPACING[0], 0.0, 0.0, c[0]],
-        [0.0, -SPACING[1], 0.0, c[1]],
-        [0.0, 0.0, SPACING[2], -c[2]],
+        [-g.spacing[0], 0.0, 0.0, c[0]],
+        [0.0, -g.spacing[1], 0.0, c[1]],
+        [0.0, 0.0, g.spacing[2], -c[2]],
         [0.0, 0.0, 0.0, 1.0],
     ]
 }
 
-fn world(i: usize, j: usize, k: usize) -> [f64; 3] {
-    let a = affine();
+fn world(g: &Grid, i: usize, j: usize, k: usize) -> [f64; 3] {
+    let a = affine_of(g);
     let v = [i as f64, j as f64, k as f64];
     std::array::from_fn(|r| a[r][0] * v[0] + a[r][1] * v[1] + a[r][2] * v[2] + a[r][3])
 }
 
-fn voxel_of(p: [f64; 3]) -> [f64; 3] {
-    let a = affine();
+fn voxel_of(g: &Grid, p: [f64; 3]) -> [f64; 3] {
+    let a = affine_of(g);
     std::array::from_fn(|r| (p[r] - a[r][3]) / a[r][r])
 }
 
@@ -247,8 +297,127 @@ fn fmt_size(mm: f64) -> String {
     }
 }
 
+/// TotalSegmentator classes the anatomy does not draw, written as small ellipsoids when `organ_masks` asks for
+/// more files than the drawn organs give.
+const EXTRA_CLASSES: &[&str] = &[
+    "spleen_accessory",
+    "kidney_right",
+    "kidney_left",
+    "gallbladder",
+    "pancreas",
+    "adrenal_gland_right",
+    "adrenal_gland_left",
+    "thyroid_gland",
+    "small_bowel",
+    "duodenum",
+    "colon",
+    "urinary_bladder",
+    "prostate",
+    "kidney_cyst_left",
+    "kidney_cyst_right",
+    "sacrum",
+    "vertebrae_S1",
+    "vertebrae_L5",
+    "vertebrae_L4",
+    "vertebrae_L3",
+    "vertebrae_L2",
+    "vertebrae_L1",
+    "vertebrae_C7",
+    "vertebrae_C6",
+    "vertebrae_C5",
+    "vertebrae_C4",
+    "vertebrae_C3",
+    "vertebrae_C2",
+    "vertebrae_C1",
+    "pulmonary_vein",
+    "brachiocephalic_trunk",
+    "subclavian_artery_right",
+    "subclavian_artery_left",
+    "common_carotid_artery_right",
+    "common_carotid_artery_left",
+    "brachiocephalic_vein_left",
+    "brachiocephalic_vein_right",
+    "atrial_appendage_left",
+    "superior_vena_cava",
+    "inferior_vena_cava",
+    "portal_vein_and_splenic_vein",
+    "iliac_artery_left",
+    "iliac_artery_right",
+    "iliac_vena_left",
+    "iliac_vena_right",
+    "humerus_left",
+    "humerus_right",
+    "scapula_left",
+    "scapula_right",
+    "clavicula_left",
+    "clavicula_right",
+    "femur_left",
+    "femur_right",
+    "hip_left",
+    "hip_right",
+    "spinal_cord",
+    "gluteus_maximus_left",
+    "gluteus_maximus_right",
+    "gluteus_medius_left",
+    "gluteus_medius_right",
+    "gluteus_minimus_left",
+    "gluteus_minimus_right",
+    "autochthon_left",
+    "autochthon_right",
+    "iliopsoas_left",
+    "iliopsoas_right",
+    "brain",
+    "skull",
+    "rib_left_1",
+    "rib_left_2",
+    "rib_left_3",
+    "rib_left_4",
+    "rib_left_5",
+    "rib_left_6",
+    "rib_left_7",
+    "rib_left_8",
+    "rib_left_9",
+    "rib_left_10",
+    "rib_left_11",
+    "rib_left_12",
+    "rib_right_1",
+    "rib_right_2",
+    "rib_right_3",
+    "rib_right_4",
+    "rib_right_5",
+    "rib_right_6",
+    "rib_right_7",
+    "rib_right_8",
+    "rib_right_9",
+    "rib_right_10",
+    "rib_right_11",
+    "rib_right_12",
+    "sternum",
+    "costal_cartilages",
+    "vertebrae_T1",
+    "vertebrae_T2",
+    "vertebrae_T3",
+    "vertebrae_T4",
+    "vertebrae_T5",
+    "vertebrae_T6",
+    "vertebrae_T7",
+    "vertebrae_T8",
+    "vertebrae_T9",
+    "vertebrae_T10",
+    "vertebrae_T11",
+    "vertebrae_T12",
+];
+
+fn present_codes(codes: &[u8]) -> Vec<u8> {
+    let mut seen = [false; 256];
+    for &c in codes {
+        seen[c as usize] = true;
+    }
+    (0..=255u8).filter(|&c| seen[c as usize]).collect()
+}
+
 /// Writes `n` volumes with masks and reports under `dir` (= `DIR/3d`).
-pub fn write(dir: &Path, seed: u64, n: usize) -> Result<usize> {
+pub fn write(dir: &Path, seed: u64, n: usize, opts: &VolumeOptions) -> Result<usize> {
     for sub in ["volumes", "masks", "lesions"] {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
@@ -263,7 +432,7 @@ pub fn write(dir: &Path, seed: u64, n: usize) -> Result<usize> {
     for v in 0..n {
         let name = format!("synth_ct_{v:03}.nii.gz");
         let mut rng = Rng::derive(seed, &format!("3d/{name}"));
-        let (truth, findings_text, impressions_text) = write_volume(dir, &name, &mut rng)?;
+        let (truth, findings_text, impressions_text) = write_volume(dir, &name, &mut rng, opts)?;
         reports
             .write_record([name.as_str(), findings_text.as_str(), impressions_text.as_str()])
             .map_err(|e| io_err(&rpath, e.into()))?;
@@ -275,20 +444,26 @@ pub fn write(dir: &Path, seed: u64, n: usize) -> Result<usize> {
     Ok(n)
 }
 
-fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d, String, String)> {
+fn write_volume(
+    dir: &Path,
+    name: &str,
+    rng: &mut Rng,
+    opts: &VolumeOptions,
+) -> Result<(GroundTruth3d, String, String)> {
+    let g = &opts.grid;
     let stem = name.trim_end_matches(".nii.gz");
     let body = Body {
         scale: rng.range(0.93, 1.05),
         shift: [rng.range(-6.0, 6.0), rng.range(-6.0, 6.0)],
     };
-    let [nx, ny, nz] = DIMS;
+    let [nx, ny, nz] = g.dims;
     let n = nx * ny * nz;
     let idx = |i: usize, j: usize, k: usize| i + nx * (j + ny * k);
     let mut codes = vec![0u8; n];
     for k in 0..nz {
         for j in 0..ny {
             for i in 0..nx {
-                codes[idx(i, j, k)] = code_at(&body, world(i, j, k));
+                codes[idx(i, j, k)] = code_at(&body, world(g, i, j, k));
             }
         }
     }
@@ -311,7 +486,7 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
                     c[2] + r * ph.sin(),
                 ]
             };
-            let v = voxel_of(p);
+            let v = voxel_of(g, p);
             let (i, j, k) = (v[0].round(), v[1].round(), v[2].round());
             if i < 0.0 || j < 0.0 || k < 0.0 || i >= nx as f64 || j >= ny as f64 || k >= nz as f64 {
                 return false;
@@ -329,7 +504,7 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
             if codes[idx(i as usize, j as usize, k as usize)] != want {
                 continue;
             }
-            let c = world(i as usize, j as usize, k as usize);
+            let c = world(g, i as usize, j as usize, k as usize);
             let apart = others.iter().all(|(s, _)| {
                 let d =
                     ((s.centre[0] - c[0]).powi(2) + (s.centre[1] - c[1]).powi(2) + (s.centre[2] - c[2]).powi(2)).sqrt();
@@ -433,7 +608,7 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
         for k in 0..nz {
             for j in 0..ny {
                 for i in 0..nx {
-                    let p = world(i, j, k);
+                    let p = world(g, i, j, k);
                     let c = codes[idx(i, j, k)];
                     if lobes.iter().any(|&l| l as u8 == c) && p[1] < -75.0 + depth && p[2] < 10.0 {
                         effusion_voxels.push(idx(i, j, k));
@@ -448,7 +623,7 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
         for k in 0..nz {
             for j in 0..ny {
                 for i in 0..nx {
-                    let p = world(i, j, k);
+                    let p = world(g, i, j, k);
                     let (x, y, z) = (
                         (p[0] - body.shift[0]) / body.scale,
                         (p[1] - body.shift[1]) / body.scale,
@@ -481,14 +656,14 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
     }
     let mut lesion_masks: Vec<Vec<u8>> = vec![vec![0u8; n]; spheres.len()];
     for (s_idx, (s, _)) in spheres.iter().enumerate() {
-        let v0 = voxel_of(s.centre);
-        let rv: [f64; 3] = std::array::from_fn(|a| s.radius / SPACING[a] + 1.0);
+        let v0 = voxel_of(g, s.centre);
+        let rv: [f64; 3] = std::array::from_fn(|a| s.radius / g.spacing[a] + 1.0);
         let lo: [usize; 3] = std::array::from_fn(|a| (v0[a] - rv[a]).floor().max(0.0) as usize);
-        let hi: [usize; 3] = std::array::from_fn(|a| ((v0[a] + rv[a]).ceil() as usize + 1).min(DIMS[a]));
+        let hi: [usize; 3] = std::array::from_fn(|a| ((v0[a] + rv[a]).ceil() as usize + 1).min(g.dims[a]));
         for k in lo[2]..hi[2] {
             for j in lo[1]..hi[1] {
                 for i in lo[0]..hi[0] {
-                    let p = world(i, j, k);
+                    let p = world(g, i, j, k);
                     let d2 = (p[0] - s.centre[0]).powi(2) + (p[1] - s.centre[1]).powi(2) + (p[2] - s.centre[2]).powi(2);
                     if d2 <= s.radius * s.radius {
                         hu[idx(i, j, k)] = (s.hu + 10.0 * rng.normal()).round() as i16;
@@ -505,8 +680,8 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
         write_nifti1_gz(
             path,
             &NiftiVolume {
-                dims: DIMS,
-                affine: affine(),
+                dims: g.dims,
+                affine: affine_of(g),
                 datatype: dt,
                 data,
                 description: desc,
@@ -531,6 +706,42 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
             write(&mask_dir.join(format!("{cls}.nii.gz")), &m, NiftiDatatype::Uint8, &cls)?;
         }
     }
+    // Further TotalSegmentator classes as small ellipsoids, up to `organ_masks` files (real-size timing inputs).
+    let drawn: Vec<String> = present_codes(&codes).into_iter().filter_map(class_name).collect();
+    let mut written = drawn.len();
+    let [nx_, ny_, nz_] = g.dims;
+    for cls in EXTRA_CLASSES {
+        if written >= opts.organ_masks {
+            break;
+        }
+        if drawn.iter().any(|d| d == cls) {
+            continue;
+        }
+        let centre = [
+            rng.range(-110.0, 110.0),
+            rng.range(-70.0, 70.0),
+            rng.range(-130.0, 130.0),
+        ];
+        let radii = [rng.range(6.0, 22.0), rng.range(6.0, 22.0), rng.range(6.0, 30.0)];
+        let v0 = voxel_of(g, centre);
+        let lo: [usize; 3] = std::array::from_fn(|a| (v0[a] - radii[a] / g.spacing[a] - 1.0).floor().max(0.0) as usize);
+        let hi: [usize; 3] =
+            std::array::from_fn(|a| ((v0[a] + radii[a] / g.spacing[a] + 2.0).ceil().max(0.0) as usize).min(g.dims[a]));
+        let mut m = vec![0u8; nx_ * ny_ * nz_];
+        for k in lo[2]..hi[2] {
+            for j in lo[1]..hi[1] {
+                for i in lo[0]..hi[0] {
+                    let p = world(g, i, j, k);
+                    let e: f64 = (0..3).map(|a| ((p[a] - centre[a]) / radii[a]).powi(2)).sum();
+                    if e <= 1.0 {
+                        m[i + nx_ * (j + ny_ * k)] = 1;
+                    }
+                }
+            }
+        }
+        write(&mask_dir.join(format!("{cls}.nii.gz")), &m, NiftiDatatype::Uint8, cls)?;
+        written += 1;
+    }
     let lesion_dir = dir.join("lesions").join(stem);
     if !spheres.is_empty() {
         std::fs::create_dir_all(&lesion_dir).map_err(|e| io_err(&lesion_dir, e))?;
@@ -551,7 +762,7 @@ fn write_volume(dir: &Path, name: &str, rng: &mut Rng) -> Result<(GroundTruth3d,
         let mut s = [0.0; 3];
         for &v in vox {
             let (i, j, k) = (v % nx, (v / nx) % ny, v / (nx * ny));
-            let p = world(i, j, k);
+            let p = world(g, i, j, k);
             for a in 0..3 {
                 s[a] += p[a];
             }
@@ -677,14 +888,14 @@ mod tests {
 
     #[test]
     fn affine_centres_the_volume_and_is_lps_stored() {
-        let c = world(0, 0, 0);
-        let far = world(DIMS[0] - 1, DIMS[1] - 1, DIMS[2] - 1);
+        let c = world(&Grid::STANDARD, 0, 0, 0);
+        let far = world(&Grid::STANDARD, DIMS[0] - 1, DIMS[1] - 1, DIMS[2] - 1);
         for a in 0..3 {
             assert!((c[a] + far[a]).abs() < 1e-9, "axis {a}");
         }
         // i grows toward patient left: x decreases.
-        assert!(world(1, 0, 0)[0] < world(0, 0, 0)[0]);
-        let v = voxel_of(world(10, 20, 30));
+        assert!(world(&Grid::STANDARD, 1, 0, 0)[0] < world(&Grid::STANDARD, 0, 0, 0)[0]);
+        let v = voxel_of(&Grid::STANDARD, world(&Grid::STANDARD, 10, 20, 30));
         assert!((v[0] - 10.0).abs() < 1e-9 && (v[1] - 20.0).abs() < 1e-9 && (v[2] - 30.0).abs() < 1e-9);
     }
 

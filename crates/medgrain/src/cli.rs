@@ -111,6 +111,26 @@ pub(crate) struct SynthArgs {
     /// Number of 3D CT volumes.
     #[arg(long, default_value_t = 8)]
     pub volumes: usize,
+    /// Voxel grid of the volumes, X,Y,Z (the same anatomy and field of view at another resolution; a real chest
+    /// CT is about 512,512,300).
+    #[arg(long, value_name = "X,Y,Z", value_parser = parse_shape, default_value = "192,192,80")]
+    pub volume_shape: [usize; 3],
+    /// At least this many organ mask files per volume (TotalSegmentator writes 117): classes the anatomy does not
+    /// draw are added as small ellipsoids.
+    #[arg(long, default_value_t = 0)]
+    pub organ_masks: usize,
+}
+
+fn parse_shape(s: &str) -> Result<[usize; 3], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>().map_err(|e| format!("{p:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    match v[..] {
+        [x, y, z] if x >= 16 && y >= 16 && z >= 8 => Ok([x, y, z]),
+        [_, _, _] => Err("each side must be at least 16,16,8 voxels".into()),
+        _ => Err(format!("expected three sizes X,Y,Z, got {s:?}")),
+    }
 }
 
 #[derive(Args)]

@@ -159,11 +159,21 @@ fn shape3(shape: &[usize]) -> Option<[usize; 3]> {
     }
 }
 
-/// A mask file and its 3D shape.
-fn read_mask(p: &Path) -> Result<(medgrain_imaging::nifti_read::NiftiImage, [usize; 3]), String> {
-    let img = read_nifti(p).map_err(|e| e.to_string())?;
-    let shape = shape3(&img.header.shape).ok_or_else(|| format!("not a 3D mask: shape {:?}", img.header.shape))?;
-    Ok((img, shape))
+/// A mask file's header, voxel bytes (in `scratch`, reused from mask to mask) and 3D shape.
+fn read_mask<'a>(
+    p: &Path,
+    scratch: &'a mut Vec<u8>,
+) -> Result<
+    (
+        medgrain_imaging::nifti_read::NiftiHeader,
+        medgrain_imaging::nifti_read::RawVoxels<'a>,
+        [usize; 3],
+    ),
+    String,
+> {
+    let (header, raw) = medgrain_imaging::nifti_read::read_nifti_raw(p, scratch).map_err(|e| e.to_string())?;
+    let shape = shape3(&header.shape).ok_or_else(|| format!("not a 3D mask: shape {:?}", header.shape))?;
+    Ok((header, raw, shape))
 }
 
 /// Organ masks (as one label volume), CT statistics per organ, and every lesion measured and placed.
@@ -195,15 +205,17 @@ fn measure_volume(
             }
         }
     });
-    let ct_values: Option<Vec<f64>> = ct.as_ref().map(|img| img.voxels.values().collect());
+    // HU read in place from the stored type (no f64 copy of a 512×512×300 volume)
+    let ct_values: Option<&medgrain_imaging::nifti_read::Voxels> = ct.as_ref().map(|img| &img.voxels);
     let ct_shape = ct.as_ref().and_then(|img| shape3(&img.header.shape));
     let mut grid: Option<([usize; 3], [[f64; 4]; 4])> = ct
         .as_ref()
         .and_then(|img| Some((shape3(&img.header.shape)?, img.header.best_affine())));
     let mut labels: Vec<u16> = Vec::new();
     let mut organs: Vec<OrganFindings> = Vec::new();
+    let mut scratch: Vec<u8> = Vec::new();
     for p in nifti_files(&job.root.join(&job.masks).join(stem)) {
-        let (img, shape) = match read_mask(&p) {
+        let (header, raw, shape) = match read_mask(&p, &mut scratch) {
             Ok(x) => x,
             Err(e) => {
                 err(&p, "mask", e);
@@ -219,34 +231,30 @@ fn measure_volume(
                 );
                 continue;
             }
-            None => grid = Some((shape, img.header.best_affine())),
+            None => grid = Some((shape, header.best_affine())),
             _ => {}
         }
         if labels.is_empty() {
             labels = vec![0; shape.iter().product()];
         }
         let k = organs.len() as u16 + 1;
-        let affine = img.header.best_affine();
+        let affine = header.best_affine();
         let voxel_mm3 = medgrain_roi::measure::voxel_volume_mm3(&affine);
         let (mut n, mut sum, mut sum2) = (0usize, 0.0f64, 0.0f64);
-        for (i, v) in img.voxels.values().enumerate() {
-            if v > 0.0 {
-                n += 1;
-                if let Some(l) = labels.get_mut(i) {
-                    if *l == 0 {
-                        *l = k;
-                    }
-                }
-                if let Some(h) = ct_values
-                    .as_ref()
-                    .filter(|_| ct_shape == Some(shape))
-                    .and_then(|c| c.get(i))
-                {
-                    sum += h;
-                    sum2 += h * h;
+        let hu = ct_values.filter(|_| ct_shape == Some(shape));
+        // the mask's voxels only, zero runs skipped a word at a time
+        raw.for_each_positive(|i| {
+            n += 1;
+            if let Some(l) = labels.get_mut(i) {
+                if *l == 0 {
+                    *l = k;
                 }
             }
-        }
+            if let Some(h) = hu.and_then(|c| c.get(i)) {
+                sum += h;
+                sum2 += h * h;
+            }
+        });
         let with_hu = ct_values.is_some() && ct_shape == Some(shape) && n > 0;
         let mean = sum / n.max(1) as f64;
         let class = class_of(&p);
@@ -264,7 +272,7 @@ fn measure_volume(
         return (organs, lesions);
     };
     for p in nifti_files(&job.root.join(dir).join(stem)) {
-        let (img, shape) = match read_mask(&p) {
+        let (header, raw, shape) = match read_mask(&p, &mut scratch) {
             Ok(x) => x,
             Err(e) => {
                 err(&p, "lesion", e);
@@ -275,13 +283,8 @@ fn measure_volume(
             err(&p, "lesion", "lesion mask grid differs from the volume's".into());
             continue;
         }
-        let voxels: Vec<usize> = img
-            .voxels
-            .values()
-            .enumerate()
-            .filter(|(_, v)| *v > 0.0)
-            .map(|(i, _)| i)
-            .collect();
+        let mut voxels: Vec<usize> = Vec::new();
+        raw.for_each_positive(|i| voxels.push(i));
         if voxels.is_empty() {
             continue;
         }
@@ -298,8 +301,11 @@ fn measure_volume(
             .and_then(|k| organs[k - 1].anatomy.clone())
             .or_else(|| ont.usual_anatomy(&finding).map(str::to_string))
             .unwrap_or_else(|| "others".into());
-        let affine = img.header.best_affine();
-        let image = ct_values.as_deref().filter(|_| ct_shape == Some(shape));
+        let affine = header.best_affine();
+        let hu_at = |i: usize| ct_values.and_then(|c| c.get(i)).unwrap_or(f64::NAN);
+        let image = ct_values
+            .filter(|_| ct_shape == Some(shape))
+            .map(|_| &hu_at as &dyn Fn(usize) -> f64);
         let m = medgrain_roi::measure::measure_component(
             &voxels,
             medgrain_roi::measure::Grid { shape, affine: &affine },

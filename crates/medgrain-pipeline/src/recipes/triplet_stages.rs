@@ -101,7 +101,7 @@ fn apply_patient_geometry(
         roi.patient_position = patient_position(roi, g);
         if let Ok(mask) = medgrain_roi::rle::decode(&roi.mask_rle) {
             let voxels: Vec<usize> = mask.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect();
-            let mut m = medgrain_roi::measure::measure_component(&voxels, grid, Some(&g.values), 10.0);
+            let mut m = medgrain_roi::measure::measure_component(&voxels, grid, Some(&|i| g.values[i]), 10.0);
             m.volume_mm3 = None; // a slice has an area, not a volume
                                  // shape on the square-pixel display grid; entropy on the volume's values (HU), not the display
             let pixels: Vec<(usize, usize)> = voxels.iter().map(|&i| (i / w, i % w)).collect();

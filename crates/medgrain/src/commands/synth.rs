@@ -10,11 +10,17 @@ pub(crate) fn run(args: SynthArgs) -> Result<ExitCode, CliError> {
         seed,
         images_per_kind,
         volumes,
+        volume_shape,
+        organ_masks,
     } = args;
     let opts = medgrain_synth::SynthOptions {
         seed,
         images_per_kind,
         volumes,
+        volume: medgrain_synth::three_d::VolumeOptions {
+            grid: medgrain_synth::three_d::Grid::with_dims(volume_shape),
+            organ_masks,
+        },
     };
     let s = medgrain_synth::write_corpus(&out, &opts)?;
     println!(

@@ -3,6 +3,7 @@
 //! into the ROI entries of a triplet record.
 
 pub mod appearance;
+pub mod boxmask;
 pub mod components;
 pub mod locate;
 pub mod measure;

@@ -16,6 +16,7 @@ use medgrain_imaging::nifti_read::{read_nifti, read_nifti_header, NiftiImage};
 use medgrain_imaging::render::{apply_window, ct_window, percentile_window, Plane, SliceLayout};
 use medgrain_imaging::{LabelMap, PixelData, Raster};
 use medgrain_records::SliceRef;
+use medgrain_roi::boxmask::BoxMask;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -24,8 +25,8 @@ struct Volume {
     shape: [usize; 3],
     affine: [[f64; 4]; 4],
     values: Vec<f64>,
-    /// (name, mask voxels as bools).
-    masks: Vec<(String, Vec<bool>)>,
+    /// (name, mask voxels as bits in their bounding box).
+    masks: Vec<(String, BoxMask)>,
     /// Origin per mask: "annotation" for mask files, the locator's name for masks it found.
     origins: Vec<String>,
     /// The locator's confidence per mask (experts only).
@@ -294,47 +295,75 @@ impl NiftiVolumeSource {
         };
         let n = shape.iter().product::<usize>();
         let mut masks = Vec::new();
+        let mut scratch: Vec<u8> = Vec::new();
         for mp in self.mask_files(rel) {
-            let m = read_nifti(&mp).map_err(|e| SampleError::new("mask", e.to_string()))?;
-            let mshape: Vec<usize> = m.header.shape.iter().take(3).copied().collect();
-            let maffine = m.header.best_affine();
+            let (mheader, raw) = medgrain_imaging::nifti_read::read_nifti_raw(&mp, &mut scratch)
+                .map_err(|e| SampleError::new("mask", e.to_string()))?;
+            let mshape: Vec<usize> = mheader.shape.iter().take(3).copied().collect();
+            let maffine = mheader.best_affine();
             let same_grid = mshape == shape.to_vec() && affine_close(&maffine, &affine);
-            let raw: Vec<f64> = m.voxels.values().collect();
-            let labels: Vec<u32> = if same_grid {
-                raw.iter().take(n).map(|&v| label_value(v)).collect()
-            } else if self.cfg.resample_masks && mshape.len() == 3 {
-                resample_nearest(&raw, [mshape[0], mshape[1], mshape[2]], &maffine, shape, &affine).ok_or_else(
-                    || SampleError::new("mask", format!("{}: its affine cannot be inverted", mp.display())),
-                )?
+            // One mask per label value; uint8 masks on the volume's grid (TotalSegmentator's) are read as bytes.
+            let by_value: Vec<(u32, BoxMask)> = if same_grid && raw.datatype == 2 && raw.bytes.len() >= n {
+                let bytes = &raw.bytes[..n];
+                BoxMask::by_value(shape, |f| {
+                    medgrain_imaging::nifti_read::RawVoxels {
+                        datatype: 2,
+                        little_endian: true,
+                        bytes,
+                    }
+                    .for_each_positive(|i| f(i, bytes[i] as u32))
+                })
             } else {
-                return Err(SampleError::new(
-                    "mask",
-                    format!(
-                        "{}: mask grid (shape {:?}, affine {:?}) differs from the volume's (shape {:?}, affine {:?}); set resample_masks = true to resample it nearest-neighbour",
-                        mp.display(),
-                        m.header.shape,
-                        maffine,
-                        shape,
-                        affine
-                    ),
-                ));
+                let voxels = raw
+                    .to_voxels()
+                    .ok_or_else(|| SampleError::new("mask", format!("{}: unsupported datatype", mp.display())))?;
+                let values: Vec<f64> = voxels.values().collect();
+                let labels: Vec<u32> = if same_grid {
+                    values.iter().take(n).map(|&v| label_value(v)).collect()
+                } else if self.cfg.resample_masks && mshape.len() == 3 {
+                    resample_nearest(&values, [mshape[0], mshape[1], mshape[2]], &maffine, shape, &affine).ok_or_else(
+                        || SampleError::new("mask", format!("{}: its affine cannot be inverted", mp.display())),
+                    )?
+                } else {
+                    return Err(SampleError::new(
+                        "mask",
+                        format!(
+                            "{}: mask grid (shape {:?}, affine {:?}) differs from the volume's (shape {:?}, affine {:?}); set resample_masks = true to resample it nearest-neighbour",
+                            mp.display(),
+                            mheader.shape,
+                            maffine,
+                            shape,
+                            affine
+                        ),
+                    ));
+                };
+                BoxMask::by_value(shape, |f| {
+                    for (i, &l) in labels.iter().enumerate() {
+                        if l > 0 {
+                            f(i, l);
+                        }
+                    }
+                })
             };
-            let mut values: Vec<u32> = labels.iter().copied().filter(|&v| v > 0).collect();
-            values.sort_unstable();
-            values.dedup();
-            let multilabel = values.len() > 1 || values.first().is_some_and(|v| self.class_names.contains_key(v));
+            let multilabel =
+                by_value.len() > 1 || by_value.first().is_some_and(|(v, _)| self.class_names.contains_key(v));
             if !multilabel {
                 // a binary mask (0/1, or 0/255): its name is the file's
-                masks.push((mask_name(&mp), labels.iter().map(|&v| v > 0).collect()));
+                let m = by_value
+                    .into_iter()
+                    .next()
+                    .map(|(_, m)| m)
+                    .unwrap_or_else(|| BoxMask::empty(shape));
+                masks.push((mask_name(&mp), m));
             } else {
                 // a multilabel file (TotalSegmentator --ml, nnU-Net): one mask per value, named from the class table
-                for v in values {
+                for (v, m) in by_value {
                     let name = self
                         .class_names
                         .get(&v)
                         .cloned()
                         .unwrap_or_else(|| format!("{} label {v}", mask_name(&mp)));
-                    masks.push((name, labels.iter().map(|&x| x == v).collect()));
+                    masks.push((name, m));
                 }
             }
         }
@@ -345,7 +374,7 @@ impl NiftiVolumeSource {
             let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
             let found = self.located(loc.as_ref(), rel, &values, grid)?;
             for m in found {
-                masks.push((m.name, m.mask));
+                masks.push((m.name, BoxMask::from_bools(shape, &m.mask)));
                 origins.push(loc.name().to_string());
                 scores.push(m.score);
             }
@@ -355,9 +384,10 @@ impl NiftiVolumeSource {
         let mut organ_names = Vec::new();
         if with_values {
             for op in self.files_for(self.cfg.organs.as_deref(), rel) {
-                let m = read_nifti(&op).map_err(|e| SampleError::new("mask", e.to_string()))?;
-                let mshape: Vec<usize> = m.header.shape.iter().take(3).copied().collect();
-                if mshape != shape.to_vec() || !affine_close(&m.header.best_affine(), &affine) {
+                let (mheader, raw) = medgrain_imaging::nifti_read::read_nifti_raw(&op, &mut scratch)
+                    .map_err(|e| SampleError::new("mask", e.to_string()))?;
+                let mshape: Vec<usize> = mheader.shape.iter().take(3).copied().collect();
+                if mshape != shape.to_vec() || !affine_close(&mheader.best_affine(), &affine) {
                     return Err(SampleError::new(
                         "mask",
                         format!("{}: organ mask grid differs from the volume's", op.display()),
@@ -371,11 +401,11 @@ impl NiftiVolumeSource {
                 }
                 organ_names.push(mask_name(&op));
                 let k = organ_names.len() as u16;
-                for (l, v) in organ_labels.iter_mut().zip(m.voxels.values()) {
-                    if v > 0.0 {
+                raw.for_each_positive(|i| {
+                    if let Some(l) = organ_labels.get_mut(i) {
                         *l = k;
                     }
-                }
+                });
             }
         }
         let v = Arc::new(Volume {
@@ -482,17 +512,9 @@ impl NiftiVolumeSource {
         let layout = SliceLayout::new(self.plane, v.shape, &v.affine);
         let step = self.cfg.step.unwrap_or(1).max(1);
         let ax = layout.slice_axis;
-        let [nx, ny, _] = v.shape;
-        let slice_of = |i: usize| match ax {
-            0 => i % nx,
-            1 => (i / nx) % ny,
-            _ => i / (nx * ny),
-        };
-        let counts = |m: &[bool]| {
+        let counts = |m: &BoxMask| {
             let mut c = vec![0usize; layout.slices];
-            for (i, _) in m.iter().enumerate().filter(|(_, &b)| b) {
-                c[slice_of(i)] += 1;
-            }
+            m.for_each(|p| c[p[ax]] += 1);
             c
         };
         let mut out: Vec<usize> = match self.cfg.select.as_deref().unwrap_or("largest") {
@@ -586,9 +608,17 @@ impl SampleSource for NiftiVolumeSource {
             }
         };
         let pixels: Vec<u8> = values.iter().map(|&x| apply_window(x, centre, width)).collect();
+        // the voxel under each display pixel, once; masks whose box misses the slice are skipped
+        let under: Vec<[usize; 3]> = (0..layout.width * layout.height)
+            .map(|i| layout.voxel(s, i / layout.width, i % layout.width))
+            .collect();
+        let sample_mask = |m: &BoxMask| -> Option<Vec<bool>> {
+            m.touches(layout.slice_axis, s)
+                .then(|| under.iter().map(|&p| m.contains(p)).collect())
+        };
         let mut labels = vec![0u32; layout.width * layout.height];
         for (k, (_, m)) in v.masks.iter().enumerate() {
-            for (i, on) in layout.sample(m, v.shape, s).into_iter().enumerate() {
+            for (i, on) in sample_mask(m).into_iter().flatten().enumerate() {
                 if on {
                     labels[i] = k as u32 + 1;
                 }
@@ -621,7 +651,7 @@ impl SampleSource for NiftiVolumeSource {
             };
             let mut spine = vec![false; layout.width * layout.height];
             for (_, m) in v.masks.iter().filter(|(n, _)| is_spine(n)) {
-                for (i, on) in layout.sample(m, v.shape, s).into_iter().enumerate() {
+                for (i, on) in sample_mask(m).into_iter().flatten().enumerate() {
                     spine[i] |= on;
                 }
             }

@@ -114,3 +114,55 @@ def test_reports_state_findings_and_negations(d3, truth):
             assert "pericardial effusion-thickening was not observed" in text
         if "pleural effusion" in negated:
             assert "no pleural effusion was observed" in text
+
+
+def test_volume_shape_and_organ_masks_options(medgrain_bin, tmp_path):
+    """`synth --volume-shape --organ-masks` (the real-size timing corpus of #18): the grid, the field of view kept,
+    TotalSegmentator's class names (checked against its own class table in ../shared/data/totalseg), binary uint8
+    masks; then the grounded-reports recipe's organ volumes and HU statistics against numpy on the same files."""
+    import subprocess
+    from pathlib import Path
+    classes_txt = Path(__file__).resolve().parents[2].parent / "shared/data/totalseg/classes.txt"
+    if not classes_txt.is_file():
+        pytest.fail(f"{classes_txt} is missing (see ../shared/data/README.md)")
+    classes = {l.split()[1] for l in classes_txt.read_text().splitlines() if l.strip()}
+    out = tmp_path / "s"
+    r = subprocess.run([medgrain_bin, "-q", "synth", "--out", str(out), "--images-per-kind", "1", "--volumes", "1",
+                        "--volume-shape", "96,80,40", "--organ-masks", "117"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    d3 = out / "3d"
+    img = nib.load(d3 / "volumes/synth_ct_000.nii.gz")
+    assert img.shape == (96, 80, 40)
+    assert img.header.get_zooms() == pytest.approx((192 * 1.8 / 96, 192 * 1.8 / 80, 80 * 4.0 / 40))
+    masks = sorted((d3 / "masks/synth_ct_000").glob("*.nii.gz"))
+    names = [m.name.removesuffix(".nii.gz") for m in masks]
+    assert len(masks) == 117 and set(names) <= classes, set(names) - classes
+    hu = np.asarray(img.dataobj).astype(np.float64)
+    for bad in (["--volume-shape", "96,80"], ["--volume-shape", "8,8,8"], ["--volume-shape", "a,b,c"]):
+        r = subprocess.run([medgrain_bin, "synth", "--out", str(tmp_path / "x"), *bad], capture_output=True, text=True)
+        assert r.returncode == 2 and "volume-shape" in r.stderr, (bad, r.stderr)
+    (tmp_path / "rep.toml").write_text(f"""recipe = "grounded-reports"
+[reports]
+csv = "{d3 / 'reports.csv'}"
+root = "{d3}"
+masks = "masks"
+lesions = "lesions"
+volumes = "volumes"
+""")
+    r = subprocess.run([medgrain_bin, "-q", "build", str(tmp_path / "rep.toml"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(l) for f in sorted((tmp_path / "o/structured_findings").glob("*.jsonl"))
+            for l in f.read_text().splitlines()]
+    organs = {o["class"]: o for o in rows[0]["organs"]}
+    assert sorted(organs) == sorted(names)
+    voxel_ml = float(np.prod(img.header.get_zooms())) / 1000
+    for m, name in zip(masks, names):
+        mask = np.asarray(nib.load(m).dataobj)
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}, name
+        sel = hu[mask > 0]
+        o = organs[name]
+        assert o["volume_ml"] == pytest.approx(len(sel) * voxel_ml, rel=1e-6), name  # zooms are float32
+        if len(sel):
+            assert o["mean_hu"] == pytest.approx(sel.mean(), rel=1e-9, abs=1e-9), name
+            assert o["std_hu"] == pytest.approx(sel.std(), rel=1e-6, abs=1e-6), name

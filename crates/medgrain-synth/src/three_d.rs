@@ -300,7 +300,6 @@ fn fmt_size(mm: f64) -> String {
 /// TotalSegmentator classes the anatomy does not draw, written as small ellipsoids when `organ_masks` asks for
 /// more files than the drawn organs give.
 const EXTRA_CLASSES: &[&str] = &[
-    "spleen_accessory",
     "kidney_right",
     "kidney_left",
     "gallbladder",

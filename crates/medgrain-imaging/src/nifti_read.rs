@@ -573,6 +573,35 @@ impl RawVoxels<'_> {
         decode_voxels(self.datatype, self.bytes, self.little_endian)
     }
 
+    /// Value `i` as f64, decoded from the stored bytes (the number [`Voxels::get`] gives); `None` past the end or
+    /// for RGB.
+    pub fn get(&self, i: usize) -> Option<f64> {
+        macro_rules! at {
+            ($t:ty, $n:expr) => {{
+                let b = self.bytes.get(i * $n..i * $n + $n)?;
+                let a: [u8; $n] = b.try_into().ok()?;
+                Some(if self.little_endian {
+                    <$t>::from_le_bytes(a)
+                } else {
+                    <$t>::from_be_bytes(a)
+                } as f64)
+            }};
+        }
+        match self.datatype {
+            2 => self.bytes.get(i).map(|&b| b as f64),
+            256 => self.bytes.get(i).map(|&b| b as i8 as f64),
+            4 => at!(i16, 2),
+            512 => at!(u16, 2),
+            8 => at!(i32, 4),
+            768 => at!(u32, 4),
+            16 => at!(f32, 4),
+            64 => at!(f64, 8),
+            1024 => at!(i64, 8),
+            1280 => at!(u64, 8),
+            _ => None,
+        }
+    }
+
     /// [`Voxels::for_each_positive`] on the stored bytes: uint8 masks are scanned in place, other types decoded.
     pub fn for_each_positive(&self, f: impl FnMut(usize)) {
         if self.datatype == 2 {
@@ -865,6 +894,9 @@ mod tests {
             full.voxels.for_each_positive(|i| again.push(i));
             assert_eq!(again, want, "{name}");
             assert_eq!(raw.to_voxels().unwrap(), full.voxels, "{name}");
+            for i in (0..n).step_by(7).chain([n - 1, n]) {
+                assert_eq!(raw.get(i), full.voxels.get(i), "{name} value {i}");
+            }
             // a file of two gzip members (libdeflate reads one): the flate2 path gives the same voxels
             let bytes = std::fs::read(&p).unwrap();
             let raw_file = {

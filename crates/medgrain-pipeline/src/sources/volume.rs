@@ -20,11 +20,43 @@ use medgrain_roi::boxmask::BoxMask;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// A volume's values (HU for CT): as stored in a NIfTI file, scaled on access (a 512×512×300 int16 CT keeps its
+/// 157 MB rather than 629 MB of f64), or already as f64 (DICOM series).
+enum Values {
+    Dense(Vec<f64>),
+    Stored {
+        voxels: medgrain_imaging::nifti_read::Voxels,
+        scale: Option<(f64, f64)>,
+        len: usize,
+    },
+}
+
+impl Values {
+    /// Value `i`, the number `crate::rois::scaled_values` gives there.
+    fn get(&self, i: usize) -> f64 {
+        match self {
+            Values::Dense(v) => v[i],
+            Values::Stored { voxels, scale, .. } => {
+                let x = voxels.get(i).unwrap_or(f64::NAN);
+                scale.map_or(x, |(s, c)| x * s + c)
+            }
+        }
+    }
+
+    /// All values as f64 (borrowed when they already are).
+    fn dense(&self) -> std::borrow::Cow<'_, [f64]> {
+        match self {
+            Values::Dense(v) => std::borrow::Cow::Borrowed(v),
+            Values::Stored { len, .. } => std::borrow::Cow::Owned((0..*len).map(|i| self.get(i)).collect()),
+        }
+    }
+}
+
 /// A decoded volume with its masks.
 struct Volume {
     shape: [usize; 3],
     affine: [[f64; 4]; 4],
-    values: Vec<f64>,
+    values: Values,
     /// (name, mask voxels as bits in their bounding box).
     masks: Vec<(String, BoxMask)>,
     /// Origin per mask: "annotation" for mask files, the locator's name for masks it found.
@@ -273,7 +305,7 @@ impl NiftiVolumeSource {
                 .map_err(|e| SampleError::new("deid", e))?;
             keys.extend(h.keys);
             facts = h.facts;
-            (s.shape, s.values, s.affine, modality)
+            (s.shape, Values::Dense(s.values), s.affine, modality)
         } else {
             let path = self.root.join(rel);
             let (header, voxels) = if with_values || self.locator.is_some() {
@@ -288,9 +320,14 @@ impl NiftiVolumeSource {
                     format!("{}: shape {:?} is not a 3D volume", path.display(), header.shape),
                 )
             })?;
-            let values = voxels
-                .map(|v| crate::rois::scaled_values(&header, &v, shape))
-                .unwrap_or_default();
+            let values = match voxels {
+                Some(v) => Values::Stored {
+                    len: shape.iter().product::<usize>().min(v.len()),
+                    scale: header.scaling(),
+                    voxels: v,
+                },
+                None => Values::Dense(Vec::new()),
+            };
             (shape, values, header.best_affine(), None)
         };
         let n = shape.iter().product::<usize>();
@@ -372,7 +409,7 @@ impl NiftiVolumeSource {
         if let Some(loc) = &self.locator {
             // masks the locator finds join the annotated ones (a structure found both ways is listed twice)
             let grid = medgrain_roi::measure::Grid { shape, affine: &affine };
-            let found = self.located(loc.as_ref(), rel, &values, grid)?;
+            let found = self.located(loc.as_ref(), rel, &values.dense(), grid)?;
             for m in found {
                 masks.push((m.name, BoxMask::from_bools(shape, &m.mask)));
                 origins.push(loc.name().to_string());
@@ -598,20 +635,24 @@ impl SampleSource for NiftiVolumeSource {
                 format!("slice {s} is outside 0..{}", layout.slices),
             ));
         }
-        let values = layout.sample(&v.values, v.shape, s);
-        let window = self.cfg.window.as_deref().unwrap_or("mediastinum");
-        let (centre, width) = match ct_window(window) {
-            Some(w) => w,
-            None => {
-                let (lo, hi) = percentile_window(&v.values, 0.5);
-                ((lo + hi) / 2.0, hi - lo)
-            }
-        };
-        let pixels: Vec<u8> = values.iter().map(|&x| apply_window(x, centre, width)).collect();
         // the voxel under each display pixel, once; masks whose box misses the slice are skipped
         let under: Vec<[usize; 3]> = (0..layout.width * layout.height)
             .map(|i| layout.voxel(s, i / layout.width, i % layout.width))
             .collect();
+        let [nx, ny, _] = v.shape;
+        let values: Vec<f64> = under
+            .iter()
+            .map(|p| v.values.get(p[0] + nx * (p[1] + ny * p[2])))
+            .collect();
+        let window = self.cfg.window.as_deref().unwrap_or("mediastinum");
+        let (centre, width) = match ct_window(window) {
+            Some(w) => w,
+            None => {
+                let (lo, hi) = percentile_window(&v.values.dense(), 0.5);
+                ((lo + hi) / 2.0, hi - lo)
+            }
+        };
+        let pixels: Vec<u8> = values.iter().map(|&x| apply_window(x, centre, width)).collect();
         let sample_mask = |m: &BoxMask| -> Option<Vec<bool>> {
             m.touches(layout.slice_axis, s)
                 .then(|| under.iter().map(|&p| m.contains(p)).collect())

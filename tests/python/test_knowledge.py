@@ -296,3 +296,46 @@ def test_retrieval_quality_on_wordnet_conditions(medgrain_bin, tmp_path, model_d
     assert result["bm25"][0] >= 0.60 and result["bm25"][1] >= 0.45
     assert result["dense"][0] >= 0.75 and result["dense"][1] >= 0.55
     assert result["hybrid"][0] >= 0.70 and result["hybrid"][1] >= 0.58
+
+
+def test_approximate_index_matches_exact_search_and_grows_with_the_kb(medgrain_bin, tmp_path, model_dir):
+    """`kb build --ann` (usearch HNSW, f16, memory-mapped at search): on the WordNet glosses the approximate dense
+    top 10 equals the exact scan's for the evaluation queries, and a second build that adds passages extends the
+    index (it holds every chunk, and the added passages are found)."""
+    n = wordnet_corpus(tmp_path / "wordnet.jsonl")
+    lines = (tmp_path / "wordnet.jsonl").read_text().splitlines()
+    half = len(lines) // 2
+    (tmp_path / "a.jsonl").write_text("\n".join(lines[:half]) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(lines[half:]) + "\n")
+    queries = [json.loads(l)["query"] for l in (Path(__file__).parent / "kb_eval_queries.jsonl").read_text().splitlines()]
+    (tmp_path / "q.txt").write_text("".join(q + "\n" for q in queries))
+
+    def dense(kb):
+        out = run(medgrain_bin, "kb", "search", kb, "--queries", tmp_path / "q.txt", "--json", "--top", 10,
+                  "--mode", "dense").stdout.splitlines()
+        return [[h["id"] for h in json.loads(l)["hits"]] for l in out]
+
+    exact, ann = tmp_path / "exact", tmp_path / "ann"
+    run(medgrain_bin, "kb", "build", "--input", tmp_path / "wordnet.jsonl", "--out", exact)
+    chunks = lambda kb: json.loads((kb / "kb.json").read_text())["chunks"]
+    r = run(medgrain_bin, "kb", "build", "--input", tmp_path / "a.jsonl", "--out", ann, "--ann")
+    first = chunks(ann)
+    assert f"approximate index (dense.usearch): +{first} vectors" in r.stdout, r.stdout
+    r = run(medgrain_bin, "kb", "build", "--input", tmp_path / "b.jsonl", "--out", ann)  # no flag: the KB keeps it
+    assert f"approximate index (dense.usearch): +{chunks(ann) - first} vectors" in r.stdout, r.stdout
+    manifest = json.loads((ann / "kb.json").read_text())
+    assert manifest["ann"] is True and manifest["chunks"] == chunks(exact) > first
+    want, got = dense(exact), dense(ann)
+    hits = sum(len(set(a) & set(b)) for a, b in zip(want, got))
+    assert hits / (10 * len(want)) >= 0.99, hits
+    assert sum(a[0] == b[0] for a, b in zip(want, got)) >= len(want) - 1
+    # passages of the second build are found through the index
+    second = {json.loads(l)["id"] for l in lines[half:]}
+    assert any(i.split("#")[0] in second for row in got for i in row)
+    # an index that no longer matches the KB is not used: search falls back to the exact scan (same answers)
+    (ann / "dense.usearch").write_bytes((ann / "dense.usearch").read_bytes()[:1000])
+    r = run(medgrain_bin, "kb", "search", ann, queries[0], "--json", "--top", 10, "--mode", "dense")
+    assert [h["id"] for h in json.loads(r.stdout)["hits"]] == want[0]
+    # the next build repairs it
+    r = run(medgrain_bin, "kb", "build", "--input", tmp_path / "b.jsonl", "--out", ann)
+    assert f"approximate index (dense.usearch): +{chunks(ann)} vectors" in r.stdout, r.stdout

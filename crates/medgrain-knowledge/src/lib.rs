@@ -76,6 +76,9 @@ pub struct FileEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
+    /// An approximate index (`dense.usearch`) is kept with the vectors and extended by every build.
+    #[serde(default)]
+    pub ann: bool,
     pub model: Option<ModelInfo>,
     pub max_tokens: usize,
     pub overlap: usize,
@@ -92,11 +95,15 @@ pub struct BuildOptions {
     /// Embedding model folder; else `MEDGRAIN_EMBED_MODEL`; without one the KB is BM25-only.
     pub embed_model: Option<PathBuf>,
     pub chunk: ChunkOptions,
+    /// Build (or extend) the approximate dense index `dense.usearch`; once a KB has one, every build extends it.
+    pub ann: bool,
 }
 
 /// What one `kb build` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BuildSummary {
+    /// Vectors added to the approximate index (`None`: no index).
+    pub ann_added: Option<usize>,
     pub files_read: usize,
     pub files_already_ingested: usize,
     pub documents: usize,
@@ -219,6 +226,7 @@ pub fn build(
     }
     let mut manifest = previous.unwrap_or(Manifest {
         format: FORMAT,
+        ann: false,
         model: embedder.as_ref().map(|e| ModelInfo {
             name: e.name.clone(),
             dim: e.dim,
@@ -362,6 +370,17 @@ pub fn build(
         w.get_ref().sync_all().map_err(|e| KnowledgeError::io(p, e))?;
     }
     writer.commit()?;
+    if opts.ann || manifest.ann {
+        if dim == 0 {
+            tracing::warn!("an approximate index needs embeddings: {} is BM25-only", out.display());
+        } else {
+            // the index is brought up to the vectors before the manifest: an interrupted build leaves an index
+            // that no longer matches, which search refuses (exact scan) and the next build rebuilds
+            let v = read_vectors(&vec_path, dim * manifest.chunks)?;
+            summary.ann_added = Some(dense::Ann::update(out, &v, dim)?);
+            manifest.ann = true;
+        }
+    }
     let tmp = out.join("kb.json.tmp");
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| KnowledgeError::Index(e.to_string()))?;
     std::fs::write(&tmp, bytes).map_err(|e| KnowledgeError::io(&tmp, e))?;
@@ -542,6 +561,8 @@ pub struct KnowledgeBase {
     bm25: bm25::Bm25Index,
     offsets: Vec<u64>,
     vectors: Option<Vec<f32>>,
+    /// The approximate index, memory-mapped (then `vectors` is not read).
+    ann: Option<dense::Ann>,
     embedder: Option<Embedder>,
 }
 
@@ -557,12 +578,18 @@ impl KnowledgeBase {
         })?;
         let bm25 = bm25::Bm25Index::open_or_create(&dir.join("bm25"))?;
         let offsets = read_offsets(&dir.join("chunks.idx"), manifest.chunks)?;
-        let (mut vectors, mut embedder) = (None, None);
+        let (mut vectors, mut embedder, mut ann) = (None, None, None);
         if let Some(m) = &manifest.model {
             match dense::model_dir(model) {
                 Some(md) => {
-                    let p = dir.join("vectors.f32");
-                    vectors = Some(read_vectors(&p, m.dim * manifest.chunks)?);
+                    ann = manifest
+                        .ann
+                        .then(|| dense::Ann::open(dir, m.dim, manifest.chunks))
+                        .flatten();
+                    if ann.is_none() {
+                        let p = dir.join("vectors.f32");
+                        vectors = Some(read_vectors(&p, m.dim * manifest.chunks)?);
+                    }
                     embedder = Some(Embedder::load(&md)?);
                 }
                 None => tracing::warn!(
@@ -578,13 +605,19 @@ impl KnowledgeBase {
             bm25,
             offsets,
             vectors,
+            ann,
             embedder,
         })
     }
 
     /// Whether dense retrieval is available.
     pub fn dense(&self) -> bool {
-        self.vectors.is_some() && self.embedder.is_some()
+        (self.vectors.is_some() || self.ann.is_some()) && self.embedder.is_some()
+    }
+
+    /// Whether dense search goes through the approximate index.
+    pub fn approximate(&self) -> bool {
+        self.ann.is_some()
     }
 
     /// The chunk with ordinal `ord`.
@@ -612,8 +645,12 @@ impl KnowledgeBase {
             mode
         };
         let dense = |n: usize| -> Result<Vec<(u64, f32)>, KnowledgeError> {
-            match (&self.embedder, &self.vectors) {
-                (Some(e), Some(v)) => {
+            match (&self.embedder, &self.ann, &self.vectors) {
+                (Some(e), Some(a), _) => {
+                    let q = e.embed(&[query])?.pop().unwrap_or_default();
+                    a.search(&q, n)
+                }
+                (Some(e), None, Some(v)) => {
                     let q = e.embed(&[query])?.pop().unwrap_or_default();
                     Ok(dense::top_k(v, e.dim, &q, n))
                 }

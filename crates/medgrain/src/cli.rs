@@ -399,6 +399,10 @@ pub(crate) enum KbAction {
         /// Sentences shared by consecutive chunks.
         #[arg(long, default_value_t = 1)]
         overlap: usize,
+        /// Also build an approximate nearest-neighbour index (usearch HNSW, f16; `dense.usearch`) for dense search
+        /// at scale: memory-mapped when searching, extended by every later build of this KB.
+        #[arg(long)]
+        ann: bool,
     },
     /// Retrieve passages: {"query", "hits": [{"id", "title", "source", "score", "text"}]}.
     Search {

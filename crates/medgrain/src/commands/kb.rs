@@ -12,10 +12,12 @@ pub(crate) fn run(action: KbAction, quiet: bool) -> Result<ExitCode, CliError> {
             embed_model,
             max_tokens,
             overlap,
+            ann,
         } => {
             let opts = medgrain_knowledge::BuildOptions {
                 embed_model,
                 chunk: medgrain_knowledge::chunk::ChunkOptions { max_tokens, overlap },
+                ann,
             };
             let started = std::time::Instant::now();
             let s = medgrain_knowledge::build(&input, &out, &opts, &mut |r, i, n| {
@@ -48,6 +50,9 @@ pub(crate) fn run(action: KbAction, quiet: bool) -> Result<ExitCode, CliError> {
                 s.chunks as f64 / secs.max(1e-9),
                 s.total_chunks
             );
+            if let Some(added) = s.ann_added {
+                println!("  approximate index (dense.usearch): +{added} vectors");
+            }
             for r in s.reports.iter().filter(|r| !r.problems.is_empty()) {
                 println!(
                     "  problems in {}: {:?} e.g. {}",

@@ -264,16 +264,27 @@ impl Ann {
     }
 
     /// The `k` nearest rows to `query` by inner product, best first (score = inner product, as [`top_k`]).
+    /// usearch keeps one search context per hardware thread; a search that finds them all taken (more threads
+    /// searching at once than cores) fails, so it waits for one instead.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>, KnowledgeError> {
-        let m = self
-            .index
-            .search(query, k)
-            .map_err(|e| KnowledgeError::Index(format!("approximate search: {e}")))?;
-        Ok(m.keys
-            .into_iter()
-            .zip(m.distances)
-            .map(|(key, d)| (key, 1.0 - d))
-            .collect())
+        let mut tries = 0u32;
+        loop {
+            match self.index.search(query, k) {
+                Ok(m) => {
+                    return Ok(m
+                        .keys
+                        .into_iter()
+                        .zip(m.distances)
+                        .map(|(key, d)| (key, 1.0 - d))
+                        .collect())
+                }
+                Err(e) if e.what().contains("Reserve capacity") && tries < 100_000 => {
+                    tries += 1;
+                    std::thread::yield_now();
+                }
+                Err(e) => return Err(KnowledgeError::Index(format!("approximate search: {e}"))),
+            }
+        }
     }
 }
 
@@ -285,6 +296,55 @@ fn path_str(p: &Path) -> Result<&str, KnowledgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approximate_index_builds_grows_and_answers_from_many_threads() {
+        let dim = 16;
+        let unit = |i: usize| -> Vec<f32> {
+            let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let v: Vec<f32> = (0..dim)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect()
+        };
+        let all: Vec<f32> = (0..600).flat_map(unit).collect();
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Ann::update(dir.path(), &all[..400 * dim], dim).unwrap(), 400);
+        assert!(Ann::open(dir.path(), dim, 600).is_none(), "a stale index is not used");
+        assert_eq!(
+            Ann::update(dir.path(), &all, dim).unwrap(),
+            200,
+            "only the new rows are added"
+        );
+        assert_eq!(Ann::update(dir.path(), &all, dim).unwrap(), 0);
+        let ann = Ann::open(dir.path(), dim, 600).unwrap();
+        assert_eq!(ann.len(), 600);
+        // rows find themselves first (HNSW is approximate: ≥ 98 % of them), from 8 threads at once (more than
+        // the machine's cores: every search waits for a free search context instead of failing)
+        let found = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (ann, all, found) = (&ann, &all, &found);
+                s.spawn(move || {
+                    for i in (t..600).step_by(8) {
+                        let q = &all[i * dim..(i + 1) * dim];
+                        let hits = ann.search(q, 5).unwrap();
+                        assert_eq!(hits.len(), 5);
+                        if hits[0].0 == i as u64 {
+                            assert!((hits[0].1 - 1.0).abs() < 2e-3, "f16 self score {:?}", hits[0]);
+                            found.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let found = found.into_inner();
+        assert!(found >= 588, "{found} of 600 rows found themselves");
+    }
 
     #[test]
     fn exact_search_finds_the_best_rows() {

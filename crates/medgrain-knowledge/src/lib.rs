@@ -8,6 +8,7 @@
 //! KBDIR/chunks.jsonl   one chunk per line (id, doc_id, title, source, url, text, tokens, mesh), row = ordinal
 //! KBDIR/chunks.idx     byte offset of each line (u64 LE), for random access
 //! KBDIR/vectors.f32    n × dim f32 LE embeddings (only with a model)
+//! KBDIR/dense.usearch  approximate index of the vectors (only after `kb build --ann`; see [`dense::Ann`])
 //! KBDIR/bm25/          tantivy index (ordinal stored)
 //! ```
 //! Building is incremental: files whose content hash is already in the manifest are skipped, and new chunks whose
@@ -613,11 +614,6 @@ impl KnowledgeBase {
     /// Whether dense retrieval is available.
     pub fn dense(&self) -> bool {
         (self.vectors.is_some() || self.ann.is_some()) && self.embedder.is_some()
-    }
-
-    /// Whether dense search goes through the approximate index.
-    pub fn approximate(&self) -> bool {
-        self.ann.is_some()
     }
 
     /// The chunk with ordinal `ord`.

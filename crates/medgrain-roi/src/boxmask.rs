@@ -25,46 +25,16 @@ impl BoxMask {
         }
     }
 
-    /// The mask of the flat indices `visit` yields (it is called twice: once for the box, once for the bits).
-    pub fn from_indices(shape: [usize; 3], visit: impl Fn(&mut dyn FnMut(usize))) -> BoxMask {
-        let [nx, ny, _] = shape;
-        let (mut lo, mut hi, mut count) = ([usize::MAX; 3], [0usize; 3], 0usize);
-        visit(&mut |i| {
-            let p = [i % nx, (i / nx) % ny, i / (nx * ny)];
-            for a in 0..3 {
-                lo[a] = lo[a].min(p[a]);
-                hi[a] = hi[a].max(p[a] + 1);
-            }
-            count += 1;
-        });
-        if count == 0 {
-            return BoxMask::empty(shape);
-        }
-        let len: usize = (0..3).map(|a| hi[a] - lo[a]).product();
-        let mut m = BoxMask {
-            shape,
-            lo,
-            hi,
-            bits: vec![0u64; len.div_ceil(64)],
-            count: 0,
-        };
-        visit(&mut |i| {
-            let b = m.bit_of([i % nx, (i / nx) % ny, i / (nx * ny)]);
-            m.bits[b / 64] |= 1 << (b % 64);
-        });
-        m.count = m.bits.iter().map(|w| w.count_ones() as usize).sum();
-        m
-    }
-
     /// The mask of the set entries of a flat `bool` volume.
     pub fn from_bools(shape: [usize; 3], v: &[bool]) -> BoxMask {
-        BoxMask::from_indices(shape, |f| {
+        let one = BoxMask::by_value(shape, |f| {
             for (i, &b) in v.iter().enumerate() {
                 if b {
-                    f(i);
+                    f(i, 1);
                 }
             }
-        })
+        });
+        one.into_iter().next().map_or_else(|| BoxMask::empty(shape), |(_, m)| m)
     }
 
     /// One mask per positive label value of a label volume whose `(index, value)` pairs `visit` yields (called
@@ -114,11 +84,6 @@ impl BoxMask {
         (p[0] - self.lo[0]) + bx * ((p[1] - self.lo[1]) + by * (p[2] - self.lo[2]))
     }
 
-    /// The volume's shape.
-    pub fn shape(&self) -> [usize; 3] {
-        self.shape
-    }
-
     /// Number of set voxels.
     pub fn count(&self) -> usize {
         self.count
@@ -156,19 +121,19 @@ impl BoxMask {
             }
         }
     }
-
-    /// The set voxels as a flat `bool` volume (for code that needs one).
-    pub fn to_bools(&self) -> Vec<bool> {
-        let [nx, ny, nz] = self.shape;
-        let mut v = vec![false; nx * ny * nz];
-        self.for_each(|p| v[p[0] + nx * (p[1] + ny * p[2])] = true);
-        v
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The set voxels as a flat `bool` volume.
+    fn to_bools(m: &BoxMask) -> Vec<bool> {
+        let [nx, ny, nz] = m.shape;
+        let mut v = vec![false; nx * ny * nz];
+        m.for_each(|p| v[p[0] + nx * (p[1] + ny * p[2])] = true);
+        v
+    }
 
     #[test]
     fn bits_in_the_box_equal_the_bool_volume() {
@@ -182,7 +147,7 @@ mod tests {
         for case in 0..50 {
             let v: Vec<bool> = (0..n).map(|i| (i * 7 + case) % 11 == 0 && next() % 3 == 0).collect();
             let m = BoxMask::from_bools(shape, &v);
-            assert_eq!(m.to_bools(), v, "case {case}");
+            assert_eq!(to_bools(&m), v, "case {case}");
             assert_eq!(m.count(), v.iter().filter(|&&b| b).count());
             let mut order = Vec::new();
             m.for_each(|p| order.push(p[0] + 13 * (p[1] + 7 * p[2])));
@@ -207,7 +172,7 @@ mod tests {
         });
         assert_eq!(split.iter().map(|(v, _)| *v).collect::<Vec<_>>(), vec![1, 2, 7]);
         for (v, m) in &split {
-            assert_eq!(m.to_bools(), labels.iter().map(|l| l == v).collect::<Vec<_>>());
+            assert_eq!(to_bools(m), labels.iter().map(|l| l == v).collect::<Vec<_>>());
         }
         let e = BoxMask::from_bools(shape, &vec![false; n]);
         assert_eq!(e.count(), 0);

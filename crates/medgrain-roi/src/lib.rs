@@ -124,10 +124,10 @@ pub fn rois_2d(
     let total = (height * width) as f64;
     let mut out = Vec::with_capacity(units.len());
     for ((label, _), pixels) in units.into_iter().zip(unit_pixels) {
-        let (mut n, mut sx, mut sy) = (0i64, 0f64, 0f64);
+        let n = pixels.len() as i64;
+        let (mut sx, mut sy) = (0f64, 0f64);
         let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
         for &(r, c) in &pixels {
-            n += 1;
             sx += c as f64;
             sy += r as f64;
             x0 = x0.min(c);

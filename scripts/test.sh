@@ -64,6 +64,10 @@ if [ ! -f "$MEDGRAIN_EMBED_MODEL/model.safetensors" ]; then
   exit 1
 fi
 export MEDGRAIN_EMBED_MODEL
+# ONNX Runtime's shared library from the venv's onnxruntime wheel: expert segmenters and the embedding model run on
+# it (medgrain loads it at run time; `MEDGRAIN_EMBED_RUNTIME=candle` embeds without it).
+ORT_DYLIB_PATH="$(ls "$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
+export ORT_DYLIB_PATH
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use medgrain_ort::ort;
 use medgrain_roi::locate::{LocateError, LocatedMask, RoiLocator};
 use medgrain_roi::measure::Grid;
 use ort::session::Session;
@@ -126,58 +127,19 @@ impl OnnxConfig {
     }
 }
 
-/// The library path: the config's, else `ORT_DYLIB_PATH`.
-fn library_path(cfg: &OnnxConfig) -> Result<PathBuf, ExpertError> {
-    let path = match (&cfg.library, std::env::var_os("ORT_DYLIB_PATH")) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
-        _ => {
-            return Err(ExpertError::Config(
-                "no ONNX Runtime library: set `library` in the onnx config or ORT_DYLIB_PATH (`pip install onnxruntime` ships onnxruntime/capi/libonnxruntime.so.<version>)".into(),
-            ))
-        }
-    };
-    if !path.is_file() {
-        return Err(ExpertError::Library {
-            path,
-            message: "no such file".into(),
-        });
-    }
-    Ok(path)
+/// The library path (the config's, else `ORT_DYLIB_PATH`) and the process's ONNX Runtime environment.
+fn load_runtime(cfg: &OnnxConfig) -> Result<ort::environment::Environment, ExpertError> {
+    let lib = medgrain_ort::library_path(cfg.library.as_deref(), "set `library` in the onnx config")?;
+    Ok(medgrain_ort::environment(&lib)?)
 }
 
-/// ONNX Runtime is loaded once per process; later configs must name the same library. A failed load is not
-/// remembered (a later config may name a good library).
-static ENVIRONMENT: Mutex<Option<(PathBuf, ort::environment::Environment)>> = Mutex::new(None);
-
-fn environment(lib: &Path) -> Result<ort::environment::Environment, ExpertError> {
-    let lib_err = |message: String| ExpertError::Library {
-        path: lib.to_path_buf(),
-        message,
-    };
-    let mut loaded = ENVIRONMENT
-        .lock()
-        .map_err(|_| lib_err("a previous load panicked".into()))?;
-    match &*loaded {
-        Some((first, env)) if same_file(first, lib) => Ok(env.clone()),
-        Some((first, _)) => Err(lib_err(format!(
-            "ONNX Runtime is already loaded from {} in this process",
-            first.display()
-        ))),
-        None => {
-            let builder = ort::init_from(lib).map_err(|e| lib_err(e.to_string()))?;
-            let env = builder
-                .with_name("medgrain")
-                .build()
-                .map_err(|e| lib_err(e.to_string()))?;
-            *loaded = Some((lib.to_path_buf(), env.clone()));
-            Ok(env)
+impl From<medgrain_ort::OrtError> for ExpertError {
+    fn from(e: medgrain_ort::OrtError) -> Self {
+        match e {
+            medgrain_ort::OrtError::NotConfigured(m) => ExpertError::Config(format!("no ONNX Runtime library: {m}")),
+            medgrain_ort::OrtError::Library { path, message } => ExpertError::Library { path, message },
         }
     }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// A loaded model and what its signature fixes.
@@ -216,8 +178,7 @@ impl OnnxLocator {
     /// Loads ONNX Runtime (once per process) and the model, and checks the model's signature against the contract.
     pub fn new(cfg: OnnxConfig) -> Result<OnnxLocator, ExpertError> {
         cfg.validate()?;
-        let lib = library_path(&cfg)?;
-        let env = environment(&lib)?;
+        let env = load_runtime(&cfg)?;
         let model_err = |message: String| ExpertError::Model {
             path: cfg.model.clone(),
             message,

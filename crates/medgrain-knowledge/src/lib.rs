@@ -19,6 +19,7 @@ pub mod bm25;
 pub mod chunk;
 pub mod dense;
 pub mod ingest;
+pub mod onnx_bert;
 pub mod query;
 
 use chunk::{chunk_document, Chunk, ChunkOptions, TokenCounter, WordEstimate};
@@ -113,6 +114,8 @@ pub struct BuildSummary {
     pub tokens: usize,
     pub problems: usize,
     pub dense: bool,
+    /// The embedding model and its runtime, e.g. `all-MiniLM-L6-v2 (onnxruntime)`.
+    pub embedder: Option<String>,
     pub total_chunks: usize,
     pub reports: Vec<FileReport>,
 }
@@ -297,6 +300,7 @@ pub fn build(
     };
     let mut summary = BuildSummary {
         dense: embedder.is_some(),
+        embedder: embedder.as_ref().map(|e| format!("{} ({})", e.name, e.runtime())),
         ..Default::default()
     };
     let mut known: HashSet<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();
@@ -419,15 +423,18 @@ impl Sink<'_> {
             let mut order: Vec<usize> = (0..texts.len()).collect();
             order.sort_by_key(|&i| (texts[i].len(), i));
             vectors = vec![Vec::new(); texts.len()];
-            // candle runs these small matrix products on one thread: batches go to the cores instead.
+            // Length-sorted batches of 32 (little padding). candle runs its small matrix products on one thread,
+            // so its batches go to the cores; ONNX Runtime spreads each batch over its own threads.
             use rayon::prelude::*;
-            let done: Vec<Result<Vec<Vec<f32>>, KnowledgeError>> = order
-                .par_chunks(32)
-                .map(|batch| {
-                    let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-                    e.embed(&refs)
-                })
-                .collect();
+            let embed = |batch: &[usize]| {
+                let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+                e.embed(&refs)
+            };
+            let done: Vec<Result<Vec<Vec<f32>>, KnowledgeError>> = if e.parallel_batches() {
+                order.par_chunks(32).map(embed).collect()
+            } else {
+                order.chunks(32).map(embed).collect()
+            };
             for (batch, vs) in order.chunks(32).zip(done) {
                 for (&i, v) in batch.iter().zip(vs?) {
                     vectors[i] = v;

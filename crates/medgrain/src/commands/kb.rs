@@ -41,10 +41,9 @@ pub(crate) fn run(action: KbAction, quiet: bool) -> Result<ExitCode, CliError> {
         );
             println!(
                 "  {} · {:.1} s ({:.0} chunks/s) · knowledge base now holds {} chunks",
-                if s.dense {
-                    "BM25 + dense (all-MiniLM-L6-v2)"
-                } else {
-                    "BM25 only"
+                match &s.embedder {
+                    Some(e) => format!("BM25 + dense ({e})"),
+                    None => "BM25 only".to_string(),
                 },
                 secs,
                 s.chunks as f64 / secs.max(1e-9),

@@ -101,3 +101,19 @@ def test_probe_survives_mutated_inputs(medgrain_bin, tmp_path):
                 assert line["shape"] and all(d > 0 for d in line["shape"])
     print(f"\n{len(files)} mutated files: {ok} probed, {errors} error lines, no panic, no crash")
     assert errors > 0 and ok > 0
+
+
+def test_a_closed_stdout_ends_quietly(medgrain_bin, tmp_path):
+    """`medgrain … | head`: a reader that goes away before medgrain prints its summary ends the process with exit 0
+    and nothing on stderr — it was a panic (exit 101, "failed printing to stdout") before; the work itself is done."""
+    import os
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before medgrain writes a byte
+    try:
+        r = subprocess.run([medgrain_bin, "-q", "synth", "--out", str(tmp_path / "syn"), "--images-per-kind", "1",
+                            "--volumes", "1"], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 0, r.stderr
+    assert "panicked" not in r.stderr and r.stderr.strip() == "", r.stderr
+    assert (tmp_path / "syn").is_dir() and any((tmp_path / "syn").rglob("*.nii.gz"))

@@ -1,6 +1,27 @@
 //! The `medgrain` command line: the grammar ([`cli`]), one module per command ([`commands`]), the binary's error
 //! type and exit codes ([`error`]), logging. All work happens in the library crates.
 
+/// `println!` for results on stdout: a reader that went away (`medgrain … | head`) ends the process quietly with
+/// exit 0, as `grep` or `rg` would, instead of a panic; another write error is reported and exits 1. SIGPIPE is not
+/// reset to its default instead: the review server and the model client write to sockets.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
+/// Ends the process after a failed write to stdout (see [`outln!`]).
+pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0)
+    }
+    eprintln!("error: writing to stdout: {e}");
+    std::process::exit(1)
+}
+
 mod cli;
 mod commands;
 mod error;

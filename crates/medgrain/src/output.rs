@@ -32,16 +32,22 @@ pub(crate) fn print_build(title: &str, s: &BuildSummary) {
     } else {
         0.0
     };
-    println!("{title}");
-    println!(
+    outln!("{title}");
+    outln!(
         "  rows {} · failed {} · shards {} ({} kept from a previous run) · {} processed in {:.1} s ({:.0} samples/s)",
-        s.rows, s.failed, s.shards, s.shards_resumed, s.processed, s.elapsed_s, rate
+        s.rows,
+        s.failed,
+        s.shards,
+        s.shards_resumed,
+        s.processed,
+        s.elapsed_s,
+        rate
     );
-    println!("  modality  {}", top_counts(&s.stats.by_modality, 8));
-    println!("  organ     {}", top_counts(&s.stats.by_organ, 8));
-    println!("  ROIs {} · rows with QC flags {}", s.stats.rois, s.stats.qc_failed);
+    outln!("  modality  {}", top_counts(&s.stats.by_modality, 8));
+    outln!("  organ     {}", top_counts(&s.stats.by_organ, 8));
+    outln!("  ROIs {} · rows with QC flags {}", s.stats.rois, s.stats.qc_failed);
     if let Some(u) = &s.generator_usage {
-        println!(
+        outln!(
             "  generator requests {} · cache hits {} · retries {} · tokens {} in / {} out{}",
             u["requests_sent"],
             u["cache_hits"],
@@ -55,9 +61,9 @@ pub(crate) fn print_build(title: &str, s: &BuildSummary) {
         );
     }
     let out = s.out.display();
-    println!("  output    {out}/triplets/*.parquet · {out}/errors.jsonl · {out}/stats.json · {out}/manifest.json");
+    outln!("  output    {out}/triplets/*.parquet · {out}/errors.jsonl · {out}/stats.json · {out}/manifest.json");
     if s.failed > 0 {
-        println!(
+        outln!(
             "  failures  {} (see {out}/errors.jsonl)",
             top_counts(&s.stats.failures_by_stage, 8)
         );
@@ -125,16 +131,19 @@ pub(crate) fn print_reports(
     s: &medgrain_pipeline::recipes::grounded_reports::ReportsSummary,
     out: &std::path::Path,
 ) {
-    println!("{title}");
-    println!(
+    outln!("{title}");
+    outln!(
         "  reports {} · sentences {} ({} abnormal) · grounded rows {} · VQA pairs {} · lesion masks measured {} · size disagreements {}",
         s.volumes, s.sentences, s.abnormal_sentences, s.grounded_rows, s.vqa_rows, s.lesions_measured, s.size_disagreements
     );
-    println!(
+    outln!(
         "  shards {} ({} resumed) · volumes with report/mask contradictions {} · errors {}",
-        s.shards, s.shards_resumed, s.volumes_flagged, s.errors
+        s.shards,
+        s.shards_resumed,
+        s.volumes_flagged,
+        s.errors
     );
-    println!(
+    outln!(
         "  output    {0}/grounded_reports/ · {0}/vqa/ · {0}/structured_findings/",
         out.display()
     );

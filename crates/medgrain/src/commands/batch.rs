@@ -21,7 +21,7 @@ pub(crate) fn run(action: BatchAction) -> Result<ExitCode, CliError> {
                 max_bytes: max_mb.max(1) * 1024 * 1024,
             };
             let s = batch::export(&loaded, &out, limits)?;
-            println!(
+            outln!(
                 "{} samples: {} requests in {} file(s) under {}, {} already cached, {} failed (see {})",
                 s.samples,
                 s.requests,
@@ -45,16 +45,16 @@ pub(crate) fn run(action: BatchAction) -> Result<ExitCode, CliError> {
             let loaded = config::load(&path)?;
             let out = out_dir(&loaded, out)?;
             let s = batch::import(&loaded, &out, &files)?;
-            println!(
+            outln!(
                 "imported {} answers into the request cache; {} failed; {} unknown ids",
                 s.imported,
                 s.failed.len(),
                 s.unknown
             );
             for (id, why) in s.failed.iter().take(20) {
-                println!("  failed {id}: {why}");
+                outln!("  failed {id}: {why}");
             }
-            println!("next: medgrain build {} --out {}", path.display(), out.display());
+            outln!("next: medgrain build {} --out {}", path.display(), out.display());
             Ok(if s.failed.is_empty() {
                 ExitCode::SUCCESS
             } else {

@@ -33,12 +33,12 @@ pub(crate) fn run(a: DedupArgs) -> Result<ExitCode, CliError> {
         },
     )?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&s).map_err(|e| CliError::Internal(e.to_string()))?
         );
     } else {
-        println!(
+        outln!(
             "medgrain dedup {}: {} rows hashed, {} reference images; {} rows near-duplicate a reference image ({} pairs), {} near-duplicate pairs within the dataset; {} unreadable; {} parts' QC flags updated",
             a.dir.display(),
             s.rows,
@@ -49,7 +49,7 @@ pub(crate) fn run(a: DedupArgs) -> Result<ExitCode, CliError> {
             s.unreadable,
             s.parts_rewritten
         );
-        println!("  details: {}", a.dir.join("dedup.jsonl").display());
+        outln!("  details: {}", a.dir.join("dedup.jsonl").display());
     }
     Ok(if s.unreadable > 0 {
         ExitCode::from(1)
@@ -65,7 +65,7 @@ pub(crate) fn phash(a: PhashArgs) -> Result<ExitCode, CliError> {
             .map_err(|e| e.to_string())
             .and_then(|b| medgrain_imaging::phash::phash_bytes(&b, f).map_err(|e| e.to_string()));
         match r {
-            Ok(h) => println!("{}  {}", medgrain_imaging::phash::hex(h), f.display()),
+            Ok(h) => outln!("{}  {}", medgrain_imaging::phash::hex(h), f.display()),
             Err(e) => {
                 eprintln!("medgrain: {}: {e}", f.display());
                 failed = true;

@@ -147,16 +147,16 @@ pub(crate) fn run(a: DeidArgs) -> Result<ExitCode, CliError> {
     write_jsonl(&logs.join("deid.jsonl"), &lines)?;
     write_jsonl(&logs.join("errors.jsonl"), &errors)?;
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "medgrain deid: {n} files: {written} written, {excluded} excluded (burned-in text risk{}), {failed} failed \
          ({:.1} files/s) -> {}",
         if a.allow_burned_in { ", kept" } else { "" },
         n as f64 / secs.max(1e-9),
         a.out.display()
     );
-    println!("  per file: {}", logs.join("deid.jsonl").display());
+    outln!("  per file: {}", logs.join("deid.jsonl").display());
     if failed > 0 {
-        println!("  failures: {}", logs.join("errors.jsonl").display());
+        outln!("  failures: {}", logs.join("errors.jsonl").display());
     }
     Ok(if failed > 0 {
         ExitCode::from(1)

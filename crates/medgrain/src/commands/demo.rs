@@ -30,8 +30,8 @@ pub(crate) fn run(args: DemoArgs, progress: bool) -> Result<ExitCode, CliError> 
         },
         remote.as_ref(),
     )?;
-    println!("medgrain demo → {}", out.display());
-    println!(
+    outln!("medgrain demo → {}", out.display());
+    outln!(
         "  synthetic corpus: {} images, {} CT volumes in {}{}",
         d.synth.images,
         d.synth.volumes,
@@ -52,30 +52,33 @@ pub(crate) fn run(args: DemoArgs, progress: bool) -> Result<ExitCode, CliError> 
         &d.triplets,
     );
     let r = &d.reports;
-    println!("  grounded reports (RadGenome recipe, {} CT reports):", r.volumes);
-    println!(
+    outln!("  grounded reports (RadGenome recipe, {} CT reports):", r.volumes);
+    outln!(
         "  sentences {} ({} abnormal) · grounded rows {} · VQA pairs {} · lesion masks measured {} · size disagreements {}",
         r.sentences, r.abnormal_sentences, r.grounded_rows, r.vqa_rows, r.lesions_measured, r.size_disagreements
     );
-    println!(
+    outln!(
         "  shards {} ({} resumed) · volumes with report/mask contradictions {} · errors {}",
-        r.shards, r.shards_resumed, r.volumes_flagged, r.errors
+        r.shards,
+        r.shards_resumed,
+        r.volumes_flagged,
+        r.errors
     );
-    println!(
+    outln!(
         "  output    {0}/grounded_reports/ · {0}/vqa/ (Parquet and RadGenome-style CSV) · {0}/structured_findings/",
         out.display()
     );
     if let Some((volume, report, block)) = &d.example {
-        println!("\n  {volume} — report (findings):");
+        outln!("\n  {volume} — report (findings):");
         for s in medgrain_reports::split_sentences(report) {
-            println!("    {s}");
+            outln!("    {s}");
         }
-        println!("  {volume} — measured on its masks:");
+        outln!("  {volume} — measured on its masks:");
         for line in block.lines() {
-            println!("    {line}");
+            outln!("    {line}");
         }
     }
-    println!("  next: medgrain inspect {}", out.display());
+    outln!("  next: medgrain inspect {}", out.display());
     Ok(if d.triplets.failed > 0 {
         ExitCode::from(1)
     } else {

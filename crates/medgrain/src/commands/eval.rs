@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 fn print_json(v: &impl Serialize) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Internal(e.to_string()))?;
-    println!("{s}");
+    outln!("{s}");
     Ok(())
 }
 
@@ -23,12 +23,12 @@ fn print_list(name: &str, items: &[String]) {
     if items.is_empty() {
         return;
     }
-    println!("  {name} ({}):", items.len());
+    outln!("  {name} ({}):", items.len());
     for i in items.iter().take(20) {
-        println!("    {i}");
+        outln!("    {i}");
     }
     if items.len() > 20 {
-        println!("    … {} more (--json lists all)", items.len() - 20);
+        outln!("    … {} more (--json lists all)", items.len() - 20);
     }
 }
 
@@ -37,7 +37,7 @@ fn scores_line(label: &str, m: &serde_json::Value) {
         .as_object()
         .map(|o| o.iter().map(|(k, v)| format!("{k} {}", fmt(v))).collect())
         .unwrap_or_default();
-    println!("  {label}: {}", parts.join(", "));
+    outln!("  {label}: {}", parts.join(", "));
 }
 
 fn code(clean: bool) -> ExitCode {
@@ -66,7 +66,7 @@ pub(crate) fn run(action: EvalAction) -> Result<ExitCode, CliError> {
             if json {
                 print_json(&r)?;
             } else {
-                println!(
+                outln!(
                     "medgrain eval vqa ({} protocol): {} gold questions",
                     r.protocol,
                     g.len()
@@ -93,7 +93,7 @@ pub(crate) fn run(action: EvalAction) -> Result<ExitCode, CliError> {
                 print_json(&r)?;
             } else {
                 let o = &r.overall;
-                println!(
+                outln!(
                     "medgrain eval grounding: {} findings: Dice {:.4}, hit rate {:.4}, instance precision {:.4}, recall {:.4}, F1 {:.4} (TP {}, FP {}, FN {})",
                     o.findings, o.dice, o.hit_rate, o.instance_precision, o.instance_recall, o.instance_f1, o.tp, o.fp, o.fn_
                 );
@@ -118,14 +118,19 @@ pub(crate) fn run(action: EvalAction) -> Result<ExitCode, CliError> {
             if json {
                 print_json(&r)?;
             } else {
-                println!(
+                outln!(
                     "medgrain eval report: {} reports: findings precision {:.4}, recall {:.4}, F1 {:.4} (micro; macro F1 {:.4}); with anatomy F1 {:.4}; BLEU-4 {:.4}, ROUGE-L {:.4}",
                     r.reports, r.precision, r.recall, r.f1, r.macro_f1, r.with_anatomy.f1, r.bleu4, r.rouge_l
                 );
                 for (k, p) in &r.by_finding {
-                    println!(
+                    outln!(
                         "  {k}: precision {:.4}, recall {:.4}, F1 {:.4} (TP {}, FP {}, FN {})",
-                        p.precision, p.recall, p.f1, p.tp, p.fp, p.fn_
+                        p.precision,
+                        p.recall,
+                        p.f1,
+                        p.tp,
+                        p.fp,
+                        p.fn_
                     );
                 }
                 print_list("references without a generated report (scored empty)", &r.missing);

@@ -45,7 +45,7 @@ pub(crate) fn run(a: ExportArgs) -> Result<ExitCode, CliError> {
         ExportStartError::Refused(m) => CliError::Usage(m),
         ExportStartError::Export(e) => CliError::Input(e.to_string()),
     })?;
-    println!(
+    outln!(
         "medgrain export {} → {} ({}): {} rows, {} records, {} files, {} errors, {} rows left out as leaks",
         a.dir.display(),
         a.to.display(),
@@ -57,7 +57,7 @@ pub(crate) fn run(a: ExportArgs) -> Result<ExitCode, CliError> {
         s.excluded
     );
     if s.errors > 0 {
-        println!("  errors: {}", a.to.join("errors.jsonl").display());
+        outln!("  errors: {}", a.to.join("errors.jsonl").display());
     }
     Ok(if s.errors > 0 {
         ExitCode::from(1)

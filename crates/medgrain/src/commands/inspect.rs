@@ -16,12 +16,12 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
         let decisions = medgrain_review::decision_counts(&dir).map_err(|e| CliError::Input(e.to_string()))?;
         let s = medgrain_pipeline::inspect_html::write_html(&dir, &file, samples.unwrap_or(24), &decisions)?;
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&s).map_err(|e| CliError::Internal(e.to_string()))?
             );
         } else {
-            println!(
+            outln!(
                 "medgrain inspect: {} ({} plots, {} gallery samples, {:.1} MB)",
                 file.display(),
                 s.plots,
@@ -34,12 +34,17 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
     let mut ins = inspect::inspect(&dir, samples.unwrap_or(3))?;
     ins.review_decisions = medgrain_review::decision_counts(&dir).map_err(|e| CliError::Input(e.to_string()))?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&ins).map_err(|e| CliError::Internal(e.to_string()))?
         );
     } else {
-        print!("{}", ins.render());
+        {
+            use std::io::Write as _;
+            if let Err(e) = write!(std::io::stdout(), "{}", ins.render()) {
+                crate::stdout_failed(e)
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

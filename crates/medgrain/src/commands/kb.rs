@@ -34,12 +34,12 @@ pub(crate) fn run(action: KbAction, quiet: bool) -> Result<ExitCode, CliError> {
                 }
             })?;
             let secs = started.elapsed().as_secs_f64();
-            println!("medgrain kb build → {}", out.display());
-            println!(
+            outln!("medgrain kb build → {}", out.display());
+            outln!(
             "  files {} read · {} already in the knowledge base · documents {} · chunks {} (+{} duplicates dropped) · tokens {}",
             s.files_read, s.files_already_ingested, s.documents, s.chunks, s.duplicates, s.tokens
         );
-            println!(
+            outln!(
                 "  {} · {:.1} s ({:.0} chunks/s) · knowledge base now holds {} chunks",
                 match &s.embedder {
                     Some(e) => format!("BM25 + dense ({e})"),
@@ -50,10 +50,10 @@ pub(crate) fn run(action: KbAction, quiet: bool) -> Result<ExitCode, CliError> {
                 s.total_chunks
             );
             if let Some(added) = s.ann_added {
-                println!("  approximate index (dense.usearch): +{added} vectors");
+                outln!("  approximate index (dense.usearch): +{added} vectors");
             }
             for r in s.reports.iter().filter(|r| !r.problems.is_empty()) {
-                println!(
+                outln!(
                     "  problems in {}: {:?} e.g. {}",
                     r.path,
                     r.problems,
@@ -105,12 +105,12 @@ pub(crate) fn run(action: KbAction, quiet: bool) -> Result<ExitCode, CliError> {
             for query in list {
                 let hits = base.search(&query, top, mode)?;
                 if json {
-                    println!("{}", serde_json::json!({"query": query, "hits": hits}));
+                    outln!("{}", serde_json::json!({"query": query, "hits": hits}));
                 } else {
-                    println!("{query}");
+                    outln!("{query}");
                     for (i, h) in hits.iter().enumerate() {
-                        println!("{}. [{:.4}] {} — {} ({})", i + 1, h.score, h.id, h.title, h.source);
-                        println!("   {}", h.text);
+                        outln!("{}. [{:.4}] {} — {} ({})", i + 1, h.score, h.id, h.title, h.source);
+                        outln!("   {}", h.text);
                     }
                 }
             }

@@ -26,13 +26,13 @@ pub(crate) fn run(args: LocateArgs) -> Result<ExitCode, CliError> {
         medgrain_pipeline::rois::locate_file(&file, loc.as_ref(), &out).map_err(|e| CliError::Input(e.message))?;
     for f in written {
         match f.score {
-            Some(p) => println!(
+            Some(p) => outln!(
                 "{}: {} voxels, mean confidence {p:.4} → {}",
                 f.name,
                 f.voxels,
                 f.path.display()
             ),
-            None => println!("{}: {} voxels → {}", f.name, f.voxels, f.path.display()),
+            None => outln!("{}: {} voxels → {}", f.name, f.voxels, f.path.display()),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -35,7 +35,7 @@ pub(crate) fn run(args: MockServerArgs) -> Result<ExitCode, CliError> {
             .await
             .map_err(|e| CliError::Usage(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| CliError::Internal(e.to_string()))?;
-        println!(
+        outln!(
             "mock server listening on http://{addr}/v1 (model {:?}; statistics at GET /v1/stats)",
             opts.model
         );

@@ -21,19 +21,19 @@ pub(crate) fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
         bytes.iter().min().copied().unwrap_or(0),
         bytes.iter().max().copied().unwrap_or(0),
     );
-    println!(
+    outln!(
         "medgrain plan {} → {}/plan.json ({})",
         args.config.display(),
         out.display(),
         p.recipe
     );
-    println!(
+    outln!(
         "  inputs {} · shards {} (input bytes per shard {lo}–{hi}) · config {}",
         p.inputs.len(),
         p.shards.len(),
         &p.config_hash[..12]
     );
-    println!(
+    outln!(
         "  next: `medgrain build {0} --out {1} --worker I/N` on each worker, then `medgrain merge {1}`",
         args.config.display(),
         out.display()
@@ -82,22 +82,26 @@ pub(crate) fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
     if args.json {
         let mut v = serde_json::to_value(&s).map_err(|e| CliError::Internal(e.to_string()))?;
         v["rerun"] = serde_json::json!(if s.missing.is_empty() { None } else { Some(rerun) });
-        println!("{v}");
+        outln!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("medgrain status {} ({})", out.display(), s.recipe);
-    println!(
+    outln!("medgrain status {} ({})", out.display(), s.recipe);
+    outln!(
         "  shards {} done of {} ({} with failed samples) · samples {} of {}",
-        s.done, s.shards, s.with_failures, s.samples_done, s.samples_total
+        s.done,
+        s.shards,
+        s.with_failures,
+        s.samples_done,
+        s.samples_total
     );
     if let Some(r) = s.rate {
-        println!("  rate {r:.1} samples/s · ETA {:.0} s", s.eta_s.unwrap_or(0.0));
+        outln!("  rate {r:.1} samples/s · ETA {:.0} s", s.eta_s.unwrap_or(0.0));
     }
     if s.missing.is_empty() {
-        println!("  every shard is finished: `medgrain merge {}`", out.display());
+        outln!("  every shard is finished: `medgrain merge {}`", out.display());
     } else {
         let list: Vec<String> = s.missing.iter().take(20).map(|k| k.to_string()).collect();
-        println!(
+        outln!(
             "  missing shards {}{} — rerun them with `{rerun}` (one process: finished shards are kept)",
             list.join(", "),
             if s.missing.len() > 20 { ", …" } else { "" },
@@ -130,8 +134,8 @@ pub(crate) fn k8s(args: K8sArgs) -> Result<ExitCode, CliError> {
             ("merge.yaml", format!("{note}{}", to_yaml(&job.merge_job()))),
         ],
     )?;
-    println!("medgrain k8s → {0}/workers.yaml, {0}/merge.yaml", dir.display());
-    println!(
+    outln!("medgrain k8s → {0}/workers.yaml, {0}/merge.yaml", dir.display());
+    outln!(
         "  kubectl apply -f {0}/workers.yaml && kubectl wait --for=condition=complete --timeout=-1s job/{1}-workers && kubectl apply -f {0}/merge.yaml",
         dir.display(),
         job.name
@@ -187,13 +191,13 @@ pub(crate) fn slurm(args: SlurmArgs) -> Result<ExitCode, CliError> {
         ],
     )?;
     let (workers, merge) = (dir.join("workers.sbatch"), dir.join("merge.sbatch"));
-    println!(
+    outln!(
         "medgrain slurm → {} ({tasks} array tasks), {}",
         workers.display(),
         merge.display()
     );
     if !args.submit {
-        println!(
+        outln!(
             "  submit: id=$(sbatch --parsable {}) && sbatch --dependency=afterany:$id {}",
             workers.display(),
             merge.display()
@@ -223,7 +227,7 @@ pub(crate) fn slurm(args: SlurmArgs) -> Result<ExitCode, CliError> {
     };
     let array_id = sbatch(&[], &workers)?;
     let merge_id = sbatch(&[format!("--dependency=afterany:{array_id}")], &merge)?;
-    println!("  submitted workers {array_id} and merge {merge_id}");
+    outln!("  submitted workers {array_id} and merge {merge_id}");
     Ok(ExitCode::SUCCESS)
 }
 

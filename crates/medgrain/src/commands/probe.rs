@@ -45,7 +45,7 @@ pub(crate) fn run(args: ProbeArgs) -> Result<ExitCode, CliError> {
                     serde_json::json!({"path": f.display().to_string(), "error": e.to_string()})
                 }
             };
-            println!("{line}");
+            outln!("{line}");
             n += 1;
         }
     }

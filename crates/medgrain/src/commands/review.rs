@@ -50,7 +50,7 @@ pub(crate) fn run(a: ReviewArgs) -> Result<ExitCode, CliError> {
         } else {
             addr.ip().to_string()
         };
-        println!("medgrain review: http://{host}:{}/?token={token}", addr.port());
+        outln!("medgrain review: http://{host}:{}/?token={token}", addr.port());
         use std::io::Write;
         let _ = std::io::stdout().flush();
         medgrain_review::serve(state, listener)

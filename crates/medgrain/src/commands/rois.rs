@@ -14,12 +14,12 @@ pub(crate) fn run(args: RoisArgs) -> Result<ExitCode, CliError> {
     } = args;
     match medgrain_pipeline::rois::rois_of_file(&file, connectivity, labels.as_deref(), image.as_deref()) {
         Ok(v) => {
-            println!("{v}");
+            outln!("{v}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if e.usage => Err(CliError::Usage(e.message)),
         Err(e) => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"path": file.display().to_string(), "error": e.message})
             );

@@ -23,7 +23,7 @@ pub(crate) fn run(args: SynthArgs) -> Result<ExitCode, CliError> {
         },
     };
     let s = medgrain_synth::write_corpus(&out, &opts)?;
-    println!(
+    outln!(
         "wrote {} images and {} volumes to {} (seed {seed})",
         s.images,
         s.volumes,

@@ -10,22 +10,22 @@ pub(crate) fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
         medgrain_pipeline::engine::verify::verify_recipe(&args.dir, recipe, &mut r)?;
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&r).map_err(|e| CliError::Internal(e.to_string()))?
         );
     } else {
-        println!(
+        outln!(
             "medgrain verify {}: {} files checked (size, SHA-256), {} referenced masks",
             args.dir.display(),
             r.files,
             r.referenced
         );
         if r.problems.is_empty() {
-            println!("  every file is as built");
+            outln!("  every file is as built");
         }
         for p in &r.problems {
-            println!("  {p}");
+            outln!("  {p}");
         }
     }
     Ok(if r.problems.is_empty() {

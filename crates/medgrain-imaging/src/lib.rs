@@ -15,6 +15,7 @@ pub mod probe;
 mod raster;
 pub mod render;
 pub mod reorient;
+pub mod sparse_inflate;
 
 pub use nifti::{write_nifti1_gz, NiftiDatatype, NiftiVolume};
 pub use raster::{decode_raster, encode_png, read_label_map, LabelMap, PixelData, Raster};

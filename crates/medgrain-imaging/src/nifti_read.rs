@@ -616,11 +616,24 @@ impl RawVoxels<'_> {
 /// volume's 117 organ masks this way allocates (and page-faults) one buffer instead of 117. The checks and
 /// errors are [`read_nifti`]'s.
 pub fn read_nifti_raw<'a>(path: &Path, scratch: &'a mut Vec<u8>) -> Result<(NiftiHeader, RawVoxels<'a>)> {
-    let file_bytes = std::fs::read(path).map_err(|source| ImagingError::Io {
+    let file_bytes = read_file(path)?;
+    let span = span_of(&file_bytes, path)?;
+    raw_from_bytes(&file_bytes, span, path, scratch)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| ImagingError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let span = span_of(&file_bytes, path)?;
+    })
+}
+
+fn raw_from_bytes<'a>(
+    file_bytes: &[u8],
+    span: Span,
+    path: &Path,
+    scratch: &'a mut Vec<u8>,
+) -> Result<(NiftiHeader, RawVoxels<'a>)> {
     voxel_size(span.header.datatype).ok_or_else(|| {
         invalid(
             path,
@@ -629,7 +642,7 @@ pub fn read_nifti_raw<'a>(path: &Path, scratch: &'a mut Vec<u8>) -> Result<(Nift
     })?;
     let (offset, total) = (span.offset as usize, span.total as usize);
     if span.gz {
-        inflate_into(&file_bytes, &span, path, scratch)?;
+        inflate_into(file_bytes, &span, path, scratch)?;
     } else {
         if file_bytes.len() < total {
             return Err(invalid(
@@ -650,6 +663,105 @@ pub fn read_nifti_raw<'a>(path: &Path, scratch: &'a mut Vec<u8>) -> Result<(Nift
         bytes: &scratch[offset..total],
     };
     Ok((header, raw))
+}
+
+/// A mask's voxels as [`read_nifti_mask`] gives them: the stored bytes in the caller's buffer, or — for a gzip'd
+/// one-byte mask — only its non-zero bytes, never inflated in full ([`crate::sparse_inflate`]).
+pub enum MaskVoxels<'a> {
+    Raw(RawVoxels<'a>),
+    Sparse {
+        /// 2 (uint8) or 256 (int8).
+        datatype: i16,
+        bytes: crate::sparse_inflate::Sparse,
+        /// The voxels are the file's bytes `[offset, total)`.
+        offset: u64,
+        total: u64,
+    },
+}
+
+impl MaskVoxels<'_> {
+    /// Calls `f(i)` for every voxel `i` (file order) with a value > 0, in order — what [`RawVoxels::for_each_positive`]
+    /// gives for the same file.
+    pub fn for_each_positive(&self, mut f: impl FnMut(usize)) {
+        match self {
+            MaskVoxels::Raw(raw) => raw.for_each_positive(f),
+            MaskVoxels::Sparse {
+                datatype,
+                bytes,
+                offset,
+                total,
+            } => {
+                let signed = *datatype == 256;
+                bytes.for_each_nonzero(*offset, *total, |p, b| {
+                    if !signed || (b as i8) > 0 {
+                        f((p - offset) as usize)
+                    }
+                })
+            }
+        }
+    }
+}
+
+impl MaskVoxels<'_> {
+    /// For a uint8 mask: calls `f(i, value)` for every non-zero voxel, in order, and returns true; false (and no
+    /// calls) for other types.
+    pub fn for_each_nonzero_u8(&self, mut f: impl FnMut(usize, u8)) -> bool {
+        match self {
+            MaskVoxels::Raw(raw) if raw.datatype == 2 => {
+                let bytes = raw.bytes;
+                for_each_nonzero_byte(bytes, |i| f(i, bytes[i]));
+                true
+            }
+            MaskVoxels::Sparse {
+                datatype: 2,
+                bytes,
+                offset,
+                total,
+            } => {
+                bytes.for_each_nonzero(*offset, *total, |p, b| f((p - offset) as usize, b));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The number of voxels the file holds.
+    pub fn len(&self) -> usize {
+        match self {
+            MaskVoxels::Raw(raw) => voxel_size(raw.datatype).map_or(0, |s| raw.bytes.len() / s),
+            MaskVoxels::Sparse { offset, total, .. } => (total - offset) as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a mask (organ, lesion) for its positive voxels: a gzip'd uint8/int8 file is decoded by the sparse inflater,
+/// which skips the zero runs that are > 98 % of a CT-sized mask (≈ 10× less time than inflating every byte; see
+/// BENCHMARKS.md "Real-size volumes"); anything else, or a stream the sparse inflater refuses (damaged,
+/// truncated), goes through [`read_nifti_raw`] into `scratch`, whose checks and errors apply.
+pub fn read_nifti_mask<'a>(path: &Path, scratch: &'a mut Vec<u8>) -> Result<(NiftiHeader, MaskVoxels<'a>)> {
+    let file_bytes = read_file(path)?;
+    let span = span_of(&file_bytes, path)?;
+    if span.gz && matches!(span.header.datatype, 2 | 256) {
+        if let Ok(bytes) = crate::sparse_inflate::gunzip_sparse(&file_bytes, span.total) {
+            if bytes.len >= span.total {
+                return Ok((
+                    span.header.clone(),
+                    MaskVoxels::Sparse {
+                        datatype: span.header.datatype,
+                        bytes,
+                        offset: span.offset,
+                        total: span.total,
+                    },
+                ));
+            }
+        }
+    }
+    let (header, raw) = raw_from_bytes(&file_bytes, span, path, scratch)?;
+    Ok((header, MaskVoxels::Raw(raw)))
 }
 
 /// Calls `f(i)` for every non-zero byte, skipping zero runs 64 bytes at a time (an OR of eight words, which the

@@ -158,19 +158,20 @@ fn shape3(shape: &[usize]) -> Option<[usize; 3]> {
     }
 }
 
-/// A mask file's header, voxel bytes (in `scratch`, reused from mask to mask) and 3D shape.
+/// A mask file's header, voxels (non-zero bytes only for gzip'd uint8 masks, else the stored bytes in `scratch`,
+/// reused from mask to mask) and 3D shape.
 fn read_mask<'a>(
     p: &Path,
     scratch: &'a mut Vec<u8>,
 ) -> Result<
     (
         medgrain_imaging::nifti_read::NiftiHeader,
-        medgrain_imaging::nifti_read::RawVoxels<'a>,
+        medgrain_imaging::nifti_read::MaskVoxels<'a>,
         [usize; 3],
     ),
     String,
 > {
-    let (header, raw) = medgrain_imaging::nifti_read::read_nifti_raw(p, scratch).map_err(|e| e.to_string())?;
+    let (header, raw) = medgrain_imaging::nifti_read::read_nifti_mask(p, scratch).map_err(|e| e.to_string())?;
     let shape = shape3(&header.shape).ok_or_else(|| format!("not a 3D mask: shape {:?}", header.shape))?;
     Ok((header, raw, shape))
 }

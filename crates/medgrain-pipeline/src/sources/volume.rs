@@ -336,23 +336,26 @@ impl NiftiVolumeSource {
         let mut masks = Vec::new();
         let mut scratch: Vec<u8> = Vec::new();
         for mp in self.mask_files(rel) {
-            let (mheader, raw) = medgrain_imaging::nifti_read::read_nifti_raw(&mp, &mut scratch)
+            // One mask per label value; uint8 masks on the volume's grid (TotalSegmentator's) are read for their
+            // non-zero bytes only (gzip'd ones without inflating the zeros).
+            let (mheader, mask) = medgrain_imaging::nifti_read::read_nifti_mask(&mp, &mut scratch)
                 .map_err(|e| SampleError::new("mask", e.to_string()))?;
             let mshape: Vec<usize> = mheader.shape.iter().take(3).copied().collect();
             let maffine = mheader.best_affine();
             let same_grid = mshape == shape.to_vec() && affine_close(&maffine, &affine);
-            // One mask per label value; uint8 masks on the volume's grid (TotalSegmentator's) are read as bytes.
-            let by_value: Vec<(u32, BoxMask)> = if same_grid && raw.datatype == 2 && raw.bytes.len() >= n {
-                let bytes = &raw.bytes[..n];
+            let uint8 = mheader.datatype == 2 && mask.len() >= n;
+            let by_value: Vec<(u32, BoxMask)> = if same_grid && uint8 {
                 BoxMask::by_value(shape, |f| {
-                    medgrain_imaging::nifti_read::RawVoxels {
-                        datatype: 2,
-                        little_endian: true,
-                        bytes,
-                    }
-                    .for_each_positive(|i| f(i, bytes[i] as u32))
+                    mask.for_each_nonzero_u8(|i, v| {
+                        if i < n {
+                            f(i, v as u32)
+                        }
+                    });
                 })
             } else {
+                drop(mask);
+                let (_, raw) = medgrain_imaging::nifti_read::read_nifti_raw(&mp, &mut scratch)
+                    .map_err(|e| SampleError::new("mask", e.to_string()))?;
                 let voxels = raw
                     .to_voxels()
                     .ok_or_else(|| SampleError::new("mask", format!("{}: unsupported datatype", mp.display())))?;
@@ -423,7 +426,7 @@ impl NiftiVolumeSource {
         let mut organ_names = Vec::new();
         if with_values {
             for op in self.files_for(self.cfg.organs.as_deref(), rel) {
-                let (mheader, raw) = medgrain_imaging::nifti_read::read_nifti_raw(&op, &mut scratch)
+                let (mheader, raw) = medgrain_imaging::nifti_read::read_nifti_mask(&op, &mut scratch)
                     .map_err(|e| SampleError::new("mask", e.to_string()))?;
                 let mshape: Vec<usize> = mheader.shape.iter().take(3).copied().collect();
                 if mshape != shape.to_vec() || !affine_close(&mheader.best_affine(), &affine) {

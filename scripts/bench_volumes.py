@@ -4,9 +4,10 @@ TotalSegmentator-named organ masks each (`medgrain synth --volume-shape 512,512,
   1. the grounded-reports recipe (organ volumes and HU, lesions, report grounding, VQA), one volume per shard;
   2. the `nifti` triplet source with the lesion masks as ROIs and the 117 organ masks as organ context;
   3. the `nifti` triplet source with the 117 organ masks as ROIs (`select = "largest"`: one slice per organ),
-each pinned to one core (`taskset -c 0`), timed with /usr/bin/time (wall seconds, peak RSS).
+each pinned to one core (`taskset -c 0`), timed with /usr/bin/time (wall seconds, peak RSS), best of ROUNDS (the
+kernel's cost of zeroing fresh pages varies several-fold on this VM from run to run; the best run is the code's).
 
-    python scripts/bench_volumes.py target/release/medgrain WORKDIR [VOLUMES]
+    python scripts/bench_volumes.py target/release/medgrain WORKDIR [VOLUMES] [ROUNDS]
 """
 import json
 import subprocess
@@ -27,6 +28,7 @@ def main():
     binary = str(Path(sys.argv[1]).resolve())
     work = Path(sys.argv[2]).resolve()
     volumes = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 3
     work.mkdir(parents=True, exist_ok=True)
     d3 = work / "synth" / "3d"
     if not (d3 / "reports.csv").exists():
@@ -74,7 +76,8 @@ kind = "template"
     print("|---|---|---|---|---|---|---|")
     for k, (name, cfg) in enumerate(configs.items()):
         (work / f"c{k}.toml").write_text(cfg)
-        wall, mb = timed([binary, "-q", "build", f"c{k}.toml", "--out", f"o{k}", "--force"], work)
+        runs = [timed([binary, "-q", "build", f"c{k}.toml", "--out", f"o{k}", "--force"], work) for _ in range(rounds)]
+        wall, mb = min(runs)
         stats = json.loads((work / f"o{k}" / "stats.json").read_text())
         rows = stats.get("rows", stats.get("grounded_rows", ""))
         print(f"| {name} | {n} | {rows} | {wall:.2f} | {wall / n:.2f} | {n / wall:.2f} | {mb:,.0f} |")

@@ -526,24 +526,29 @@ pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
         source,
     })?;
     let span = span_of(&file_bytes, path)?;
-    let (offset, total) = (span.offset, span.total);
+    let (offset, total) = (span.offset as usize, span.total as usize);
+    let decode = |header: NiftiHeader, data: &[u8]| {
+        let voxels = decode_voxels(header.datatype, data, header.little_endian)
+            .ok_or_else(|| invalid(path, format!("unsupported NIfTI datatype code {}", header.datatype)))?;
+        Ok(NiftiImage { header, voxels })
+    };
     // Plain files: check the size before allocating. Gzip: read at most `total` bytes and compare.
-    let data: Vec<u8> = if span.gz {
+    if span.gz {
         let mut all = Vec::new();
         inflate_into(&file_bytes, &span, path, &mut all)?;
         if span.header.datatype == 2 {
             // uint8 (masks): the decompressed buffer becomes the voxels, moved down in place rather than copied
-            all.truncate(total as usize);
-            all.drain(..offset as usize);
+            all.truncate(total);
+            all.drain(..offset);
             return Ok(NiftiImage {
                 header: span.header,
                 voxels: Voxels::U8(all),
             });
         }
-        all.truncate(total as usize);
-        all.split_off(offset as usize)
+        // other types are decoded straight from the inflated bytes (no copy of the voxel bytes first)
+        decode(span.header, &all[offset..total])
     } else {
-        if (file_bytes.len() as u64) < total {
+        if file_bytes.len() < total {
             return Err(invalid(
                 path,
                 format!(
@@ -552,12 +557,8 @@ pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
                 ),
             ));
         }
-        file_bytes[offset as usize..total as usize].to_vec()
-    };
-    let header = span.header;
-    let voxels = decode_voxels(header.datatype, &data, header.little_endian)
-        .ok_or_else(|| invalid(path, format!("unsupported NIfTI datatype code {}", header.datatype)))?;
-    Ok(NiftiImage { header, voxels })
+        decode(span.header, &file_bytes[offset..total])
+    }
 }
 
 /// The stored bytes of a NIfTI file's voxels, borrowed from a caller's buffer (see [`read_nifti_raw`]).

@@ -192,6 +192,19 @@ impl<'a> Bits<'a> {
         }
         (self.buf & ((1u64 << k) - 1)) as u32
     }
+    /// Up to 56 bits without consuming them.
+    #[inline]
+    fn peek64(&mut self, k: u32) -> u64 {
+        if self.n < k {
+            self.refill();
+        }
+        self.buf & ((1u64 << k) - 1)
+    }
+    /// Bits consumed so far (padding past the end included).
+    #[inline]
+    fn consumed(&self) -> u64 {
+        self.pos as u64 * 8 + self.over as u64 - self.n as u64
+    }
     #[inline]
     fn consume(&mut self, k: u32) {
         self.buf >>= k;
@@ -355,14 +368,6 @@ impl Out {
         }
     }
 
-    #[inline]
-    fn get(&self, p: u64) -> u8 {
-        match self.zero_from {
-            Some(z) if p >= z => 0,
-            _ => self.win[(p & MASK) as usize],
-        }
-    }
-
     fn close_segment(&mut self) {
         if let Some(d) = self.seg_data.take() {
             let bytes = &self.sparse.data[d..];
@@ -418,8 +423,10 @@ impl Out {
         Ok(())
     }
 
+    /// Copies `len` bytes from `dist` back; returns true when they were all inside the open zero run (nothing
+    /// written: the position moves).
     #[inline]
-    fn copy(&mut self, len: u64, dist: u64) -> Result<(), InflateError> {
+    fn copy(&mut self, len: u64, dist: u64) -> Result<bool, InflateError> {
         if dist > self.pos - self.member_start || dist as usize > WIN {
             return bad("a back-reference reaches before the start of the data");
         }
@@ -428,12 +435,73 @@ impl Out {
             if src >= z {
                 // copies of the zero run are zeros: nothing to write
                 self.pos += len;
-                return Ok(());
+                return Ok(true);
             }
         }
-        for i in 0..len {
-            let b = self.get(src + i);
-            self.put(b)?;
+        // Gather the source (≤ 258 bytes): the part before the zero run from the window, the rest zeros; an
+        // overlapping copy (dist < len) repeats its first `dist` bytes.
+        let n = len as usize;
+        let mut tmp = [0u8; 258];
+        let head = n.min(dist as usize);
+        let from_window = match self.zero_from {
+            Some(z) => (z - src).min(head as u64) as usize,
+            None => head,
+        };
+        self.read_window(src, &mut tmp[..from_window]);
+        for i in head..n {
+            tmp[i] = tmp[i - head];
+        }
+        self.put_slice(&tmp[..n])?;
+        Ok(false)
+    }
+
+    /// The window's bytes from position `p` (none of them inside the open zero run).
+    fn read_window(&self, p: u64, out: &mut [u8]) {
+        let slot = (p & MASK) as usize;
+        let first = out.len().min(WIN - slot);
+        out[..first].copy_from_slice(&self.win[slot..slot + first]);
+        let rest = out.len() - first;
+        out[first..].copy_from_slice(&self.win[..rest]);
+    }
+
+    /// [`Out::put`] for a run of bytes: zeros extend (or open) the zero run, non-zero stretches go to the window
+    /// and the open segment as slices.
+    fn put_slice(&mut self, bytes: &[u8]) -> Result<(), InflateError> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if let Some(z) = self.zero_from {
+                let j = bytes[i..].iter().position(|&b| b != 0).map_or(bytes.len(), |k| i + k);
+                self.pos += (j - i) as u64;
+                i = j;
+                if i == bytes.len() {
+                    break;
+                }
+                self.zero_from = None;
+                self.end_zero_run(z);
+            } else if bytes[i] == 0 {
+                self.close_segment();
+                self.zero_from = Some(self.pos);
+                continue;
+            }
+            let j = bytes[i..].iter().position(|&b| b == 0).map_or(bytes.len(), |k| i + k);
+            let run = &bytes[i..j];
+            match self.seg_data {
+                Some(d) if self.sparse.data.len() - d + run.len() <= u32::MAX as usize => {}
+                _ => {
+                    self.close_segment();
+                    if self.sparse.data.len() as u64 >= self.limit {
+                        return bad(format!("more than {} non-zero bytes", self.limit));
+                    }
+                    self.seg_data = Some(self.sparse.data.len());
+                }
+            }
+            self.sparse.data.extend_from_slice(run);
+            let slot = (self.pos & MASK) as usize;
+            let first = run.len().min(WIN - slot);
+            self.win[slot..slot + first].copy_from_slice(&run[..first]);
+            self.win[..run.len() - first].copy_from_slice(&run[first..]);
+            self.pos += run.len() as u64;
+            i = j;
         }
         Ok(())
     }
@@ -474,9 +542,23 @@ fn inflate_member(b: &mut Bits, out: &mut Out) -> Result<(), InflateError> {
                 } else {
                     dynamic_tables(b)?
                 };
+                // The bits of the last back-reference that only extended the zero run: the same bits again
+                // decode to the same copy, still inside the run, so repeats are skipped without decoding.
+                let mut repeat: Option<(u64, u32, u64)> = None;
                 loop {
+                    if let Some((bits, n, len)) = repeat {
+                        while b.peek64(n) == bits {
+                            b.consume(n);
+                            out.pos += len;
+                            if b.truncated() {
+                                return bad("truncated stream");
+                            }
+                        }
+                    }
+                    let (start, ahead) = (b.consumed(), b.peek64(56));
                     let sym = lit.decode(b)?;
                     if sym < 256 {
+                        repeat = None;
                         out.put(sym as u8)?;
                     } else if sym == 256 {
                         break;
@@ -491,7 +573,8 @@ fn inflate_member(b: &mut Bits, out: &mut Out) -> Result<(), InflateError> {
                             return bad("invalid distance symbol");
                         }
                         let dd = DBASE[d] as u64 + b.bits(DEXT[d] as u32) as u64;
-                        out.copy(len, dd)?;
+                        let n = (b.consumed() - start) as u32;
+                        repeat = (out.copy(len, dd)? && n <= 56).then(|| (ahead & ((1u64 << n) - 1), n, len));
                     }
                     if b.truncated() {
                         return bad("truncated stream");

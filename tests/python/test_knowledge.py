@@ -9,6 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from rank_bm25 import BM25Okapi
@@ -217,6 +218,36 @@ def test_dense_and_hybrid_retrieval(medgrain_bin, corpus, tmp_path, model_dir):
     assert out["hits"][0]["id"] == "starter:melanoma-dermoscopy#0"
     r = run(medgrain_bin, "kb", "search", kb, "x", "--json", "--mode", "dense", env=no_model_env(), ok=False)
     assert r.returncode == 2 and "MEDGRAIN_EMBED_MODEL" in r.stderr
+
+
+def test_both_embedding_runtimes_give_the_same_vectors(medgrain_bin, corpus, tmp_path, model_dir):
+    """ONNX Runtime (the default when ORT_DYLIB_PATH names its library; medgrain writes the BERT graph from the
+    safetensors) and candle embed the same 348 passages: the build says which ran, and every vector pair agrees to
+    cosine ≥ 0.9999 (each is held to sentence-transformers by the Rust parity test). Choosing ONNX Runtime without
+    its library, or an unknown runtime, is refused naming the variable."""
+    lib = os.environ.get("ORT_DYLIB_PATH")
+    assert lib and Path(lib).is_file(), "ORT_DYLIB_PATH must name libonnxruntime.so (scripts/test.sh sets it)"
+    vectors = {}
+    for runtime in ["onnxruntime", "candle"]:
+        env = dict(os.environ, MEDGRAIN_EMBED_RUNTIME=runtime)
+        r = run(medgrain_bin, "kb", "build", "--input", corpus, "--out", tmp_path / runtime, env=env)
+        assert f"({runtime})" in r.stdout, r.stdout
+        v = np.fromfile(tmp_path / runtime / "vectors.f32", dtype="<f4").reshape(-1, 384)
+        assert len(v) == 348 and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+        vectors[runtime] = v
+    auto = run(medgrain_bin, "kb", "build", "--input", corpus, "--out", tmp_path / "auto")
+    assert "(onnxruntime)" in auto.stdout, auto.stdout
+    cos = (vectors["onnxruntime"] * vectors["candle"]).sum(axis=1)
+    assert cos.min() >= 0.9999, cos.min()
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DYLIB_PATH"}
+    r = run(medgrain_bin, "kb", "build", "--input", corpus, "--out", tmp_path / "none",
+            env=dict(env, MEDGRAIN_EMBED_RUNTIME="onnxruntime"), ok=False)
+    assert r.returncode != 0 and "ORT_DYLIB_PATH" in r.stderr, r.stderr
+    r = run(medgrain_bin, "kb", "build", "--input", corpus, "--out", tmp_path / "bad",
+            env=dict(os.environ, MEDGRAIN_EMBED_RUNTIME="tensorflow"), ok=False)
+    assert r.returncode == 2 and "MEDGRAIN_EMBED_RUNTIME" in r.stderr, r.stderr
+    without = run(medgrain_bin, "kb", "build", "--input", corpus, "--out", tmp_path / "fallback", env=env)
+    assert "(candle)" in without.stdout  # auto without the library: candle
 
 
 def test_triplets_carry_retrieved_knowledge(demo_dir):

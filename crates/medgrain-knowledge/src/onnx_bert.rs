@@ -344,34 +344,16 @@ fn build_graph(w: &Weights, s: &BertShape) -> Result<Graph, KnowledgeError> {
     let h = s.hidden;
     let head_dim = h / s.heads;
     let mut g = Graph::default();
-    let vocab =
-        w.st.tensor(&format!("{}embeddings.word_embeddings.weight", w.prefix))
-            .map_err(merr)?
-            .shape()
-            .first()
-            .copied()
-            .unwrap_or(0);
-    let positions =
-        w.st.tensor(&format!("{}embeddings.position_embeddings.weight", w.prefix))
-            .map_err(merr)?
-            .shape()
-            .first()
-            .copied()
-            .unwrap_or(0);
-    let types =
-        w.st.tensor(&format!("{}embeddings.token_type_embeddings.weight", w.prefix))
-            .map_err(merr)?
-            .shape()
-            .first()
-            .copied()
-            .unwrap_or(0);
-    let table = |g: &mut Graph, name: &str, rows: usize, ids: &str| -> Result<String, KnowledgeError> {
+    // an embedding table's rows come from the weights file (vocabulary, positions, token types)
+    let table = |g: &mut Graph, name: &str, ids: &str| -> Result<String, KnowledgeError> {
+        let full = format!("{}{name}", w.prefix);
+        let rows = w.st.tensor(&full).map_err(merr)?.shape().first().copied().unwrap_or(0);
         let t = g.f32s(name, &[rows, h], &w.get(name, &[rows, h])?);
         Ok(g.node("Gather", &[&t, ids], &[]))
     };
-    let we = table(&mut g, "embeddings.word_embeddings.weight", vocab, INPUT_IDS)?;
-    let pe = table(&mut g, "embeddings.position_embeddings.weight", positions, POSITION_IDS)?;
-    let te = table(&mut g, "embeddings.token_type_embeddings.weight", types, TOKEN_TYPE_IDS)?;
+    let we = table(&mut g, "embeddings.word_embeddings.weight", INPUT_IDS)?;
+    let pe = table(&mut g, "embeddings.position_embeddings.weight", POSITION_IDS)?;
+    let te = table(&mut g, "embeddings.token_type_embeddings.weight", TOKEN_TYPE_IDS)?;
     let sum = g.node("Add", &[&we, &pe], &[]);
     let sum = g.node("Add", &[&sum, &te], &[]);
     let mut x = layer_norm(&mut g, w, "embeddings.LayerNorm", &sum, s)?;

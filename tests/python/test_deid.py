@@ -671,7 +671,11 @@ by = "patient"
     hits = sorted({(v, where) for where, t in texts for v in phi_values if v in t})
     assert hits == [], hits[:20]
     rows = [x for p in sorted((out / "triplets").rglob("*.parquet")) for x in pq.read_table(p).to_pylist()]
-    assert len(rows) == 3 + len(phi_files) - len(us_phi) == len(recorder.bodies)
+    assert len(rows) == 3 + len(phi_files) - len(us_phi)
+    # deid-data's ctbrain1.dcm and ctbrain2.dcm are the same file byte for byte, so their prompts are the same: the
+    # request cache answers the second unless both are in flight at once (workers run concurrently)
+    assert len(set(recorder.bodies)) == len(rows) - 1
+    assert len(rows) - 1 <= len(recorder.bodies) <= len(rows)
     for row in [x for x in rows if x["source"] == "hospital"]:
         # the caption gains what the header says, cleaned: study description without the name, age and sex
         assert 'DICOM header: study "CT CHEST"; series "AXIAL protocol"; body part CHEST; patient 47-year-old ' \

@@ -352,9 +352,9 @@ def test_approximate_index_matches_exact_search_and_grows_with_the_kb(medgrain_b
     chunks = lambda kb: json.loads((kb / "kb.json").read_text())["chunks"]
     r = run(medgrain_bin, "kb", "build", "--input", tmp_path / "a.jsonl", "--out", ann, "--ann")
     first = chunks(ann)
-    assert f"approximate index (dense.usearch): +{first} vectors" in r.stdout, r.stdout
+    assert f"approximate index (dense.ann): +{first} vectors" in r.stdout, r.stdout
     r = run(medgrain_bin, "kb", "build", "--input", tmp_path / "b.jsonl", "--out", ann)  # no flag: the KB keeps it
-    assert f"approximate index (dense.usearch): +{chunks(ann) - first} vectors" in r.stdout, r.stdout
+    assert f"approximate index (dense.ann): +{chunks(ann) - first} vectors" in r.stdout, r.stdout
     manifest = json.loads((ann / "kb.json").read_text())
     assert manifest["ann"] is True and manifest["chunks"] == chunks(exact) > first
     want, got = dense(exact), dense(ann)
@@ -367,9 +367,10 @@ def test_approximate_index_matches_exact_search_and_grows_with_the_kb(medgrain_b
     second = {json.loads(l)["id"] for l in lines[half:]}
     assert any(i.split("#")[0] in second for row in got for i in row)
     # an index that no longer matches the KB is not used: search falls back to the exact scan (same answers)
-    (ann / "dense.usearch").write_bytes((ann / "dense.usearch").read_bytes()[:1000])
+    seg = ann / "dense.ann/seg-000000.usearch"
+    seg.write_bytes(seg.read_bytes()[:1000])
     r = run(medgrain_bin, "kb", "search", ann, queries[0], "--json", "--top", 10, "--mode", "dense")
     assert [h["id"] for h in json.loads(r.stdout)["hits"]] == want[0]  # the exact scan's answer
     # the next build repairs it
     r = run(medgrain_bin, "kb", "build", "--input", tmp_path / "b.jsonl", "--out", ann)
-    assert f"approximate index (dense.usearch): +{chunks(ann)} vectors" in r.stdout, r.stdout
+    assert f"approximate index (dense.ann): +{chunks(ann)} vectors" in r.stdout, r.stdout

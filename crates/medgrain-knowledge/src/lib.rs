@@ -8,13 +8,14 @@
 //! KBDIR/chunks.jsonl   one chunk per line (id, doc_id, title, source, url, text, tokens, mesh), row = ordinal
 //! KBDIR/chunks.idx     byte offset of each line (u64 LE), for random access
 //! KBDIR/vectors.f32    n × dim f32 LE embeddings (only with a model)
-//! KBDIR/dense.usearch  approximate index of the vectors (only after `kb build --ann`; see [`dense::Ann`])
+//! KBDIR/dense.ann/     approximate index of the vectors, in segments (only after `kb build --ann`; see [`ann`])
 //! KBDIR/bm25/          tantivy index (ordinal stored)
 //! ```
 //! Building is incremental: files whose content hash is already in the manifest are skipped, and new chunks whose
 //! text equals an existing chunk's are dropped as duplicates. The manifest is written last, so an interrupted build
 //! leaves the previous knowledge base intact (extra bytes past the manifest's counts are cut on the next build).
 
+pub mod ann;
 pub mod bm25;
 pub mod chunk;
 pub mod dense;
@@ -78,7 +79,7 @@ pub struct FileEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
-    /// An approximate index (`dense.usearch`) is kept with the vectors and extended by every build.
+    /// An approximate index (`dense.ann/`) is kept with the vectors and extended by every build.
     #[serde(default)]
     pub ann: bool,
     pub model: Option<ModelInfo>,
@@ -97,7 +98,7 @@ pub struct BuildOptions {
     /// Embedding model folder; else `MEDGRAIN_EMBED_MODEL`; without one the KB is BM25-only.
     pub embed_model: Option<PathBuf>,
     pub chunk: ChunkOptions,
-    /// Build (or extend) the approximate dense index `dense.usearch`; once a KB has one, every build extends it.
+    /// Build (or extend) the approximate dense index `dense.ann/`; once a KB has one, every build extends it.
     pub ann: bool,
 }
 
@@ -252,7 +253,7 @@ pub fn build(
     let (chunks_path, idx_path, vec_path) = (
         out.join("chunks.jsonl"),
         out.join("chunks.idx"),
-        out.join("vectors.f32"),
+        out.join(ann::VECTORS_FILE),
     );
     let offsets = read_offsets(&idx_path, manifest.chunks)?;
     let end = match offsets.last() {
@@ -381,8 +382,7 @@ pub fn build(
         } else {
             // the index is brought up to the vectors before the manifest: an interrupted build leaves an index
             // that no longer matches, which search refuses (exact scan) and the next build rebuilds
-            let v = read_vectors(&vec_path, dim * manifest.chunks)?;
-            summary.ann_added = Some(dense::Ann::update(out, &v, dim)?);
+            summary.ann_added = Some(ann::Ann::update(out, dim, manifest.chunks)?);
             manifest.ann = true;
         }
     }
@@ -570,7 +570,7 @@ pub struct KnowledgeBase {
     offsets: Vec<u64>,
     vectors: Option<Vec<f32>>,
     /// The approximate index, memory-mapped (then `vectors` is not read).
-    ann: Option<dense::Ann>,
+    ann: Option<ann::Ann>,
     embedder: Option<Embedder>,
 }
 
@@ -592,10 +592,10 @@ impl KnowledgeBase {
                 Some(md) => {
                     ann = manifest
                         .ann
-                        .then(|| dense::Ann::open(dir, m.dim, manifest.chunks))
+                        .then(|| ann::Ann::open(dir, m.dim, manifest.chunks))
                         .flatten();
                     if ann.is_none() {
-                        let p = dir.join("vectors.f32");
+                        let p = dir.join(ann::VECTORS_FILE);
                         vectors = Some(read_vectors(&p, m.dim * manifest.chunks)?);
                     }
                     embedder = Some(Embedder::load(&md)?);

@@ -399,8 +399,9 @@ pub(crate) enum KbAction {
         /// Sentences shared by consecutive chunks.
         #[arg(long, default_value_t = 1)]
         overlap: usize,
-        /// Also build an approximate nearest-neighbour index (usearch HNSW, f16; `dense.usearch`) for dense search
-        /// at scale: memory-mapped when searching, extended by every later build of this KB.
+        /// Also build an approximate nearest-neighbour index (usearch HNSW, i8, in segments of 1M vectors, the
+        /// candidates re-scored exactly; `dense.ann/`) for dense search at scale: memory-mapped when searching,
+        /// extended by every later build of this KB.
         #[arg(long)]
         ann: bool,
     },

@@ -50,7 +50,7 @@ pub(crate) fn run(action: KbAction, quiet: bool) -> Result<ExitCode, CliError> {
                 s.total_chunks
             );
             if let Some(added) = s.ann_added {
-                outln!("  approximate index (dense.usearch): +{added} vectors");
+                outln!("  approximate index (dense.ann): +{added} vectors");
             }
             for r in s.reports.iter().filter(|r| !r.problems.is_empty()) {
                 outln!(

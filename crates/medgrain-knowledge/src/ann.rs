@@ -312,6 +312,7 @@ impl Ann {
 mod tests {
     use super::*;
     use crate::dense::top_k;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
     fn unit(i: usize, dim: usize) -> Vec<f32> {
         let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -368,26 +369,36 @@ mod tests {
         assert_eq!(Ann::update_with(d, dim, 600, 250).unwrap(), 0);
         let ann = Ann::open(d, dim, 600).unwrap();
         assert_eq!((ann.len(), ann.segments()), (600, 3));
-        // every row's exact top 5 (16 dimensions, 600 rows: the candidates cover them), scores equal to the exact
-        // scan's, from 8 threads at once (more than the cores: searches wait for a search context, never fail)
+        // from 8 threads at once (more than the cores: searches wait for a search context, never fail): every
+        // score is the exact inner product of its row, best first; HNSW is approximate (a multi-threaded build makes a
+        // different graph each run, and a graph may miss a node), so recall is held to floors, not to equality
+        let (found_self, hits) = (AtomicUsize::new(0), AtomicUsize::new(0));
         std::thread::scope(|s| {
             for t in 0..8 {
-                let (ann, all) = (&ann, &all);
+                let (ann, all, found_self, hits) = (&ann, &all, &found_self, &hits);
                 s.spawn(move || {
                     for i in (t..600).step_by(8) {
                         let q = &all[i * dim..(i + 1) * dim];
                         let want = top_k(all, dim, q, 5);
                         let got = ann.search(q, 5).unwrap();
                         assert_eq!(got.len(), 5);
-                        assert_eq!(got[0].0, i as u64);
-                        for (g, w) in got.iter().zip(&want) {
-                            assert_eq!(g.0, w.0, "row {i}: {got:?} vs {want:?}");
-                            assert!((g.1 - w.1).abs() < 1e-5);
+                        for (key, score) in &got {
+                            let row = &all[*key as usize * dim..(*key as usize + 1) * dim];
+                            let exact: f32 = row.iter().zip(q).map(|(a, b)| a * b).sum();
+                            assert!((score - exact).abs() < 1e-5, "row {key}: {score} vs {exact}");
                         }
+                        assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "{got:?}");
+                        if got[0].0 == i as u64 {
+                            found_self.fetch_add(1, Relaxed);
+                        }
+                        hits.fetch_add(got.iter().filter(|g| want.iter().any(|w| w.0 == g.0)).count(), Relaxed);
                     }
                 });
             }
         });
+        let (found_self, hits) = (found_self.into_inner(), hits.into_inner());
+        assert!(found_self >= 588, "{found_self} of 600 rows found themselves");
+        assert!(hits >= 2850, "recall@5 {} against the exact scan", hits as f64 / 3000.0);
         assert!(
             ann.search(&all[..dim - 1], 5).is_err(),
             "a query of another dimension is an error"

@@ -676,7 +676,7 @@ by = "patient"
     # samples whose prompts are the same (deid-data's ctbrain1.dcm and ctbrain2.dcm are one file twice; the headerless
     # dicom-cookies images give the same facts) are answered by the request cache, unless both are in flight at once
     # (workers run concurrently): at most one request per row, one cached answer per distinct request
-    assert len(set(recorder.bodies)) <= len(recorder.bodies) <= len(rows)
+    assert len(recorder.bodies) <= len(rows)
     with sqlite3.connect(out / "cache/requests.sqlite") as db:
         assert db.execute("SELECT count(*) FROM answers").fetchone()[0] == len(set(recorder.bodies))
     for row in [x for x in rows if x["source"] == "hospital"]:

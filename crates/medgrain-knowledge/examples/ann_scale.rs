@@ -8,7 +8,8 @@
 //! Vectors as `scripts/ann_bench` makes them (2,000 random centres, Gaussian spread, normalised; queries from the
 //! same distribution, not in the index), from a small self-contained generator. WORKDIR needs N × 1.5 KB free for
 //! the vectors plus ≈ 0.55 KB per vector for the index.
-use medgrain_knowledge::ann::{Ann, SEGMENT_ROWS, VECTORS_FILE};
+use medgrain_knowledge::ann::{read_rows, Ann, SEGMENT_ROWS, VECTORS_FILE};
+use medgrain_knowledge::dense::top_k;
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::Path;
@@ -76,34 +77,23 @@ fn append(path: &Path, rows: &[f32]) {
     w.flush().expect("flush vectors");
 }
 
-/// Exact top-10 (row, score) of every query over rows `first..` of the file, streamed in blocks.
+/// Exact top-10 (row, score) of every query over rows `first..n` of the file, streamed in blocks: the product's
+/// exact scan (`dense::top_k`) per block, merged.
 fn exact(path: &Path, first: usize, n: usize, queries: &[f32]) -> Vec<Vec<(u64, f32)>> {
-    use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(path).expect("open vectors");
-    let nq = queries.len() / DIM;
-    let mut best: Vec<Vec<(u64, f32)>> = vec![Vec::with_capacity(11); nq];
+    let mut best: Vec<Vec<(u64, f32)>> = vec![Vec::new(); queries.len() / DIM];
     const BLOCK: usize = 1 << 16;
-    let mut buf = vec![0u8; BLOCK * DIM * 4];
-    let mut rows = vec![0f32; BLOCK * DIM];
     let mut at = first;
     while at < n {
         let m = BLOCK.min(n - at);
-        f.read_exact_at(&mut buf[..m * DIM * 4], (at * DIM * 4) as u64)
-            .expect("read vectors");
-        for (x, b) in rows.iter_mut().zip(buf[..m * DIM * 4].chunks_exact(4)) {
-            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        best.par_iter_mut().enumerate().for_each(|(qi, top)| {
-            let q = &queries[qi * DIM..(qi + 1) * DIM];
-            for (i, v) in rows[..m * DIM].chunks_exact(DIM).enumerate() {
-                let s: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
-                if top.len() < 10 || s > top[top.len() - 1].1 {
-                    let p = top.partition_point(|&(_, b)| b >= s);
-                    top.insert(p, ((at + i) as u64, s));
-                    top.truncate(10);
-                }
-            }
-        });
+        let rows = read_rows(&f, path, DIM, at, at + m).expect("read vectors");
+        best.par_iter_mut()
+            .zip(queries.par_chunks_exact(DIM))
+            .for_each(|(top, q)| {
+                top.extend(top_k(&rows, DIM, q, 10).into_iter().map(|(i, s)| (at as u64 + i, s)));
+                top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                top.truncate(10);
+            });
         at += m;
     }
     best

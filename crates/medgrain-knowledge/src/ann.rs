@@ -54,8 +54,9 @@ fn segment_path(dir: &Path, s: usize) -> PathBuf {
     dir.join(ANN_DIR).join(format!("seg-{s:06}.usearch"))
 }
 
-/// Reads rows `from..to` of `file` (`dim` f32 per row).
-fn read_rows(
+/// Reads rows `from..to` of a `vectors.f32` file (`dim` little-endian f32 per row; `path` names it in errors): a
+/// file shorter than that is an error that asks for a rebuild.
+pub fn read_rows(
     file: &std::fs::File,
     path: &Path,
     dim: usize,
@@ -344,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn segments_build_grow_and_answer_like_the_exact_scan_from_many_threads() {
+    fn segments_build_grow_and_answer_with_exact_scores_from_many_threads() {
         let dim = 16;
         let all: Vec<f32> = (0..600).flat_map(|i| unit(i, dim)).collect();
         let dir = tempfile::tempdir().unwrap();

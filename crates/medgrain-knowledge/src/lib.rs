@@ -501,20 +501,8 @@ fn read_offsets(path: &Path, n: usize) -> Result<Vec<u64>, KnowledgeError> {
 
 /// Reads `n` little-endian f32 values in 1 MiB pieces (peak memory: the vectors, not twice their size).
 fn read_vectors(path: &Path, n: usize) -> Result<Vec<f32>, KnowledgeError> {
-    let mut f = std::fs::File::open(path).map_err(|e| KnowledgeError::io(path, e))?;
-    let mut out = Vec::with_capacity(n);
-    let mut buf = vec![0u8; 1 << 20];
-    while out.len() < n {
-        let want = ((n - out.len()) * 4).min(buf.len());
-        f.read_exact(&mut buf[..want])
-            .map_err(|e| KnowledgeError::Usage(format!("{}: truncated vectors ({e}); rebuild", path.display())))?;
-        out.extend(
-            buf[..want]
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
-    }
-    Ok(out)
+    let f = std::fs::File::open(path).map_err(|e| KnowledgeError::io(path, e))?;
+    ann::read_rows(&f, path, 1, 0, n)
 }
 
 fn line_len(path: &Path, offset: u64) -> Result<u64, KnowledgeError> {
